@@ -1,0 +1,181 @@
+"""Identity: signed ES256 tokens for hosts and players.
+
+Envoy verifies tokens at the edge, but every service verifies them again: a
+service never trusts an identity header or a user id in a request body.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import grpc
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from services.core.errors import PermissionDenied, Unauthenticated
+
+ALGORITHM = "ES256"
+
+
+class Role(StrEnum):
+    HOST = "host"
+    PLAYER = "player"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling, as proven by a verified token."""
+
+    role: Role
+    subject: str
+    quiz_id: str | None = None  # players belong to exactly one quiz
+
+    def require_host(self) -> Caller:
+        if self.role is not Role.HOST:
+            raise PermissionDenied("only a host may do this; sign in with a host token")
+        return self
+
+    def require_player_of(self, quiz_id: str) -> Caller:
+        if self.role is not Role.PLAYER or self.quiz_id != quiz_id:
+            raise PermissionDenied(f"only a player of quiz {quiz_id} may do this")
+        return self
+
+
+class TokenVerifier:
+    """Checks signature, expiry, issuer and audience against a JWKS."""
+
+    def __init__(self, jwks: dict[str, Any], issuer: str, audience: str) -> None:
+        self._keys = {k.key_id: k for k in jwt.PyJWKSet.from_dict(jwks).keys}
+        self._issuer = issuer
+        self._audience = audience
+
+    @classmethod
+    def from_file(cls, path: Path, issuer: str, audience: str) -> TokenVerifier:
+        return cls(json.loads(path.read_text()), issuer, audience)
+
+    def verify(self, token: str) -> Caller:
+        try:
+            header = jwt.get_unverified_header(token)
+            key = self._keys.get(header.get("kid"))
+            if key is None:
+                raise Unauthenticated("token was signed by an unknown key")
+            claims = jwt.decode(
+                token,
+                key.key,
+                algorithms=[ALGORITHM],
+                issuer=self._issuer,
+                audience=self._audience,
+                options={"require": ["exp", "sub", "role"]},
+            )
+        except jwt.ExpiredSignatureError as e:
+            raise Unauthenticated("token has expired; get a new one") from e
+        except jwt.InvalidTokenError as e:
+            raise Unauthenticated(f"invalid token: {e}") from e
+        try:
+            role = Role(claims["role"])
+        except ValueError as e:
+            raise Unauthenticated("token carries an unknown role") from e
+        quiz_id = claims.get("quiz")
+        if role is Role.PLAYER and not quiz_id:
+            raise Unauthenticated("player token names no quiz")
+        return Caller(role=role, subject=str(claims["sub"]), quiz_id=quiz_id)
+
+    def caller(self, context: grpc.aio.ServicerContext, fallback_token: str = "") -> Caller:
+        """The verified caller of an RPC; UNAUTHENTICATED when there is none."""
+        caller = self.optional_caller(context, fallback_token)
+        if caller is None:
+            raise Unauthenticated("sign in: this call needs a bearer token")
+        return caller
+
+    def optional_caller(
+        self, context: grpc.aio.ServicerContext, fallback_token: str = ""
+    ) -> Caller | None:
+        token = bearer_token(context.invocation_metadata() or ()) or fallback_token
+        return self.verify(token) if token else None
+
+
+def bearer_token(metadata: Sequence[tuple[str, str | bytes]]) -> str:
+    for key, value in metadata:
+        if key == "authorization" and isinstance(value, str):
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer":
+                return token.strip()
+    return ""
+
+
+class TokenIssuer:
+    """Signs tokens with the private key whose public half is in the JWKS."""
+
+    def __init__(self, private_key_pem: bytes, issuer: str, audience: str) -> None:
+        key = serialization.load_pem_private_key(private_key_pem, password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError("the signing key must be an EC P-256 key")
+        self._key = key
+        self._kid = key_id(key.public_key())
+        self._issuer = issuer
+        self._audience = audience
+
+    @classmethod
+    def from_file(cls, path: Path, issuer: str, audience: str) -> TokenIssuer:
+        return cls(path.read_bytes(), issuer, audience)
+
+    def issue(
+        self, role: Role, subject: str, ttl_seconds: int, quiz_id: str | None = None
+    ) -> str:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self._issuer,
+            "aud": self._audience,
+            "sub": subject,
+            "role": role.value,
+            "iat": now,
+            "exp": now + ttl_seconds,
+        }
+        if quiz_id is not None:
+            claims["quiz"] = quiz_id
+        return jwt.encode(claims, self._key, algorithm=ALGORITHM, headers={"kid": self._kid})
+
+
+def key_id(public_key: ec.EllipticCurvePublicKey) -> str:
+    """RFC 7638 thumbprint, so the kid changes exactly when the key does."""
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(public_key))
+    return str(jwt.utils.base64url_encode(_thumbprint(jwk)).decode())
+
+
+def _thumbprint(jwk: dict[str, str]) -> bytes:
+    from hashlib import sha256
+
+    canonical = json.dumps({k: jwk[k] for k in ("crv", "kty", "x", "y")}, separators=(",", ":"))
+    return sha256(canonical.encode()).digest()
+
+
+def ensure_dev_keys(signing_key_file: Path, jwks_file: Path) -> None:
+    """Creates a development key pair on first run (never committed: .quizmesh/)."""
+    if signing_key_file.exists() and jwks_file.exists():
+        return
+    key = ec.generate_private_key(ec.SECP256R1())
+    signing_key_file.parent.mkdir(parents=True, exist_ok=True)
+    jwks_file.parent.mkdir(parents=True, exist_ok=True)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    fd = os.open(signing_key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    jwks_file.write_text(json.dumps(jwks_for(key.public_key()), indent=2))
+
+
+def jwks_for(public_key: ec.EllipticCurvePublicKey) -> dict[str, Any]:
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(public_key))
+    jwk.update({"kid": key_id(public_key), "alg": ALGORITHM, "use": "sig"})
+    return {"keys": [jwk]}

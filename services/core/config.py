@@ -1,0 +1,40 @@
+"""Typed settings shared by every QuizMesh process, read from QUIZMESH_* variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_STATE_DIR = Path(".quizmesh")
+
+
+class CommonSettings(BaseSettings):
+    """What every service needs: where its dependencies are and how it listens."""
+
+    model_config = SettingsConfigDict(env_prefix="QUIZMESH_", extra="ignore", frozen=True)
+
+    environment: Literal["development", "test", "production"] = "development"
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 0
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    nats_url: str = "nats://127.0.0.1:4222"
+    database_url: str = f"sqlite+aiosqlite:///{DEV_STATE_DIR}/quizmesh.db"
+    # Namespaces, so that tests and several deployments share servers safely.
+    key_prefix: str = "qm:"
+    nats_prefix: str = "quizmesh"
+    # Public keys that verify tokens (a JWKS document), and the key that signs them.
+    jwks_file: Path = DEV_STATE_DIR / "keys" / "jwks.json"
+    signing_key_file: Path = DEV_STATE_DIR / "keys" / "signing-key.pem"
+    token_issuer: str = "quizmesh"
+    token_audience: str = "quizmesh"
+    shutdown_grace_seconds: float = 10.0
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _refuse_dev_keys_in_production(self) -> CommonSettings:
+        if self.environment == "production" and DEV_STATE_DIR in self.jwks_file.parents:
+            raise ValueError("production needs QUIZMESH_JWKS_FILE outside the dev key folder")
+        return self

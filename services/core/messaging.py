@@ -1,0 +1,100 @@
+"""NATS subjects and JetStream streams, named once for every service."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError
+
+log = logging.getLogger(__name__)
+
+# JetStream de-duplicates message ids within this window: long enough to cover
+# client retries and several replicas announcing the same lifecycle fact.
+DUPLICATE_WINDOW_SECONDS = 2 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Subjects:
+    """Subject and stream names under one prefix (tests use their own)."""
+
+    prefix: str
+
+    @property
+    def events_stream(self) -> str:
+        return f"{self.prefix}_EVENTS".upper().replace(".", "_").replace("-", "_")
+
+    @property
+    def answers_stream(self) -> str:
+        return f"{self.prefix}_ANSWERS".upper().replace(".", "_").replace("-", "_")
+
+    def events(self, quiz_id: str) -> str:
+        """Lifecycle events of a quiz (JetStream)."""
+        return f"{self.prefix}.events.{quiz_id}"
+
+    def answers(self, quiz_id: str) -> str:
+        """Accepted answers of a quiz (JetStream, the durable record)."""
+        return f"{self.prefix}.answers.{quiz_id}"
+
+    def board_changed(self, quiz_id: str) -> str:
+        """A hint that a quiz's board changed other than by an answer (core NATS)."""
+        return f"{self.prefix}.board.{quiz_id}"
+
+    def leaderboard(self, quiz_id: str) -> str:
+        """Coalesced leaderboard snapshots of a quiz (core NATS)."""
+        return f"{self.prefix}.leaderboard.{quiz_id}"
+
+    def all(self, kind: str) -> str:
+        return f"{self.prefix}.{kind}.*"
+
+    @staticmethod
+    def quiz_of(subject: str) -> str:
+        return subject.rsplit(".", 1)[-1]
+
+
+async def connect(url: str, name: str) -> NatsClient:
+    """Connects and keeps reconnecting for ever: a NATS restart heals by itself."""
+
+    async def on_error(e: Exception) -> None:
+        log.warning("nats error", extra={"error": repr(e)})
+
+    async def on_disconnected() -> None:
+        log.warning("nats disconnected")
+
+    async def on_reconnected() -> None:
+        log.info("nats reconnected")
+
+    return await nats.connect(
+        url,
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=2,
+        error_cb=on_error,
+        disconnected_cb=on_disconnected,
+        reconnected_cb=on_reconnected,
+    )
+
+
+async def ensure_streams(js: JetStreamContext, subjects: Subjects) -> None:
+    """Creates (or updates) our two streams; safe for many replicas at once."""
+    for name, subject in (
+        (subjects.events_stream, subjects.all("events")),
+        (subjects.answers_stream, subjects.all("answers")),
+    ):
+        config = StreamConfig(
+            name=name,
+            subjects=[subject],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
+        )
+        try:
+            await js.add_stream(config)
+        except BadRequestError:
+            await js.update_stream(config)

@@ -1,0 +1,233 @@
+"""What every QuizMesh gRPC server shares: error mapping, health that follows its
+dependencies, reflection, and a graceful shutdown on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.core.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+# A reconnect storm opens thousands of streams at once; grpc-core's defaults
+# (1,000 / 3,000 pending) would cancel many of them.
+SERVER_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.server.max_pending_requests", 100_000),
+    ("grpc.server.max_pending_requests_hard_limit", 200_000),
+    ("grpc.so_reuseport", 1),
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Turns ServiceError into its status; anything else into a logged INTERNAL."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        method = details.method
+        if handler.unary_unary is not None:
+            inner_uu = handler.unary_unary
+
+            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                try:
+                    return await inner_uu(request, context)
+                except ServiceError as e:
+                    await context.abort(e.code, e.message)
+                except (asyncio.CancelledError, grpc.aio.AbortError):
+                    raise
+                except Exception:
+                    log.exception("unhandled error", extra={"rpc": method})
+                    await context.abort(grpc.StatusCode.INTERNAL, "internal error; try again")
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            inner_us = handler.unary_stream
+
+            async def unary_stream(
+                request: Any, context: grpc.aio.ServicerContext
+            ) -> AsyncIterator[Any]:
+                try:
+                    async for item in inner_us(request, context):
+                        yield item
+                except ServiceError as e:
+                    await context.abort(e.code, e.message)
+                except (asyncio.CancelledError, grpc.aio.AbortError):
+                    raise
+                except Exception:
+                    log.exception("unhandled error", extra={"rpc": method})
+                    await context.abort(grpc.StatusCode.INTERNAL, "internal error; try again")
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+Check = Callable[[], Awaitable[object]]
+
+
+class DependencyHealth:
+    """Reports SERVING only while every dependency answers its check."""
+
+    def __init__(
+        self, service_names: Iterable[str], checks: Mapping[str, Check], interval: float = 1.0
+    ) -> None:
+        self.servicer = health.aio.HealthServicer()
+        self._names = ["", *service_names]
+        self._checks = dict(checks)
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.failing: list[str] = list(self._checks)
+
+    async def check_once(self) -> bool:
+        failing = []
+        for name, check in self._checks.items():
+            try:
+                await asyncio.wait_for(check(), timeout=max(self._interval, 1.0))
+            except Exception:
+                failing.append(name)
+        if failing != self.failing:
+            if failing:
+                log.warning("dependencies not answering", extra={"failing": failing})
+            else:
+                log.info("all dependencies answer")
+        self.failing = failing
+        await self._set(not failing and not self._stopping)
+        return not failing
+
+    async def _set(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in self._names:
+            await self.servicer.set(name, status)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="dependency-health")
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self.check_once()
+
+    async def shutting_down(self) -> None:
+        self._stopping = True
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._set(False)
+
+
+Closer = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class ServiceApp:
+    """A built server with its lifecycle hooks; tests bind port 0 and read `port`."""
+
+    server: grpc.aio.Server
+    port: int
+    health: DependencyHealth
+    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Run after health turns NOT_SERVING, before the server stops (e.g. end streams).
+    before_stop: list[Closer] = field(default_factory=list)
+    # Run after the server stopped (drain NATS, close Redis and the database).
+    after_stop: list[Closer] = field(default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _stopped: bool = False
+
+    async def start(self) -> None:
+        await self.server.start()
+        await self.health.check_once()
+        self.health.start()
+        self._tasks = [asyncio.create_task(job()) for job in self.background]
+
+    async def stop(self, grace: float) -> None:
+        """Idempotent graceful stop: in-flight calls finish within `grace` seconds."""
+        if self._stopped:
+            return
+        self._stopped = True
+        started = time.monotonic()
+        await self.health.shutting_down()
+        for hook in self.before_stop:
+            await hook()
+        await self.server.stop(grace)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for hook in self.after_stop:
+            with contextlib.suppress(Exception):
+                await hook()
+        log.info("stopped", extra={"seconds": round(time.monotonic() - started, 3)})
+
+
+def build_server(
+    host: str,
+    port: int,
+    register: Callable[[grpc.aio.Server], None],
+    service_names: list[str],
+    checks: Mapping[str, Check],
+) -> ServiceApp:
+    """A grpc.aio server with our servicers, health and reflection, bound to host:port."""
+    server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=SERVER_OPTIONS)
+    register(server)
+    dependency_health = DependencyHealth(service_names, checks)
+    health_pb2_grpc.add_HealthServicer_to_server(dependency_health.servicer, server)
+    reflection.enable_server_reflection(
+        [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
+    bound = server.add_insecure_port(f"{host}:{port}")
+    return ServiceApp(server=server, port=bound, health=dependency_health)
+
+
+def run(build: Callable[[], Awaitable[ServiceApp]], grace: float) -> None:
+    """Runs a service until SIGTERM/SIGINT, then stops it gracefully."""
+    async def main() -> None:
+        app = await build()
+        await app.start()
+        log.info("listening", extra={"port": app.port})
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down", extra={"grace_seconds": grace})
+        await app.stop(grace)
+
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is optional off Linux
+        asyncio.run(main())
+    else:
+        uvloop.run(main())

@@ -1,0 +1,95 @@
+"""The system of record: quizzes, questions, players, answers and scores.
+
+SQLAlchemy Core tables, the same code on MySQL/MariaDB and on SQLite. Times are
+integer milliseconds since the epoch (UTC), exactly as Redis holds them.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+quizzes = Table(
+    "quizzes",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("title", String(200), nullable=False),
+    Column("host", String(128), nullable=False),
+    Column("state", String(16), nullable=False),  # OPEN, RUNNING, CLOSED
+    Column("question_count", Integer, nullable=False),
+    Column("current_question", Integer, nullable=False, default=-1),
+    Column("question_opened_ms", BigInteger),
+    Column("question_deadline_ms", BigInteger),
+    # Set once a question's close was announced, so the deadline sweep skips it.
+    Column("closed_question", Integer, nullable=False, default=-1),
+    Column("close_reason", Integer, nullable=False, default=0),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("started_ms", BigInteger),
+    Column("closed_ms", BigInteger),
+    Index(None, "state", "question_deadline_ms"),
+    Index(None, "created_ms"),
+)
+
+questions = Table(
+    "questions",
+    metadata,
+    Column("quiz_id", String(16), ForeignKey("quizzes.id"), primary_key=True),
+    Column("idx", Integer, primary_key=True, autoincrement=False),
+    Column("text", Text, nullable=False),
+    Column("choices", Text, nullable=False),  # JSON array of strings
+    Column("correct_choice", Integer, nullable=False),
+    Column("points", Integer, nullable=False),
+    Column("time_limit_ms", Integer, nullable=False),
+)
+
+players = Table(
+    "players",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("quiz_id", String(16), ForeignKey("quizzes.id"), nullable=False),
+    Column("nickname", String(64), nullable=False),
+    Column("joined_ms", BigInteger, nullable=False),
+    UniqueConstraint("quiz_id", "nickname"),
+)
+
+answers = Table(
+    "answers",
+    metadata,
+    Column("quiz_id", String(16), primary_key=True),
+    Column("question_idx", Integer, primary_key=True, autoincrement=False),
+    Column("player_id", String(32), primary_key=True),
+    Column("choice", Integer, nullable=False),
+    Column("correct", Boolean, nullable=False),
+    Column("points", Integer, nullable=False),
+    Column("answered_ms", BigInteger, nullable=False),
+)
+
+scores = Table(
+    "scores",
+    metadata,
+    Column("quiz_id", String(16), primary_key=True),
+    Column("player_id", String(32), primary_key=True),
+    Column("score", Integer, nullable=False),
+    Column("reached_ms", BigInteger, nullable=False),
+    Column("is_final", Boolean, nullable=False, default=False),
+)
