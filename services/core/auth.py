@@ -127,9 +127,7 @@ class TokenIssuer:
     def from_file(cls, path: Path, issuer: str, audience: str) -> TokenIssuer:
         return cls(path.read_bytes(), issuer, audience)
 
-    def issue(
-        self, role: Role, subject: str, ttl_seconds: int, quiz_id: str | None = None
-    ) -> str:
+    def issue(self, role: Role, subject: str, ttl_seconds: int, quiz_id: str | None = None) -> str:
         now = int(time.time())
         claims: dict[str, Any] = {
             "iss": self._issuer,

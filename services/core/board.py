@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from quizmesh.common.v1 import common_pb2
 from redis.asyncio import Redis
@@ -27,7 +28,7 @@ def pack(points: int, reached_ms: int) -> float:
 
 
 def points_of(packed: float) -> int:
-    return int(math.ceil(packed / SCALE))
+    return math.ceil(packed / SCALE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,11 @@ class Board:
 
     async def exists(self, quiz_id: str) -> bool:
         return bool(await self.redis.exists(self.keys(quiz_id).state))
+
+    async def status(self, quiz_id: str) -> str | None:
+        """OPEN, RUNNING or CLOSED; None when the quiz is not in Redis."""
+        status = await self.redis.hget(self.keys(quiz_id).state, "status")
+        return None if status is None else str(status)
 
     async def page(
         self, quiz_id: str, offset: int, count: int
@@ -163,11 +169,12 @@ class Board:
         )
 
     async def _entries(
-        self, keys: QuizKeys, rows: list[tuple[str, float]], first_rank: int
+        self, keys: QuizKeys, rows: Any, first_rank: int
     ) -> list[common_pb2.LeaderboardEntry]:
+        """Ranked entries from ZREVRANGE ... WITHSCORES rows (player id, packed score)."""
         if not rows:
             return []
-        names = await self.redis.hmget(keys.nicknames, [pid for pid, _ in rows])
+        names: list[Any] = await self.redis.hmget(keys.nicknames, [pid for pid, _ in rows])
         return [
             common_pb2.LeaderboardEntry(
                 rank=first_rank + i, player_id=pid, nickname=name or "", score=points_of(packed)

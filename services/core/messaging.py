@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import nats
@@ -98,3 +99,14 @@ async def ensure_streams(js: JetStreamContext, subjects: Subjects) -> None:
             await js.add_stream(config)
         except BadRequestError:
             await js.update_stream(config)
+
+
+def connected(nc: NatsClient) -> Callable[[], Awaitable[None]]:
+    """A health check: NATS counts as up only while the connection is."""
+
+    async def check() -> None:
+        if not nc.is_connected:
+            raise ConnectionError("not connected to NATS")
+        await nc.flush(timeout=1)
+
+    return check

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,7 +157,7 @@ class ServiceApp:
     server: grpc.aio.Server
     port: int
     health: DependencyHealth
-    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     # Run after health turns NOT_SERVING, before the server stops (e.g. end streams).
     before_stop: list[Closer] = field(default_factory=list)
     # Run after the server stopped (drain NATS, close Redis and the database).
@@ -213,6 +213,7 @@ def build_server(
 
 def run(build: Callable[[], Awaitable[ServiceApp]], grace: float) -> None:
     """Runs a service until SIGTERM/SIGINT, then stops it gracefully."""
+
     async def main() -> None:
         app = await build()
         await app.start()

@@ -1,0 +1,355 @@
+"""quizctl: the host's command line for QuizMesh.
+
+    quizctl token --role host --subject alice          # prints a signed dev token
+    export QUIZMESH_TOKEN=$(quizctl token --role host --subject alice)
+    QUIZ=$(quizctl create examples/quiz.yaml)
+    quizctl start "$QUIZ"; quizctl advance "$QUIZ"; quizctl close "$QUIZ"
+    quizctl leaderboard "$QUIZ" --all
+
+Exit status: 0 on success, 2 when the request itself is wrong (bad arguments,
+bad quiz file, INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, ...), 1 when the
+call failed for another reason (UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import grpc
+from quizmesh.leaderboard.v1 import leaderboard_pb2
+
+from quizctl import output
+from quizctl.client import (
+    Connection,
+    IdentityError,
+    QuizMeshClient,
+    issue_token,
+    resolve_target,
+    resolve_token,
+)
+from quizctl.quizfile import QuizFileError, load_quiz_file
+from services.core.auth import Role
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+# The caller can fix these by changing the request; everything else is the
+# system's trouble (or a retry's chance).
+CLIENT_ERRORS = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.OUT_OF_RANGE,
+    }
+)
+
+# --all asks for big pages unless --page-size says otherwise (the contract allows 1000).
+ALL_PAGE_SIZE = 1000
+
+Handler = Callable[[argparse.Namespace, Mapping[str, str]], Awaitable[int]]
+
+
+class UsageError(Exception):
+    """The command cannot run as given; the message says what to change."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point: parses ``argv`` (default ``sys.argv[1:]``), returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return asyncio.run(execute(args, os.environ))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `quizctl list | head`: the reader left; say nothing more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
+
+
+async def run(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> int:
+    """Like ``main`` but inside a running event loop (tests, embedding)."""
+    args = build_parser().parse_args(argv)
+    return await execute(args, os.environ if environ is None else environ)
+
+
+async def execute(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    handler: Handler = args.handler
+    try:
+        return await handler(args, environ)
+    except QuizFileError as e:
+        for problem in e.problems:
+            _err(f"error: {problem}")
+        return EXIT_USAGE
+    except (UsageError, IdentityError) as e:
+        _err(f"error: {e}")
+        return EXIT_USAGE
+    except grpc.aio.AioRpcError as e:
+        return _rpc_failed(e, args, environ)
+
+
+def _rpc_failed(error: Any, args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    code: grpc.StatusCode = error.code()
+    details = error.details() or "(no details)"
+    _err(f"error: {code.name}: {details}")
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        target = resolve_target(args.target, environ)
+        _err(
+            f"hint: is the gateway running at {target}? Choose it with --target or QUIZMESH_TARGET."
+        )
+    elif code is grpc.StatusCode.UNAUTHENTICATED:
+        _err("hint: sign in with --token / QUIZMESH_TOKEN, or --as NAME with the dev key.")
+    return EXIT_USAGE if code in CLIENT_ERRORS else EXIT_FAILURE
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+# --- commands -------------------------------------------------------------------------
+
+
+async def cmd_token(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    role = Role(args.role)
+    quiz_id: str | None = args.quiz
+    if role is Role.PLAYER and not quiz_id:
+        raise UsageError("a player token belongs to one quiz: add --quiz QUIZ")
+    if role is Role.HOST and quiz_id:
+        raise UsageError("--quiz only applies to --role player")
+    token, created_jwks = issue_token(role, args.subject, args.ttl, quiz_id)
+    if created_jwks is not None:
+        _err(f"created development keys; services and Envoy verify with {created_jwks}")
+    print(token)
+    return EXIT_OK
+
+
+async def cmd_create(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    # The file is checked before anything else, so a typo never reaches the server.
+    request = load_quiz_file(args.file)
+    async with _client(args, environ, host_only=True) as client:
+        response = await client.create_quiz(request)
+    print(output.to_json(response) if args.json else response.quiz.quiz_id)
+    return EXIT_OK
+
+
+async def cmd_get(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    async with _client(args, environ) as client:
+        response = await client.get_quiz(args.quiz)
+    print(
+        output.to_json(response)
+        if args.json
+        else output.quiz_summary(response.quiz, all_questions=True)
+    )
+    return EXIT_OK
+
+
+async def cmd_list(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    async with _client(args, environ) as client:
+        response = await client.list_quizzes(args.page_size or 0, args.page_token or "")
+    if args.json:
+        print(output.to_json(response))
+        return EXIT_OK
+    print(output.quiz_table(response.quizzes))
+    if response.next_page_token:
+        print(f"more: quizctl list --page-token {response.next_page_token}")
+    return EXIT_OK
+
+
+async def cmd_start(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    async with _client(args, environ, host_only=True) as client:
+        response = await client.start_quiz(args.quiz)
+    print(output.to_json(response) if args.json else output.quiz_summary(response.quiz))
+    return EXIT_OK
+
+
+async def cmd_advance(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    async with _client(args, environ, host_only=True) as client:
+        response = await client.advance_question(args.quiz)
+    print(output.to_json(response) if args.json else output.quiz_summary(response.quiz))
+    return EXIT_OK
+
+
+async def cmd_close(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    async with _client(args, environ, host_only=True) as client:
+        response = await client.close_quiz(args.quiz)
+    print(output.to_json(response) if args.json else output.quiz_summary(response.quiz))
+    return EXIT_OK
+
+
+async def cmd_leaderboard(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    quiz_id: str = args.quiz
+    follow: bool = args.all
+    page_size: int = args.page_size or (ALL_PAGE_SIZE if follow else 0)
+    token: str = args.page_token or ""
+    async with _client(args, environ) as client:
+        page = await client.get_leaderboard(quiz_id, page_size, token)
+        if follow:
+            board = leaderboard_pb2.GetLeaderboardResponse()
+            board.entries.extend(page.entries)
+            seen = {token}
+            while page.next_page_token:
+                if page.next_page_token in seen:
+                    raise UsageError(f"the server repeated page token {page.next_page_token!r}")
+                seen.add(page.next_page_token)
+                page = await client.get_leaderboard(quiz_id, page_size, page.next_page_token)
+                board.entries.extend(page.entries)
+            # Totals and finality come from the last page: the freshest view.
+            board.total_players = page.total_players
+            board.is_final = page.is_final
+            page = board
+    if args.json:
+        print(output.to_json(page))
+        return EXIT_OK
+    print(output.leaderboard_table(page))
+    if page.next_page_token:
+        print(f"more: quizctl leaderboard {quiz_id} --page-token {page.next_page_token} (or --all)")
+    return EXIT_OK
+
+
+def _client(
+    args: argparse.Namespace, environ: Mapping[str, str], *, host_only: bool = False
+) -> QuizMeshClient:
+    token = resolve_token(args.token, args.as_name, environ)
+    if host_only and token is None:
+        raise UsageError(
+            "this command needs a host: pass --token TOKEN or --as NAME "
+            "(or set QUIZMESH_TOKEN / QUIZMESH_HOST)"
+        )
+    timeout: float = args.timeout
+    connection = Connection(
+        target=resolve_target(args.target, environ),
+        token=token,
+        timeout_seconds=timeout,
+        tls=bool(args.tls),
+    )
+    return QuizMeshClient(connection)
+
+
+# --- arguments ------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="quizctl",
+        description="Create and run QuizMesh quizzes from the command line.",
+        epilog="Connection options may also follow the command: quizctl get QUIZ --json.",
+    )
+    _add_connection_options(parser, suppress=False)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    token = commands.add_parser(
+        "token",
+        help="print a signed token (creates the dev keys on first use)",
+        description="Sign a token with the development key; prints only the token.",
+    )
+    token.add_argument("--role", choices=[r.value for r in Role], default=Role.HOST.value)
+    token.add_argument("--subject", required=True, help="host name, or the player's id")
+    token.add_argument("--quiz", help="the quiz a player token belongs to (players only)")
+    token.add_argument(
+        "--ttl", type=_positive_int, default=3600, metavar="SECONDS", help="lifetime (3600)"
+    )
+    token.set_defaults(handler=cmd_token)
+
+    create = _rpc_command(commands, "create", "create a quiz from a YAML or JSON file", cmd_create)
+    create.add_argument(
+        "file", metavar="FILE", help="quiz file (.yaml, .yml or .json; - for stdin)"
+    )
+
+    get = _rpc_command(commands, "get", "show a quiz", cmd_get)
+    get.add_argument("quiz", metavar="QUIZ", help="quiz code")
+
+    listing = _rpc_command(commands, "list", "list quizzes, newest first", cmd_list)
+    listing.add_argument("--page-size", type=_positive_int, metavar="N")
+    listing.add_argument("--page-token", metavar="TOKEN", help="from a previous page")
+
+    for name, summary, handler in (
+        ("start", "start a quiz: opens its first question", cmd_start),
+        ("advance", "close the current question and open the next", cmd_advance),
+        ("close", "close a quiz; its leaderboard becomes final", cmd_close),
+    ):
+        command = _rpc_command(commands, name, summary, handler)
+        command.add_argument("quiz", metavar="QUIZ", help="quiz code")
+
+    board = _rpc_command(commands, "leaderboard", "show a quiz's ranking", cmd_leaderboard)
+    board.add_argument("quiz", metavar="QUIZ", help="quiz code")
+    board.add_argument("--page-size", type=_positive_int, metavar="N")
+    board.add_argument("--page-token", metavar="TOKEN", help="from a previous page")
+    board.add_argument("--all", action="store_true", help="follow every page to the end")
+    return parser
+
+
+def _rpc_command(
+    commands: Any, name: str, summary: str, handler: Handler
+) -> argparse.ArgumentParser:
+    command: argparse.ArgumentParser = commands.add_parser(name, help=summary, description=summary)
+    _add_connection_options(command, suppress=True)
+    command.add_argument(
+        "--json", action="store_true", help="print the response as JSON (proto field names)"
+    )
+    command.set_defaults(handler=handler)
+    return command
+
+
+def _add_connection_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    # On a subcommand the defaults are suppressed, so that an option given before
+    # the command is not reset by the subcommand's own default.
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
+    group = parser.add_argument_group("connection")
+    group.add_argument(
+        "--target",
+        default=default(None),
+        metavar="HOST:PORT",
+        help="gateway address (env QUIZMESH_TARGET, default localhost:8080)",
+    )
+    group.add_argument(
+        "--tls", action="store_true", default=default(False), help="connect with TLS"
+    )
+    group.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=default(10.0),
+        metavar="SECONDS",
+        help="deadline of each call (10)",
+    )
+    who = group.add_mutually_exclusive_group()
+    who.add_argument(
+        "--token", default=default(None), help="host bearer token (env QUIZMESH_TOKEN)"
+    )
+    who.add_argument(
+        "--as",
+        dest="as_name",
+        default=default(None),
+        metavar="NAME",
+        help="sign a host token for NAME with the dev key (env QUIZMESH_HOST)",
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value

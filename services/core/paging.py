@@ -1,0 +1,31 @@
+"""Opaque page tokens (AIP-158) over an offset: clients must not build them."""
+
+from __future__ import annotations
+
+import base64
+
+from services.core.errors import InvalidArgument
+
+
+def encode_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"o{offset}".encode()).decode().rstrip("=")
+
+
+def decode_token(token: str) -> int:
+    if not token:
+        return 0
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        if raw.startswith("o") and raw[1:].isdigit():
+            return int(raw[1:])
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise InvalidArgument("page_token is not valid; use next_page_token from a previous response")
+
+
+def page_size(requested: int, default: int, maximum: int) -> int:
+    if requested == 0:
+        return default
+    if not 1 <= requested <= maximum:
+        raise InvalidArgument(f"page_size must be between 1 and {maximum}, got {requested}")
+    return requested

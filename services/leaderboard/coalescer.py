@@ -1,0 +1,103 @@
+"""Coalesced leaderboard snapshots: many board changes, one Redis read per quiz per tick.
+
+Every answer, join or lifecycle event only marks its quiz dirty. The loop then reads
+each dirty quiz's top once and publishes it on NATS, so a burst of a thousand
+answers costs a few snapshots, and a quiz nobody touches costs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from services.core.board import Board
+from services.core.messaging import Subjects
+
+log = logging.getLogger(__name__)
+
+# Replicas share the work: each change reaches one of them, and watchers drop
+# snapshots whose version they have already seen.
+QUEUE_GROUP = "leaderboard"
+# What marks a quiz dirty: accepted answers, joins, lifecycle events.
+CHANGE_KINDS = ("answers", "board", "events")
+# Bounds the Redis connections one tick may open when many quizzes are live.
+MAX_CONCURRENT_READS = 32
+
+
+class SnapshotCoalescer:
+    def __init__(
+        self,
+        nc: NatsClient,
+        board: Board,
+        subjects: Subjects,
+        interval_seconds: float,
+        top: int,
+    ) -> None:
+        self.nc = nc
+        self.board = board
+        self.subjects = subjects
+        self.interval = interval_seconds
+        self.top = top
+        self._dirty: set[str] = set()
+        self._changed = asyncio.Event()
+        # Quizzes whose last snapshot failed: logged once, retried every tick.
+        self._failing: set[str] = set()
+
+    async def run(self) -> None:
+        """Publishes snapshots until cancelled (a ServiceApp background job)."""
+        subscriptions: list[Subscription] = []
+        try:
+            for kind in CHANGE_KINDS:
+                subscription = await self.nc.subscribe(
+                    self.subjects.all(kind), queue=QUEUE_GROUP, cb=self._mark_dirty
+                )
+                subscriptions.append(subscription)
+            while True:
+                # The first change after a quiet spell is published at once; later
+                # ones wait for the next tick, which is where bursts are merged.
+                await self._changed.wait()
+                self._changed.clear()
+                await self.publish_dirty()
+                await asyncio.sleep(self.interval)
+        finally:
+            for subscription in subscriptions:
+                with contextlib.suppress(Exception):
+                    await subscription.unsubscribe()
+
+    def mark_dirty(self, quiz_id: str) -> None:
+        self._dirty.add(quiz_id)
+        self._changed.set()
+
+    async def _mark_dirty(self, msg: Msg) -> None:
+        self.mark_dirty(Subjects.quiz_of(msg.subject))
+
+    async def publish_dirty(self) -> None:
+        """One snapshot for every quiz that changed since the last call."""
+        dirty, self._dirty = self._dirty, set()
+        limit = asyncio.Semaphore(MAX_CONCURRENT_READS)
+
+        async def publish(quiz_id: str) -> None:
+            async with limit:
+                try:
+                    snapshot = await self.board.snapshot(quiz_id, self.top)
+                    await self.nc.publish(
+                        self.subjects.leaderboard(quiz_id), snapshot.SerializeToString()
+                    )
+                except Exception:
+                    if quiz_id not in self._failing:
+                        log.exception("snapshot not published", extra={"quiz_id": quiz_id})
+                        self._failing.add(quiz_id)
+                    # Retried next tick: otherwise watchers would keep a stale board
+                    # until the quiz happens to change again.
+                    self.mark_dirty(quiz_id)
+                else:
+                    if quiz_id in self._failing:
+                        log.info("snapshot published again", extra={"quiz_id": quiz_id})
+                        self._failing.discard(quiz_id)
+
+        await asyncio.gather(*(publish(quiz_id) for quiz_id in dirty))

@@ -1,0 +1,91 @@
+"""Lifecycle events on JetStream, each with a deterministic message id so that the
+same fact announced by several replicas (or retried) is stored once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from quizmesh.common.v1 import common_pb2, events_pb2
+
+from services.core.clock import timestamp
+from services.core.messaging import Subjects
+
+log = logging.getLogger(__name__)
+
+
+class Announcer:
+    def __init__(self, nc: NatsClient, js: JetStreamContext, subjects: Subjects) -> None:
+        self.nc = nc
+        self.js = js
+        self.subjects = subjects
+
+    async def _publish(self, msg_id: str, event: events_pb2.QuizEvent, at: int) -> None:
+        event.time.CopyFrom(timestamp(at))
+        data = event.SerializeToString()
+        for attempt in range(5):
+            try:
+                await self.js.publish(
+                    self.subjects.events(event.quiz_id),
+                    data,
+                    timeout=2,
+                    headers={"Nats-Msg-Id": msg_id},
+                )
+                return
+            except Exception as e:
+                log.warning("event publish failed", extra={"msg_id": msg_id, "error": repr(e)})
+                await asyncio.sleep(0.1 * 2**attempt)
+        log.error("event not published", extra={"msg_id": msg_id})
+        raise RuntimeError(f"could not publish {msg_id}")
+
+    async def quiz_started(self, quiz_id: str, question_count: int, at: int) -> None:
+        await self._publish(
+            f"{quiz_id}:started",
+            events_pb2.QuizEvent(
+                quiz_id=quiz_id,
+                quiz_started=events_pb2.QuizStarted(question_count=question_count),
+            ),
+            at,
+        )
+
+    async def question_opened(
+        self, quiz_id: str, question: common_pb2.QuestionView, question_count: int, at: int
+    ) -> None:
+        await self._publish(
+            f"{quiz_id}:q{question.index}:opened",
+            events_pb2.QuizEvent(
+                quiz_id=quiz_id,
+                question_opened=events_pb2.QuestionOpened(
+                    question=question, question_count=question_count
+                ),
+            ),
+            at,
+        )
+
+    async def question_closed(self, quiz_id: str, index: int, correct: int, at: int) -> None:
+        await self._publish(
+            f"{quiz_id}:q{index}:closed",
+            events_pb2.QuizEvent(
+                quiz_id=quiz_id,
+                question_closed=events_pb2.QuestionClosed(index=index, correct_choice=correct),
+            ),
+            at,
+        )
+
+    async def quiz_closed(
+        self, quiz_id: str, reason: events_pb2.CloseReason.ValueType, at: int
+    ) -> None:
+        await self._publish(
+            f"{quiz_id}:closed",
+            events_pb2.QuizEvent(quiz_id=quiz_id, quiz_closed=events_pb2.QuizClosed(reason=reason)),
+            at,
+        )
+
+    async def board_changed(self, quiz_id: str) -> None:
+        """A hint for the leaderboard service; losing one only delays a snapshot."""
+        try:
+            await self.nc.publish(self.subjects.board_changed(quiz_id), b"")
+        except Exception as e:
+            log.warning("board hint not published", extra={"quiz_id": quiz_id, "error": repr(e)})

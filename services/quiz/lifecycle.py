@@ -1,0 +1,210 @@
+"""Quiz lifecycle: OPEN -> RUNNING (questions one at a time) -> CLOSED.
+
+Every transition is a compare-and-set on the quiz row, with the matching Redis
+write inside the same SQL transaction (so a failed Redis write rolls it back),
+followed by its announcement on JetStream. A question's close is a fact derived
+from its stored deadline: every replica sweeps for passed deadlines and announces
+them with the same message id, so duplicates vanish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+
+from quizmesh.common.v1 import common_pb2, events_pb2
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.core.clock import now_ms, timestamp
+from services.core.errors import FailedPrecondition
+from services.quiz.announcer import Announcer
+from services.quiz.live import LiveQuizzes
+from services.quiz.store import Question, QuizRecord, QuizStore
+
+log = logging.getLogger(__name__)
+
+
+def question_view(
+    q: Question, opened: int | None, deadline: int | None, reveal: bool
+) -> common_pb2.QuestionView:
+    view = common_pb2.QuestionView(
+        index=q.index,
+        text=q.text,
+        choices=q.choices,
+        points=q.points,
+        time_limit_ms=q.time_limit_ms,
+    )
+    if opened is not None:
+        view.opened_at.CopyFrom(timestamp(opened))
+    if deadline is not None:
+        view.deadline.CopyFrom(timestamp(deadline))
+    if reveal:
+        view.correct_choice = q.correct_choice
+    return view
+
+
+class QuestionCache:
+    """Questions never change once a quiz exists, so each replica keeps recent ones."""
+
+    def __init__(self, store: QuizStore, size: int = 1024) -> None:
+        self._store = store
+        self._size = size
+        self._cache: OrderedDict[str, list[Question]] = OrderedDict()
+
+    async def get(self, quiz_id: str) -> list[Question]:
+        found = self._cache.get(quiz_id)
+        if found is None:
+            found = await self._store.questions(quiz_id)
+            self._cache[quiz_id] = found
+            if len(self._cache) > self._size:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(quiz_id)
+        return found
+
+
+class Lifecycle:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        store: QuizStore,
+        live: LiveQuizzes,
+        announcer: Announcer,
+        questions: QuestionCache,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.live = live
+        self.announcer = announcer
+        self.questions = questions
+
+    async def start(self, quiz: QuizRecord) -> None:
+        if quiz.state != "OPEN":
+            raise FailedPrecondition(
+                f"quiz {quiz.id} has already been started (it is {quiz.state})"
+            )
+        qs = await self.questions.get(quiz.id)
+        now = now_ms()
+        deadline = now + qs[0].time_limit_ms
+        async with self.engine.begin() as conn:
+            won = await self.store.transition(
+                conn,
+                quiz.id,
+                {"state": "OPEN"},
+                state="RUNNING",
+                current_question=0,
+                question_opened_ms=now,
+                question_deadline_ms=deadline,
+                started_ms=now,
+            )
+            if not won:
+                raise FailedPrecondition(f"quiz {quiz.id} has already been started")
+            await self.live.open_question(quiz.id, 0, now, deadline)
+        await self.announcer.quiz_started(quiz.id, len(qs), now)
+        await self.announcer.question_opened(
+            quiz.id, question_view(qs[0], now, deadline, reveal=False), len(qs), now
+        )
+
+    async def advance(self, quiz: QuizRecord) -> None:
+        if quiz.state != "RUNNING":
+            hint = "start it first" if quiz.state == "OPEN" else "it is closed"
+            raise FailedPrecondition(f"quiz {quiz.id} is not running: {hint}")
+        qs = await self.questions.get(quiz.id)
+        current = quiz.current_question
+        if current + 1 >= len(qs):
+            await self.close(quiz, events_pb2.CLOSE_REASON_HOST)
+            return
+        now = now_ms()
+        nxt = qs[current + 1]
+        deadline = now + nxt.time_limit_ms
+        async with self.engine.begin() as conn:
+            won = await self.store.transition(
+                conn,
+                quiz.id,
+                {"state": "RUNNING", "current_question": current},
+                current_question=current + 1,
+                question_opened_ms=now,
+                question_deadline_ms=deadline,
+                closed_question=current,
+            )
+            if not won:
+                raise FailedPrecondition(f"quiz {quiz.id} changed meanwhile; look again and retry")
+            await self.live.open_question(quiz.id, nxt.index, now, deadline)
+        await self.announcer.question_closed(quiz.id, current, qs[current].correct_choice, now)
+        await self.announcer.question_opened(
+            quiz.id, question_view(nxt, now, deadline, reveal=False), len(qs), now
+        )
+
+    async def close(self, quiz: QuizRecord, reason: events_pb2.CloseReason.ValueType) -> None:
+        if quiz.state == "CLOSED":
+            raise FailedPrecondition(f"quiz {quiz.id} is already closed")
+        now = now_ms()
+        async with self.engine.begin() as conn:
+            won = await self.store.transition(
+                conn,
+                quiz.id,
+                {"state": quiz.state, "current_question": quiz.current_question},
+                state="CLOSED",
+                closed_ms=now,
+                close_reason=int(reason),
+                closed_question=quiz.current_question,
+            )
+            if not won:
+                raise FailedPrecondition(f"quiz {quiz.id} changed meanwhile; look again and retry")
+            await self.live.close(quiz.id, now)
+        if quiz.current_question >= 0:
+            qs = await self.questions.get(quiz.id)
+            current = qs[quiz.current_question]
+            await self.announcer.question_closed(
+                quiz.id, current.index, current.correct_choice, now
+            )
+        await self.announcer.quiz_closed(quiz.id, reason, now)
+
+    async def close_due_questions(self) -> int:
+        """Announces every question whose deadline passed; closes finished quizzes."""
+        due = await self.store.due_questions(now_ms())
+        for quiz in due:
+            try:
+                await self._close_due(quiz)
+            except Exception:
+                log.exception("deadline close failed", extra={"quiz_id": quiz.id})
+        return len(due)
+
+    async def _close_due(self, quiz: QuizRecord) -> None:
+        qs = await self.questions.get(quiz.id)
+        index = quiz.current_question
+        deadline = quiz.question_deadline_ms or now_ms()
+        # Announce first: if this replica dies before marking the row, the next
+        # sweep (here or elsewhere) repeats the same message id, stored once.
+        await self.announcer.question_closed(quiz.id, index, qs[index].correct_choice, deadline)
+        if index + 1 < len(qs):
+            async with self.engine.begin() as conn:
+                await self.store.transition(
+                    conn, quiz.id, {"current_question": index}, closed_question=index
+                )
+            return
+        async with self.engine.begin() as conn:
+            won = await self.store.transition(
+                conn,
+                quiz.id,
+                {"state": "RUNNING", "current_question": index},
+                state="CLOSED",
+                closed_ms=deadline,
+                close_reason=int(events_pb2.CLOSE_REASON_LAST_QUESTION),
+                closed_question=index,
+            )
+            if won:
+                await self.live.close(quiz.id, deadline)
+        if won:
+            await self.announcer.quiz_closed(
+                quiz.id, events_pb2.CLOSE_REASON_LAST_QUESTION, deadline
+            )
+
+    async def sweep_deadlines(self, interval: float) -> None:
+        while True:
+            try:
+                await self.close_due_questions()
+            except Exception:
+                log.exception("deadline sweep failed")
+            await asyncio.sleep(interval)

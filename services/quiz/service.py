@@ -1,0 +1,201 @@
+"""QuizService: quizzes, players and the lifecycle, for hosts and players."""
+
+from __future__ import annotations
+
+import grpc
+from quizmesh.common.v1 import common_pb2, events_pb2
+from quizmesh.quiz.v1 import quiz_pb2, quiz_pb2_grpc
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.core import ids
+from services.core.auth import Caller, Role, TokenIssuer, TokenVerifier
+from services.core.clock import now_ms, timestamp
+from services.core.errors import AlreadyExists, FailedPrecondition, PermissionDenied
+from services.core.paging import decode_token, encode_token, page_size
+from services.quiz import rules
+from services.quiz.announcer import Announcer
+from services.quiz.lifecycle import Lifecycle, QuestionCache, question_view
+from services.quiz.live import LiveQuizzes
+from services.quiz.store import DuplicateKey, Question, QuizRecord, QuizStore
+
+STATES = {
+    "OPEN": common_pb2.QUIZ_STATE_OPEN,
+    "RUNNING": common_pb2.QUIZ_STATE_RUNNING,
+    "CLOSED": common_pb2.QUIZ_STATE_CLOSED,
+}
+
+
+class QuizService(quiz_pb2_grpc.QuizServiceServicer):
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        store: QuizStore,
+        live: LiveQuizzes,
+        announcer: Announcer,
+        verifier: TokenVerifier,
+        issuer: TokenIssuer,
+        player_token_ttl: int,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.live = live
+        self.announcer = announcer
+        self.verifier = verifier
+        self.issuer = issuer
+        self.player_token_ttl = player_token_ttl
+        self.questions = QuestionCache(store)
+        self.lifecycle = Lifecycle(engine, store, live, announcer, self.questions)
+
+    async def CreateQuiz(
+        self, request: quiz_pb2.CreateQuizRequest, context: grpc.aio.ServicerContext
+    ) -> quiz_pb2.CreateQuizResponse:
+        host = self.verifier.caller(context).require_host()
+        rules.check_quiz(request)
+        qs = [
+            Question(
+                index=i,
+                text=q.text.strip(),
+                choices=[c.strip() for c in q.choices],
+                correct_choice=q.correct_choice,
+                points=rules.points_of(q),
+                time_limit_ms=rules.time_limit_of(q),
+            )
+            for i, q in enumerate(request.questions)
+        ]
+        created = now_ms()
+        for _ in range(5):  # a code collision is rare; draw again
+            quiz_id = ids.new_quiz_id()
+            try:
+                await self.store.create(quiz_id, request.title.strip(), host.subject, created, qs)
+                break
+            except DuplicateKey:
+                continue
+        else:
+            raise FailedPrecondition("could not allocate a quiz code; try again")
+        quiz = await self.store.get(quiz_id)
+        await self.live.publish_quiz(quiz, qs)
+        return quiz_pb2.CreateQuizResponse(quiz=await self._render(quiz, host, player_count=0))
+
+    async def GetQuiz(
+        self, request: quiz_pb2.GetQuizRequest, context: grpc.aio.ServicerContext
+    ) -> quiz_pb2.GetQuizResponse:
+        caller = self.verifier.optional_caller(context)
+        quiz = await self.store.get(ids.quiz_code(request.quiz_id))
+        return quiz_pb2.GetQuizResponse(quiz=await self._render(quiz, caller))
+
+    async def ListQuizzes(
+        self, request: quiz_pb2.ListQuizzesRequest, context: grpc.aio.ServicerContext
+    ) -> quiz_pb2.ListQuizzesResponse:
+        size = page_size(request.page_size, default=20, maximum=100)
+        offset = decode_token(request.page_token)
+        rows = await self.store.page(offset, size + 1)
+        response = quiz_pb2.ListQuizzesResponse(
+            quizzes=[await self._render(q, None, with_questions=False) for q in rows[:size]]
+        )
+        if len(rows) > size:
+            response.next_page_token = encode_token(offset + size)
+        return response
+
+    async def JoinQuiz(
+        self, request: quiz_pb2.JoinQuizRequest, context: grpc.aio.ServicerContext
+    ) -> quiz_pb2.JoinQuizResponse:
+        quiz_id = ids.quiz_code(request.quiz_id)
+        nickname = rules.nickname(request.nickname)
+        quiz = await self.store.get(quiz_id)
+        if quiz.state != "OPEN":
+            raise FailedPrecondition(f"quiz {quiz_id} has already started; joining is closed")
+        player_id = ids.new_player_id()
+        joined = now_ms()
+        try:
+            async with self.engine.begin() as conn:
+                await self.store.add_player(conn, quiz_id, player_id, nickname, joined)
+                # Inside the transaction: if Redis fails, the player row rolls back.
+                await self.live.add_player(quiz_id, player_id, nickname, joined - quiz.created_ms)
+        except DuplicateKey as e:
+            raise AlreadyExists(
+                f"nickname {nickname!r} is already taken in quiz {quiz_id}; pick another"
+            ) from e
+        except BaseException:
+            await self.live.remove_player(quiz_id, player_id)
+            raise
+        await self.announcer.board_changed(quiz_id)
+        token = self.issuer.issue(Role.PLAYER, player_id, self.player_token_ttl, quiz_id=quiz_id)
+        player = Caller(role=Role.PLAYER, subject=player_id, quiz_id=quiz_id)
+        return quiz_pb2.JoinQuizResponse(
+            player_id=player_id, player_token=token, quiz=await self._render(quiz, player)
+        )
+
+    async def StartQuiz(
+        self, request: quiz_pb2.StartQuizRequest, context: grpc.aio.ServicerContext
+    ) -> quiz_pb2.StartQuizResponse:
+        quiz, host = await self._hosted(request.quiz_id, context, "start")
+        await self.lifecycle.start(quiz)
+        return quiz_pb2.StartQuizResponse(quiz=await self._render_fresh(quiz.id, host))
+
+    async def AdvanceQuestion(
+        self, request: quiz_pb2.AdvanceQuestionRequest, context: grpc.aio.ServicerContext
+    ) -> quiz_pb2.AdvanceQuestionResponse:
+        quiz, host = await self._hosted(request.quiz_id, context, "advance")
+        await self.lifecycle.advance(quiz)
+        return quiz_pb2.AdvanceQuestionResponse(quiz=await self._render_fresh(quiz.id, host))
+
+    async def CloseQuiz(
+        self, request: quiz_pb2.CloseQuizRequest, context: grpc.aio.ServicerContext
+    ) -> quiz_pb2.CloseQuizResponse:
+        quiz, host = await self._hosted(request.quiz_id, context, "close")
+        await self.lifecycle.close(quiz, events_pb2.CLOSE_REASON_HOST)
+        return quiz_pb2.CloseQuizResponse(quiz=await self._render_fresh(quiz.id, host))
+
+    async def _hosted(
+        self, raw_quiz_id: str, context: grpc.aio.ServicerContext, action: str
+    ) -> tuple[QuizRecord, Caller]:
+        """The quiz, if the caller is its host (identity from the token only)."""
+        caller = self.verifier.caller(context)
+        quiz = await self.store.get(ids.quiz_code(raw_quiz_id))
+        if caller.role is not Role.HOST or caller.subject != quiz.host:
+            raise PermissionDenied(f"only the host of quiz {quiz.id} may {action} it")
+        return quiz, caller
+
+    async def _render_fresh(self, quiz_id: str, caller: Caller) -> quiz_pb2.Quiz:
+        return await self._render(await self.store.get(quiz_id), caller)
+
+    async def _render(
+        self,
+        quiz: QuizRecord,
+        caller: Caller | None,
+        player_count: int | None = None,
+        with_questions: bool = True,
+    ) -> quiz_pb2.Quiz:
+        now = now_ms()
+        if player_count is None:
+            player_count = await self.live.player_count(quiz.id)
+        if player_count is None:  # the live state is gone (closed and expired)
+            player_count = await self.store.player_count(quiz.id)
+        view = quiz_pb2.Quiz(
+            quiz_id=quiz.id,
+            title=quiz.title,
+            host=quiz.host,
+            state=STATES[quiz.state],
+            question_count=quiz.question_count,
+            current_question=quiz.current_question,
+            player_count=player_count,
+            create_time=timestamp(quiz.created_ms),
+            server_time=timestamp(now),
+        )
+        if with_questions:
+            is_host = (
+                caller is not None and caller.role is Role.HOST and caller.subject == quiz.host
+            )
+            for q in await self.questions.get(quiz.id):
+                if not is_host and q.index > quiz.current_question:
+                    break  # players never see questions before they open
+                current = q.index == quiz.current_question
+                view.questions.append(
+                    question_view(
+                        q,
+                        opened=quiz.question_opened_ms if current else None,
+                        deadline=quiz.question_deadline_ms if current else None,
+                        reveal=is_host or quiz.question_closed(q.index, now),
+                    )
+                )
+        return view

@@ -1,0 +1,158 @@
+"""ScoreService: answer intake with server-side scoring, exactly once per question."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from nats.js import JetStreamContext
+from quizmesh.common.v1 import events_pb2
+from quizmesh.score.v1 import score_pb2, score_pb2_grpc
+
+from services.core import ids
+from services.core.auth import Role, TokenVerifier
+from services.core.clock import now_ms, timestamp
+from services.core.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+)
+from services.core.messaging import Subjects
+from services.score.store import Answer, AnswerBook, Outcome
+
+log = logging.getLogger(__name__)
+
+
+def _result(answer: Answer) -> score_pb2.AnswerResult:
+    return score_pb2.AnswerResult(
+        question_index=answer.question_index,
+        choice_index=answer.choice_index,
+        correct=answer.correct,
+        points_awarded=answer.points_awarded,
+        answered_at=timestamp(answer.answered_ms),
+    )
+
+
+def _refusal(quiz_id: str, question: int, outcome: Outcome) -> Exception:
+    """A person-readable reason for each way the script can refuse an answer."""
+    detail = outcome.detail
+    match outcome.error:
+        case "no_quiz":
+            return NotFound(f"quiz {quiz_id} not found")
+        case "no_player":
+            return NotFound(f"you are not a player of quiz {quiz_id}; join it first")
+        case "not_started":
+            return FailedPrecondition(f"quiz {quiz_id} has not started yet")
+        case "closed":
+            return FailedPrecondition(f"quiz {quiz_id} is closed; answers are no longer accepted")
+        case "not_open":
+            return FailedPrecondition(
+                f"question {question} is not open yet (the open question is {detail})"
+            )
+        case "moved_on":
+            return FailedPrecondition(
+                f"question {question} is closed; the open question is {detail}"
+            )
+        case "late":
+            return FailedPrecondition(
+                f"too late: question {question} closed {detail} ms before your answer arrived"
+            )
+        case "bad_choice":
+            return InvalidArgument(
+                f"choice_index must be between 0 and {int(detail) - 1}, got a larger value"
+            )
+    return FailedPrecondition(f"answer refused ({outcome.error})")
+
+
+class ScoreService(score_pb2_grpc.ScoreServiceServicer):
+    def __init__(
+        self,
+        book: AnswerBook,
+        js: JetStreamContext,
+        subjects: Subjects,
+        verifier: TokenVerifier,
+        publish_timeout: float,
+    ) -> None:
+        self.book = book
+        self.js = js
+        self.subjects = subjects
+        self.verifier = verifier
+        self.publish_timeout = publish_timeout
+
+    async def SubmitAnswer(
+        self, request: score_pb2.SubmitAnswerRequest, context: grpc.aio.ServicerContext
+    ) -> score_pb2.SubmitAnswerResponse:
+        now = now_ms()  # the server's clock decides, never the client's
+        quiz_id = ids.quiz_code(request.quiz_id)
+        player = self.verifier.caller(context).require_player_of(quiz_id)
+        if request.question_index < 0:
+            raise InvalidArgument(f"question_index must be 0 or more, got {request.question_index}")
+        if request.choice_index < 0:
+            raise InvalidArgument(f"choice_index must be 0 or more, got {request.choice_index}")
+        outcome = await self.book.submit(
+            quiz_id, request.question_index, player.subject, request.choice_index, now
+        )
+        if outcome.answer is None:
+            raise _refusal(quiz_id, request.question_index, outcome)
+        answer = outcome.answer
+        replayed = outcome.kind == "replay"
+        if replayed and answer.choice_index != request.choice_index:
+            raise AlreadyExists(
+                f"you already answered question {answer.question_index} "
+                f"(choice {answer.choice_index}); one answer per question"
+            )
+        # Durable before acknowledged. A replay publishes again: the first attempt
+        # may have died between Redis and JetStream; the message id de-duplicates.
+        await self._record(quiz_id, player.subject, answer, outcome.total_score)
+        return score_pb2.SubmitAnswerResponse(
+            result=_result(answer), total_score=outcome.total_score, replayed=replayed
+        )
+
+    async def _record(self, quiz_id: str, player_id: str, answer: Answer, total: int) -> None:
+        record = events_pb2.AcceptedAnswer(
+            quiz_id=quiz_id,
+            question_index=answer.question_index,
+            player_id=player_id,
+            choice_index=answer.choice_index,
+            correct=answer.correct,
+            points_awarded=answer.points_awarded,
+            total_score=total,
+            answered_at=timestamp(answer.answered_ms),
+        )
+        try:
+            await self.js.publish(
+                self.subjects.answers(quiz_id),
+                record.SerializeToString(),
+                timeout=self.publish_timeout,
+                headers={"Nats-Msg-Id": f"{quiz_id}:{answer.question_index}:{player_id}"},
+            )
+        except Exception as e:
+            log.warning(
+                "answer not confirmed durable", extra={"quiz_id": quiz_id, "error": repr(e)}
+            )
+            raise Unavailable(
+                "your answer was scored but not yet stored durably; retry the same request"
+            ) from e
+
+    async def GetPlayerScore(
+        self, request: score_pb2.GetPlayerScoreRequest, context: grpc.aio.ServicerContext
+    ) -> score_pb2.GetPlayerScoreResponse:
+        quiz_id = ids.quiz_code(request.quiz_id)
+        player_id = ids.player_ref(request.player_id)
+        caller = self.verifier.caller(context)
+        is_self = caller.role is Role.PLAYER and caller.quiz_id == quiz_id
+        is_self = is_self and caller.subject == player_id
+        if not is_self and not (
+            caller.role is Role.HOST and caller.subject == await self.book.host_of(quiz_id)
+        ):
+            raise PermissionDenied("only that player or the quiz's host may read this score")
+        found = await self.book.player_answers(quiz_id, player_id)
+        if found is None:
+            raise NotFound(f"player {player_id} is not in quiz {quiz_id}")
+        total, answers = found
+        return score_pb2.GetPlayerScoreResponse(
+            player_id=player_id, score=total, answers=[_result(a) for a in answers]
+        )

@@ -1,0 +1,76 @@
+"""The score service's Redis side: the answer script and answer lookups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+
+from services.core.board import SCALE, QuizKeys, points_of
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    question_index: int
+    choice_index: int
+    correct: bool
+    points_awarded: int
+    answered_ms: int
+
+    @classmethod
+    def parse(cls, question_index: int, record: str) -> Answer:
+        choice, correct, points, answered = record.split("|")
+        return cls(question_index, int(choice), correct == "1", int(points), int(answered))
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the script decided: accepted, replay (with the original) or an error."""
+
+    kind: str
+    answer: Answer | None = None
+    total_score: int = 0
+    error: str = ""
+    detail: str = ""
+
+
+class AnswerBook:
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        source = resources.files("services.score").joinpath("submit_answer.lua").read_text()
+        self._submit = redis.register_script(source)
+
+    async def submit(
+        self, quiz_id: str, question_index: int, player_id: str, choice_index: int, now: int
+    ) -> Outcome:
+        keys = QuizKeys(self.prefix, quiz_id)
+        result: list[Any] = await self._submit(
+            keys=[keys.state, keys.questions, keys.answers, keys.board, keys.dirty],
+            args=[player_id, question_index, choice_index, now, SCALE],
+        )
+        kind = result[0]
+        if kind == "error":
+            return Outcome(kind, error=result[1], detail=result[2] if len(result) > 2 else "")
+        answer = Answer.parse(question_index, result[1])
+        return Outcome(kind, answer=answer, total_score=int(result[2]))
+
+    async def player_answers(self, quiz_id: str, player_id: str) -> tuple[int, list[Answer]] | None:
+        """The player's total and answers, or None when not in the quiz."""
+        keys = QuizKeys(self.prefix, quiz_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zscore(keys.board, player_id)
+            pipe.hget(keys.state, "question_count")
+            packed, count = await pipe.execute()
+        if packed is None:
+            return None
+        fields = [f"{i}:{player_id}" for i in range(int(count or 0))]
+        records: list[Any] = await self.redis.hmget(keys.answers, fields) if fields else []
+        answers = [Answer.parse(i, r) for i, r in enumerate(records) if r is not None]
+        return points_of(packed), answers
+
+    async def host_of(self, quiz_id: str) -> str | None:
+        host = await self.redis.hget(QuizKeys(self.prefix, quiz_id).state, "host")
+        return str(host) if host is not None else None

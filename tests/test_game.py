@@ -1,0 +1,11 @@
+"""A whole game, end to end, over native gRPC and over HTTP/JSON through Envoy."""
+
+from __future__ import annotations
+
+from tests.api import GrpcApi
+from tests.game import play_reference_game
+from tests.stack import Stack
+
+
+async def test_a_whole_game_over_native_grpc(stack: Stack) -> None:
+    await play_reference_game(GrpcApi(stack.channels), stack.host_token("alice"))

@@ -1,0 +1,495 @@
+"""LeaderboardService against real Redis and NATS: ranked pages, a player's
+neighbourhood, refusals, and coalesced snapshots on NATS.
+
+The quiz state is seeded straight into Redis in the layout of services/core/board.py,
+as the quiz and score services would write it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import grpc
+import nats
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from quizmesh.common.v1 import common_pb2, events_pb2
+from quizmesh.leaderboard.v1 import leaderboard_pb2, leaderboard_pb2_grpc
+from redis.asyncio import Redis
+
+from services.core.board import QuizKeys, pack
+from services.core.messaging import Subjects
+from services.core.runtime import ServiceApp
+from services.leaderboard.config import Settings
+from services.leaderboard.server import SERVICE_NAME, create_server
+
+SNAPSHOT_INTERVAL_MS = 100
+
+
+@dataclass(frozen=True)
+class Seat:
+    """A player as seeded on a board: `reached_ms` is when they reached `points`."""
+
+    player_id: str
+    nickname: str
+    points: int
+    reached_ms: int
+
+
+Seed = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture(scope="module")
+def lb_settings() -> Settings:
+    tag = f"t{uuid.uuid4().hex[:8]}"
+    return Settings(
+        environment="test",
+        grpc_port=0,
+        redis_url=os.environ.get("QUIZMESH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        nats_url=os.environ.get("QUIZMESH_TEST_NATS_URL", "nats://127.0.0.1:4222"),
+        key_prefix=f"{tag}:",
+        nats_prefix=tag,
+        snapshot_interval_ms=SNAPSHOT_INTERVAL_MS,
+        shutdown_grace_seconds=1.0,
+    )
+
+
+@pytest.fixture(scope="module")
+async def lb_app(lb_settings: Settings) -> AsyncIterator[ServiceApp]:
+    app = await create_server(lb_settings)
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.stop(lb_settings.shutdown_grace_seconds)
+
+
+@pytest.fixture(scope="module")
+async def lb_stub(
+    lb_app: ServiceApp,
+) -> AsyncIterator[leaderboard_pb2_grpc.LeaderboardServiceStub]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{lb_app.port}") as channel:
+        yield leaderboard_pb2_grpc.LeaderboardServiceStub(channel)
+
+
+@pytest.fixture(scope="module")
+async def lb_redis(lb_settings: Settings) -> AsyncIterator[Redis]:
+    redis = Redis.from_url(lb_settings.redis_url, decode_responses=True)
+    try:
+        yield redis
+    finally:
+        await redis.aclose()
+
+
+@pytest.fixture(scope="module")
+async def lb_nats(lb_settings: Settings) -> AsyncIterator[NatsClient]:
+    nc = await nats.connect(lb_settings.nats_url)
+    try:
+        yield nc
+    finally:
+        subjects = Subjects(lb_settings.nats_prefix)
+        js = nc.jetstream()
+        for stream in (subjects.events_stream, subjects.answers_stream):
+            with contextlib.suppress(Exception):
+                await js.delete_stream(stream)
+        await nc.drain()
+
+
+@pytest.fixture(scope="module")
+async def lb_seed(lb_settings: Settings, lb_redis: Redis) -> AsyncIterator[Seed]:
+    """Seeds a quiz's Redis state; every quiz seeded is deleted after the module."""
+    quizzes: list[str] = []
+
+    async def seed(
+        seats: Sequence[Seat], status: str = "RUNNING", version: int = 1, question: int = 0
+    ) -> str:
+        quiz_id = f"Q{uuid.uuid4().hex[:10].upper()}"
+        quizzes.append(quiz_id)
+        keys = QuizKeys(lb_settings.key_prefix, quiz_id)
+        async with lb_redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                keys.state,
+                mapping={
+                    "status": status,
+                    "question": question,
+                    "epoch": 0,
+                    "version": version,
+                    f"answers:{question}": len(seats),
+                },
+            )
+            if seats:
+                pipe.zadd(keys.board, {s.player_id: pack(s.points, s.reached_ms) for s in seats})
+                pipe.hset(keys.nicknames, mapping={s.player_id: s.nickname for s in seats})
+            await pipe.execute()
+        return quiz_id
+
+    try:
+        yield seed
+    finally:
+        for quiz_id in quizzes:
+            await lb_redis.delete(*QuizKeys(lb_settings.key_prefix, quiz_id).all())
+
+
+def rows(entries: Sequence[common_pb2.LeaderboardEntry]) -> list[tuple[int, str, str, int]]:
+    return [(e.rank, e.player_id, e.nickname, e.score) for e in entries]
+
+
+# Seven players, best first once ranked: p5 700, p3 600, p7 500, p1 400, p6 300, p2 200, p4 100.
+SEVEN = [
+    Seat("p1", "Ada", 400, 1_000),
+    Seat("p2", "Bo", 200, 1_100),
+    Seat("p3", "Cy", 600, 1_200),
+    Seat("p4", "Di", 100, 1_300),
+    Seat("p5", "Ed", 700, 1_400),
+    Seat("p6", "Flo", 300, 1_500),
+    Seat("p7", "Gus", 500, 1_600),
+]
+
+
+async def test_leaderboard_lists_best_players_first_with_ranks(
+    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceStub, lb_seed: Seed
+) -> None:
+    quiz_id = await lb_seed(SEVEN)
+
+    page = await lb_stub.GetLeaderboard(
+        leaderboard_pb2.GetLeaderboardRequest(quiz_id=quiz_id, page_size=3)
+    )
+
+    assert rows(page.entries) == [(1, "p5", "Ed", 700), (2, "p3", "Cy", 600), (3, "p7", "Gus", 500)]
+    assert page.total_players == 7
+    assert page.next_page_token
+    assert not page.is_final
+
+
+async def test_next_page_token_walks_the_whole_board_and_ends_empty(
+    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceStub, lb_seed: Seed
+) -> None:
+    quiz_id = await lb_seed(SEVEN)
+    seen: list[tuple[int, str, str, int]] = []
+    token = ""
+    pages = 0
+    while True:
+        page = await lb_stub.GetLeaderboard(
+            leaderboard_pb2.GetLeaderboardRequest(quiz_id=quiz_id, page_size=3, page_token=token)
+        )
+        pages += 1
+        seen += rows(page.entries)
+        token = page.next_page_token
+        if not token:
+            break
+
+    assert pages == 3
+    assert [r[1] for r in seen] == ["p5", "p3", "p7", "p1", "p6", "p2", "p4"]
+    assert [r[0] for r in seen] == [1, 2, 3, 4, 5, 6, 7]
+
+
+async def test_page_size_zero_means_ten(
+    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceStub, lb_seed: Seed
+) -> None:
+    quiz_id = await lb_seed([Seat(f"p{i}", f"n{i}", 10 * i, i) for i in range(12)])
+
+    page = await lb_stub.GetLeaderboard(leaderboard_pb2.GetLeaderboardRequest(quiz_id=quiz_id))
+
+    assert [e.player_id for e in page.entries] == [f"p{i}" for i in range(11, 1, -1)]
+    assert page.next_page_token
+
+
+async def test_equal_scores_rank_whoever_reached_them_first(
+    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceStub, lb_seed: Seed
+) -> None:
+    quiz_id = await lb_seed(
+        [
+            Seat("late", "Late", 500, 9_000),
+            Seat("early", "Early", 500, 2_000),
+            Seat("middle", "Middle", 500, 5_000),
+            Seat("top", "Top", 501, 9_500),
+        ]
+    )
+
+    page = await lb_stub.GetLeaderboard(leaderboard_pb2.GetLeaderboardRequest(quiz_id=quiz_id))
+
+    assert rows(page.entries) == [
+        (1, "top", "Top", 501),
+        (2, "early", "Early", 500),
+        (3, "middle", "Middle", 500),
+        (4, "late", "Late", 500),
+    ]
+    assert page.next_page_token == ""
+
+
+async def test_closed_quiz_leaderboard_is_final(
+    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceStub, lb_seed: Seed
+) -> None:
+    quiz_id = await lb_seed(SEVEN[:2], status="CLOSED")
+
+    page = await lb_stub.GetLeaderboard(leaderboard_pb2.GetLeaderboardRequest(quiz_id=quiz_id))
+
+    assert page.is_final
+    assert rows(page.entries) == [(1, "p1", "Ada", 400), (2, "p2", "Bo", 200)]
+
+
+async def test_player_rank_comes_with_neighbours_on_each_side(
+    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceStub, lb_seed: Seed
+) -> None:
+    quiz_id = await lb_seed(SEVEN)
+
+    rank = await lb_stub.GetPlayerRank(
+        leaderboard_pb2.GetPlayerRankRequest(quiz_id=quiz_id, player_id="p1", neighbours=3)
+    )
+
+    assert rows([rank.player]) == [(4, "p1", "Ada", 400)]
+    assert rows(rank.above) == [(1, "p5", "Ed", 700), (2, "p3", "Cy", 600), (3, "p7", "Gus", 500)]
+    assert rows(rank.below) == [(5, "p6", "Flo", 300), (6, "p2", "Bo", 200), (7, "p4", "Di", 100)]
+    assert rank.total_players == 7
+
+
+async def test_player_rank_defaults_to_two_neighbours_and_stops_at_the_top(
+    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceStub, lb_seed: Seed
+) -> None:
+    quiz_id = await lb_seed(SEVEN)
+
+    middle = await lb_stub.GetPlayerRank(
+        leaderboard_pb2.GetPlayerRankRequest(quiz_id=quiz_id, player_id="p1")
+    )
+    top = await lb_stub.GetPlayerRank(
+        leaderboard_pb2.GetPlayerRankRequest(quiz_id=quiz_id, player_id="p5")
+    )
+
+    assert [e.player_id for e in middle.above] == ["p3", "p7"]
+    assert [e.player_id for e in middle.below] == ["p6", "p2"]
+    assert rows([top.player]) == [(1, "p5", "Ed", 700)]
+    assert list(top.above) == []
+    assert [e.player_id for e in top.below] == ["p3", "p7"]
+
+
+@pytest.mark.parametrize(
+    ("page_size", "page_token", "detail"),
+    [
+        (-1, "", "page_size must be between 1 and 1000, got -1"),
+        (1001, "", "page_size must be between 1 and 1000, got 1001"),
+        (10, "not a token", "page_token is not valid"),
+        (10, "MTA", "page_token is not valid"),  # base64 of a bare "10": still not ours
+    ],
+)
+async def test_bad_page_request_is_invalid_argument(
+    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceStub,
+    lb_seed: Seed,
+    page_size: int,
+    page_token: str,
+    detail: str,
+) -> None:
+    quiz_id = await lb_seed(SEVEN[:1])
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await lb_stub.GetLeaderboard(
+            leaderboard_pb2.GetLeaderboardRequest(
+                quiz_id=quiz_id, page_size=page_size, page_token=page_token
+            )
+        )
+
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert detail in (refused.value.details() or "")
+
+
+@pytest.mark.parametrize("neighbours", [-1, 11])
+async def test_neighbours_out_of_range_is_invalid_argument(
+    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceStub, lb_seed: Seed, neighbours: int
+) -> None:
+    quiz_id = await lb_seed(SEVEN[:1])
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await lb_stub.GetPlayerRank(
+            leaderboard_pb2.GetPlayerRankRequest(
+                quiz_id=quiz_id, player_id="p1", neighbours=neighbours
+            )
+        )
+
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.details() == f"neighbours must be between 0 and 10, got {neighbours}"
+
+
+async def test_unknown_quiz_is_not_found(
+    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceStub,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as page_refused:
+        await lb_stub.GetLeaderboard(leaderboard_pb2.GetLeaderboardRequest(quiz_id="NOSUCHQUIZ"))
+    with pytest.raises(grpc.aio.AioRpcError) as rank_refused:
+        await lb_stub.GetPlayerRank(
+            leaderboard_pb2.GetPlayerRankRequest(quiz_id="NOSUCHQUIZ", player_id="p1")
+        )
+
+    for refused in (page_refused, rank_refused):
+        assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+        assert refused.value.details() == "quiz NOSUCHQUIZ not found"
+
+
+async def test_unknown_player_is_not_found(
+    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceStub, lb_seed: Seed
+) -> None:
+    quiz_id = await lb_seed(SEVEN)
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await lb_stub.GetPlayerRank(
+            leaderboard_pb2.GetPlayerRankRequest(quiz_id=quiz_id, player_id="nobody")
+        )
+
+    assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+    assert refused.value.details() == f"player nobody is not in quiz {quiz_id}"
+
+
+async def test_health_is_serving_with_its_dependencies_up(lb_app: ServiceApp) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{lb_app.port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        reply = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME))
+
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+class SnapshotInbox:
+    """Collects the snapshots published for one quiz."""
+
+    def __init__(self) -> None:
+        self.snapshots: list[common_pb2.LeaderboardSnapshot] = []
+        self._arrived = asyncio.Event()
+
+    async def on_message(self, msg: Msg) -> None:
+        self.snapshots.append(common_pb2.LeaderboardSnapshot.FromString(msg.data))
+        self._arrived.set()
+
+    async def wait_for(
+        self, matches: Callable[[common_pb2.LeaderboardSnapshot], bool], seconds: float = 3.0
+    ) -> common_pb2.LeaderboardSnapshot:
+        async with asyncio.timeout(seconds):
+            while True:
+                for snapshot in reversed(self.snapshots):
+                    if matches(snapshot):
+                        return snapshot
+                self._arrived.clear()
+                await self._arrived.wait()
+
+
+@pytest.fixture
+async def lb_inbox(
+    lb_app: ServiceApp, lb_nats: NatsClient, lb_settings: Settings
+) -> AsyncIterator[Callable[[str], Awaitable[SnapshotInbox]]]:
+    subscriptions: list[Subscription] = []
+
+    async def subscribe(quiz_id: str) -> SnapshotInbox:
+        inbox = SnapshotInbox()
+        subscriptions.append(
+            await lb_nats.subscribe(
+                Subjects(lb_settings.nats_prefix).leaderboard(quiz_id), cb=inbox.on_message
+            )
+        )
+        await lb_nats.flush()
+        return inbox
+
+    try:
+        yield subscribe
+    finally:
+        for subscription in subscriptions:
+            await subscription.unsubscribe()
+
+
+async def test_burst_of_answers_yields_few_snapshots_ending_with_the_final_board(
+    lb_settings: Settings,
+    lb_redis: Redis,
+    lb_nats: NatsClient,
+    lb_seed: Seed,
+    lb_inbox: Callable[[str], Awaitable[SnapshotInbox]],
+) -> None:
+    players = [f"p{k}" for k in range(5)]
+    quiz_id = await lb_seed([Seat(p, p.upper(), 0, 0) for p in players], version=0)
+    keys = QuizKeys(lb_settings.key_prefix, quiz_id)
+    subjects = Subjects(lb_settings.nats_prefix)
+    inbox = await lb_inbox(quiz_id)
+    points = dict.fromkeys(players, 0)
+
+    for i in range(200):
+        player = players[i % 5]
+        points[player] += 10 * (i % 5 + 1)
+        async with lb_redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(keys.board, {player: pack(points[player], i)})
+            pipe.hincrby(keys.state, "version", 1)
+            await pipe.execute()
+        answer = events_pb2.AcceptedAnswer(
+            quiz_id=quiz_id, player_id=player, total_score=points[player]
+        )
+        await lb_nats.publish(subjects.answers(quiz_id), answer.SerializeToString())
+    await lb_nats.flush()
+
+    final = await inbox.wait_for(lambda s: s.version == 200)
+    # Give stragglers a few ticks: a burst must still end in a handful of snapshots.
+    await asyncio.sleep(3 * SNAPSHOT_INTERVAL_MS / 1000)
+
+    assert 1 <= len(inbox.snapshots) < 20
+    assert inbox.snapshots[-1].version == 200
+    assert [(e.rank, e.player_id, e.score) for e in final.entries] == [
+        (1, "p4", 2000),
+        (2, "p3", 1600),
+        (3, "p2", 1200),
+        (4, "p1", 800),
+        (5, "p0", 400),
+    ]
+    assert final.quiz_id == quiz_id
+    assert final.total_players == 5
+    versions = [s.version for s in inbox.snapshots]
+    assert versions == sorted(versions)
+
+
+@pytest.mark.parametrize("kind", ["answers", "board", "events"])
+async def test_each_kind_of_change_brings_a_snapshot(
+    lb_settings: Settings,
+    lb_nats: NatsClient,
+    lb_seed: Seed,
+    lb_inbox: Callable[[str], Awaitable[SnapshotInbox]],
+    kind: str,
+) -> None:
+    quiz_id = await lb_seed(SEVEN[:3], version=7, status="CLOSED")
+    inbox = await lb_inbox(quiz_id)
+
+    await lb_nats.publish(f"{lb_settings.nats_prefix}.{kind}.{quiz_id}", b"")
+
+    snapshot = await inbox.wait_for(lambda s: True)
+    assert snapshot.version == 7
+    assert snapshot.is_final
+    assert [e.player_id for e in snapshot.entries] == ["p3", "p1", "p2"]
+
+
+async def test_idle_quiz_gets_no_snapshots(
+    lb_seed: Seed, lb_inbox: Callable[[str], Awaitable[SnapshotInbox]]
+) -> None:
+    quiz_id = await lb_seed(SEVEN[:3])
+    inbox = await lb_inbox(quiz_id)
+
+    await asyncio.sleep(3 * SNAPSHOT_INTERVAL_MS / 1000)
+
+    assert inbox.snapshots == []
+
+
+async def test_a_broken_quiz_does_not_stop_snapshots_of_others(
+    lb_settings: Settings,
+    lb_redis: Redis,
+    lb_nats: NatsClient,
+    lb_seed: Seed,
+    lb_inbox: Callable[[str], Awaitable[SnapshotInbox]],
+) -> None:
+    broken = await lb_seed([])
+    await lb_redis.set(QuizKeys(lb_settings.key_prefix, broken).board, "not a sorted set")
+    healthy = await lb_seed(SEVEN[:2], version=3)
+    inbox = await lb_inbox(healthy)
+    subjects = Subjects(lb_settings.nats_prefix)
+
+    await lb_nats.publish(subjects.answers(broken), b"")
+    await lb_nats.publish(subjects.answers(healthy), b"")
+
+    snapshot = await inbox.wait_for(lambda s: s.version == 3)
+    assert [e.player_id for e in snapshot.entries] == ["p1", "p2"]
