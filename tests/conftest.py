@@ -15,10 +15,13 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from devstack import infra
+from devstack.gateway import EnvoyProcess, GatewaySettings, write_envoy_config
 from services.core.auth import ensure_dev_keys
 from services.database.engine import create_engine
 from services.database.migrate import upgrade
@@ -52,26 +55,16 @@ async def private_database(server_url: str, fallback_dir: Path) -> AsyncIterator
         await admin.dispose()
 
 
-@contextlib.asynccontextmanager
-async def redis_at(url: str) -> AsyncIterator[str]:
-    yield url
-
-
-@contextlib.asynccontextmanager
-async def nats_at(url: str) -> AsyncIterator[str]:
-    yield url
-
-
 @pytest.fixture(scope="session")
 async def backends(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Backends]:
     keys = tmp_path_factory.mktemp("keys")
     ensure_dev_keys(keys / "signing-key.pem", keys / "jwks.json")
     async with contextlib.AsyncExitStack() as stack:
         redis_url = await stack.enter_async_context(
-            redis_at(os.environ.get("QUIZMESH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"))
+            infra.redis_at(os.environ.get("QUIZMESH_TEST_REDIS_URL", infra.DEFAULT_REDIS_URL))
         )
         nats_url = await stack.enter_async_context(
-            nats_at(os.environ.get("QUIZMESH_TEST_NATS_URL", "nats://127.0.0.1:4222"))
+            infra.nats_at(os.environ.get("QUIZMESH_TEST_NATS_URL", infra.DEFAULT_NATS_URL))
         )
         database_url = await stack.enter_async_context(
             private_database(
@@ -92,3 +85,27 @@ async def backends(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Ba
 async def stack(backends: Backends) -> AsyncIterator[Stack]:
     async with running_stack(backends) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+async def gateway(
+    stack: Stack, backends: Backends, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[EnvoyProcess]:
+    """A real Envoy in front of the stack, rendered from the same template as `make run`."""
+    folder = tmp_path_factory.mktemp("envoy")
+    settings = GatewaySettings(
+        upstreams={name: f"127.0.0.1:{stack.port(name)}" for name in stack.apps},
+        listen_port=0,
+        listen_address="127.0.0.1",
+        admin_port=0,
+        jwks_path=backends.jwks_file,
+    )
+    config = write_envoy_config(folder / "envoy.yaml", settings)
+    async with EnvoyProcess(config, log_file=folder / "envoy.log") as envoy:
+        yield envoy
+
+
+@pytest.fixture
+async def http(gateway: EnvoyProcess) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
+        yield client

@@ -12,15 +12,18 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from services.core.auth import Role
-from tests.api import HTTP_STATUS, Api, ApiError, GrpcApi
+from tests.api import HTTP_STATUS, Api, ApiError, GrpcApi, HttpApi
 from tests.game import REFERENCE_QUIZ, join, refused
 from tests.stack import Stack
 
 pytestmark = pytest.mark.usefixtures("stack")
 
 
-@pytest.fixture(params=["grpc"])
+@pytest.fixture(params=["grpc", "http"])
 def api(request: pytest.FixtureRequest, stack: Stack) -> Api:
+    """Each case runs against the services directly and through Envoy's HTTP/JSON."""
+    if request.param == "http":
+        return HttpApi(request.getfixturevalue("http"))
     return GrpcApi(stack.channels)
 
 

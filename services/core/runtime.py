@@ -70,8 +70,12 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 request: Any, context: grpc.aio.ServicerContext
             ) -> AsyncIterator[Any]:
                 try:
-                    async for item in inner_us(request, context):
-                        yield item
+                    stream = inner_us(request, context)
+                    if hasattr(stream, "__aiter__"):
+                        async for item in stream:
+                            yield item
+                    else:  # a handler that writes with context.write (e.g. Health.Watch)
+                        await stream
                 except ServiceError as e:
                     await context.abort(e.code, e.message)
                 except (asyncio.CancelledError, grpc.aio.AbortError):

