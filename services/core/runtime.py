@@ -16,6 +16,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.core import logs
+from services.core.config import CommonSettings
 from services.core.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,19 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.keepalive_permit_without_calls", 1),
 ]
+
+
+@contextlib.asynccontextmanager
+async def _as_status(context: grpc.aio.ServicerContext, method: str) -> AsyncIterator[None]:
+    try:
+        yield
+    except ServiceError as e:
+        await context.abort(e.code, e.message)
+    except (asyncio.CancelledError, grpc.aio.AbortError):
+        raise
+    except Exception:
+        log.exception("unhandled error", extra={"rpc": method})
+        await context.abort(grpc.StatusCode.INTERNAL, "internal error; try again")
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -48,15 +63,8 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             inner_uu = handler.unary_unary
 
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                try:
+                async with _as_status(context, method):
                     return await inner_uu(request, context)
-                except ServiceError as e:
-                    await context.abort(e.code, e.message)
-                except (asyncio.CancelledError, grpc.aio.AbortError):
-                    raise
-                except Exception:
-                    log.exception("unhandled error", extra={"rpc": method})
-                    await context.abort(grpc.StatusCode.INTERNAL, "internal error; try again")
 
             return grpc.unary_unary_rpc_method_handler(
                 unary_unary,
@@ -69,20 +77,13 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             async def unary_stream(
                 request: Any, context: grpc.aio.ServicerContext
             ) -> AsyncIterator[Any]:
-                try:
+                async with _as_status(context, method):
                     stream = inner_us(request, context)
                     if hasattr(stream, "__aiter__"):
                         async for item in stream:
                             yield item
                     else:  # a handler that writes with context.write (e.g. Health.Watch)
                         await stream
-                except ServiceError as e:
-                    await context.abort(e.code, e.message)
-                except (asyncio.CancelledError, grpc.aio.AbortError):
-                    raise
-                except Exception:
-                    log.exception("unhandled error", extra={"rpc": method})
-                    await context.abort(grpc.StatusCode.INTERNAL, "internal error; try again")
 
             return grpc.unary_stream_rpc_method_handler(
                 unary_stream,
@@ -213,6 +214,14 @@ def build_server(
     )
     bound = server.add_insecure_port(f"{host}:{port}")
     return ServiceApp(server=server, port=bound, health=dependency_health)
+
+
+def serve(
+    name: str, settings: CommonSettings, create_server: Callable[[Any], Awaitable[ServiceApp]]
+) -> None:
+    """The `main()` of every service: JSON logs, then run until SIGTERM."""
+    logs.configure(name, settings.log_level)
+    run(lambda: create_server(settings), settings.shutdown_grace_seconds)
 
 
 def run(build: Callable[[], Awaitable[ServiceApp]], grace: float) -> None:

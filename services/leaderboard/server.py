@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import grpc
 from quizmesh.leaderboard.v1 import leaderboard_pb2, leaderboard_pb2_grpc
-from redis.asyncio import Redis
 
-from services.core import logs, messaging, runtime
+from services.core import runtime
 from services.core.board import Board
+from services.core.connections import Connections
 from services.leaderboard.coalescer import SnapshotCoalescer
 from services.leaderboard.config import Settings
 from services.leaderboard.service import LeaderboardService
@@ -17,14 +17,13 @@ SERVICE_NAME = leaderboard_pb2.DESCRIPTOR.services_by_name["LeaderboardService"]
 
 
 async def create_server(settings: Settings) -> runtime.ServiceApp:
-    redis = Redis.from_url(settings.redis_url, decode_responses=True)
-    nc = await messaging.connect(settings.nats_url, name="leaderboard")
-    board = Board(redis, settings.key_prefix)
+    conn = await Connections.open(settings, "leaderboard")
+    board = Board(conn.redis, settings.key_prefix)
     service = LeaderboardService(board)
     coalescer = SnapshotCoalescer(
-        nc,
+        conn.nc,
         board,
-        messaging.Subjects(settings.nats_prefix),
+        conn.subjects,
         interval_seconds=settings.snapshot_interval_ms / 1000,
         top=settings.snapshot_top,
     )
@@ -33,21 +32,15 @@ async def create_server(settings: Settings) -> runtime.ServiceApp:
         leaderboard_pb2_grpc.add_LeaderboardServiceServicer_to_server(service, server)
 
     app = runtime.build_server(
-        settings.grpc_host,
-        settings.grpc_port,
-        register,
-        [SERVICE_NAME],
-        {"redis": redis.ping, "nats": messaging.connected(nc)},
+        settings.grpc_host, settings.grpc_port, register, [SERVICE_NAME], conn.checks()
     )
     app.background.append(coalescer.run)
-    app.after_stop += [nc.drain, redis.aclose]
+    app.after_stop.append(conn.close)
     return app
 
 
 def main() -> None:
-    settings = Settings()
-    logs.configure("leaderboard", settings.log_level)
-    runtime.run(lambda: create_server(settings), settings.shutdown_grace_seconds)
+    runtime.serve("leaderboard", Settings(), create_server)
 
 
 if __name__ == "__main__":

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-
 import grpc
 from quizmesh.quiz.v1 import quiz_pb2, quiz_pb2_grpc
-from redis.asyncio import Redis
 from sqlalchemy import text
 
-from services.core import logs, messaging, runtime
-from services.core.auth import TokenIssuer, TokenVerifier
+from services.core import runtime
+from services.core.auth import TokenIssuer
+from services.core.connections import Connections, token_verifier
 from services.database.engine import create_engine
 from services.quiz.announcer import Announcer
 from services.quiz.config import Settings
@@ -18,26 +16,18 @@ from services.quiz.live import LiveQuizzes
 from services.quiz.service import QuizService
 from services.quiz.store import QuizStore
 
-log = logging.getLogger(__name__)
 SERVICE_NAME = quiz_pb2.DESCRIPTOR.services_by_name["QuizService"].full_name
 
 
 async def create_server(settings: Settings) -> runtime.ServiceApp:
     engine = create_engine(settings.database_url)
-    redis = Redis.from_url(settings.redis_url, decode_responses=True)
-    nc = await messaging.connect(settings.nats_url, name="quiz")
-    js = nc.jetstream()
-    subjects = messaging.Subjects(settings.nats_prefix)
-    await messaging.ensure_streams(js, subjects)
-    store = QuizStore(engine)
+    conn = await Connections.open(settings, "quiz")
     service = QuizService(
         engine=engine,
-        store=store,
-        live=LiveQuizzes(redis, settings.key_prefix),
-        announcer=Announcer(nc, js, subjects),
-        verifier=TokenVerifier.from_file(
-            settings.jwks_file, settings.token_issuer, settings.token_audience
-        ),
+        store=QuizStore(engine),
+        live=LiveQuizzes(conn.redis, settings.key_prefix),
+        announcer=Announcer(conn.nc, conn.js, conn.subjects),
+        verifier=token_verifier(settings),
         issuer=TokenIssuer.from_file(
             settings.signing_key_file, settings.token_issuer, settings.token_audience
         ),
@@ -45,8 +35,8 @@ async def create_server(settings: Settings) -> runtime.ServiceApp:
     )
 
     async def database() -> None:
-        async with engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        async with engine.connect() as db:
+            await db.execute(text("SELECT 1"))
 
     def register(server: grpc.aio.Server) -> None:
         quiz_pb2_grpc.add_QuizServiceServicer_to_server(service, server)
@@ -56,19 +46,17 @@ async def create_server(settings: Settings) -> runtime.ServiceApp:
         settings.grpc_port,
         register,
         [SERVICE_NAME],
-        {"database": database, "redis": redis.ping, "nats": messaging.connected(nc)},
+        {"database": database, **conn.checks()},
     )
     app.background.append(
         lambda: service.lifecycle.sweep_deadlines(settings.deadline_sweep_ms / 1000)
     )
-    app.after_stop += [nc.drain, redis.aclose, engine.dispose]
+    app.after_stop += [conn.close, engine.dispose]
     return app
 
 
 def main() -> None:
-    settings = Settings()
-    logs.configure("quiz", settings.log_level)
-    runtime.run(lambda: create_server(settings), settings.shutdown_grace_seconds)
+    runtime.serve("quiz", Settings(), create_server)
 
 
 if __name__ == "__main__":

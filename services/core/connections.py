@@ -1,0 +1,46 @@
+"""The connections most services open: Redis, NATS with JetStream, token keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from redis.asyncio import Redis
+
+from services.core import messaging
+from services.core.auth import TokenVerifier
+from services.core.config import CommonSettings
+from services.core.runtime import Check
+
+
+@dataclass
+class Connections:
+    redis: Redis
+    nc: NatsClient
+    js: JetStreamContext
+    subjects: messaging.Subjects
+
+    @classmethod
+    async def open(cls, settings: CommonSettings, name: str) -> Connections:
+        """Connects, and makes sure our JetStream streams exist (idempotent)."""
+        redis = Redis.from_url(settings.redis_url, decode_responses=True)
+        nc = await messaging.connect(settings.nats_url, name=name)
+        js = nc.jetstream()
+        subjects = messaging.Subjects(settings.nats_prefix)
+        await messaging.ensure_streams(js, subjects)
+        return cls(redis, nc, js, subjects)
+
+    def checks(self) -> dict[str, Check]:
+        """Health checks: the service is SERVING only while both answer."""
+        return {"redis": self.redis.ping, "nats": messaging.connected(self.nc)}
+
+    async def close(self) -> None:
+        await self.nc.drain()
+        await self.redis.aclose()
+
+
+def token_verifier(settings: CommonSettings) -> TokenVerifier:
+    return TokenVerifier.from_file(
+        settings.jwks_file, settings.token_issuer, settings.token_audience
+    )
