@@ -32,6 +32,25 @@ def points_of(packed: float) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class Answer:
+    """An accepted answer as kept in a quiz's `answers` hash (see submit_answer.lua)."""
+
+    question_index: int
+    choice_index: int
+    correct: bool
+    points_awarded: int
+    answered_ms: int
+
+    @classmethod
+    def parse(cls, question_index: int, record: str) -> Answer:
+        choice, correct, points, answered = record.split("|")
+        return cls(question_index, int(choice), correct == "1", int(points), int(answered))
+
+    def record(self) -> str:
+        return f"{self.choice_index}|{int(self.correct)}|{self.points_awarded}|{self.answered_ms}"
+
+
+@dataclass(frozen=True, slots=True)
 class QuizKeys:
     """Every Redis key of one quiz."""
 
@@ -67,12 +86,13 @@ class QuizKeys:
         return self._key("answers")
 
     @property
-    def dirty(self) -> str:
-        """Set: players whose score changed since the last sync to SQL."""
-        return self._key("dirty")
+    def recovering(self) -> str:
+        """String: held while one process rebuilds this quiz's live state."""
+        return self._key("recovering")
 
     def all(self) -> list[str]:
-        return [self.board, self.nicknames, self.state, self.questions, self.answers, self.dirty]
+        """The keys of the live state (not the recovery lock)."""
+        return [self.board, self.nicknames, self.state, self.questions, self.answers]
 
 
 class Board:

@@ -31,6 +31,9 @@ class CommonSettings(BaseSettings):
     token_issuer: str = "quizmesh"
     token_audience: str = "quizmesh"
     shutdown_grace_seconds: float = 10.0
+    # Before rebuilding a lost live state: covers answers still on their way to
+    # JetStream (the score service's publish timeout plus a margin).
+    recovery_settle_seconds: float = 3.0
     log_level: str = "INFO"
 
     @model_validator(mode="after")

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import nats
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError
+from nats.js.api import (
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +65,9 @@ class Subjects:
         return subject.rsplit(".", 1)[-1]
 
 
-async def connect(url: str, name: str) -> NatsClient:
-    """Connects and keeps reconnecting for ever: a NATS restart heals by itself."""
+async def connect(url: str, name: str, reconnect: bool = True) -> NatsClient:
+    """Connects; a server keeps reconnecting for ever (a NATS restart heals by
+    itself), a one-shot job (`reconnect=False`) fails fast instead."""
 
     async def on_error(e: Exception) -> None:
         log.warning("nats error", extra={"error": repr(e)})
@@ -72,7 +81,8 @@ async def connect(url: str, name: str) -> NatsClient:
     return await nats.connect(
         url,
         name=name,
-        max_reconnect_attempts=-1,
+        allow_reconnect=reconnect,
+        max_reconnect_attempts=-1 if reconnect else 1,
         reconnect_time_wait=0.5,
         connect_timeout=2,
         error_cb=on_error,
@@ -110,3 +120,32 @@ def connected(nc: NatsClient) -> Callable[[], Awaitable[None]]:
         await nc.flush(timeout=1)
 
     return check
+
+
+async def replay(
+    js: JetStreamContext, stream: str, subject: str, after_seq: int = 0, wait: float = 5.0
+) -> AsyncIterator[Msg]:
+    """The messages on `subject` stored after `after_seq`, up to the last one stored
+    when called, in stream order (an ordered consumer: no state left behind)."""
+    if "*" in subject or ">" in subject:
+        info = await js.stream_info(stream)
+        last = info.state.last_seq
+    else:
+        try:
+            last = (await js.get_last_msg(stream, subject)).seq or 0
+        except NotFoundError:
+            return
+    if last <= after_seq:
+        return
+    config = ConsumerConfig(
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after_seq + 1
+    )
+    sub = await js.subscribe(subject, stream=stream, ordered_consumer=True, config=config)
+    try:
+        while True:
+            msg = await sub.next_msg(timeout=wait)
+            yield msg
+            if msg.metadata.sequence.stream >= last or msg.metadata.num_pending == 0:
+                return
+    finally:
+        await sub.unsubscribe()

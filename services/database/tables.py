@@ -46,6 +46,9 @@ quizzes = Table(
     Column("created_ms", BigInteger, nullable=False),
     Column("started_ms", BigInteger),
     Column("closed_ms", BigInteger),
+    # Set by the sync job once every accepted answer of a closed quiz is in SQL:
+    # from then on its leaderboard may be served from here and Redis may expire.
+    Column("board_final", Boolean, nullable=False, default=False, server_default="0"),
     Index(None, "state", "question_deadline_ms"),
     Index(None, "created_ms"),
 )
@@ -84,6 +87,7 @@ answers = Table(
     Column("answered_ms", BigInteger, nullable=False),
 )
 
+# A player's total and when they reached it: the ranking key, as in Redis.
 scores = Table(
     "scores",
     metadata,
@@ -91,5 +95,21 @@ scores = Table(
     Column("player_id", String(32), primary_key=True),
     Column("score", Integer, nullable=False),
     Column("reached_ms", BigInteger, nullable=False),
-    Column("is_final", Boolean, nullable=False, default=False),
+)
+# Same order as the Redis board: score desc, earlier first, then member desc.
+Index(
+    "ix_scores_ranking",
+    scores.c.quiz_id,
+    scores.c.score.desc(),
+    scores.c.reached_ms,
+    scores.c.player_id.desc(),
+)
+
+# How far the sync job has copied each JetStream stream (its last stream sequence).
+sync_checkpoints = Table(
+    "sync_checkpoints",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("stream_seq", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
 )

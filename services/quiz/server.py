@@ -15,6 +15,7 @@ from services.quiz.config import Settings
 from services.quiz.live import LiveQuizzes
 from services.quiz.service import QuizService
 from services.quiz.store import QuizStore
+from services.recovery.live_state import LiveStateRecovery, restore_lost_states
 
 SERVICE_NAME = quiz_pb2.DESCRIPTOR.services_by_name["QuizService"].full_name
 
@@ -48,9 +49,18 @@ async def create_server(settings: Settings) -> runtime.ServiceApp:
         [SERVICE_NAME],
         {"database": database, **conn.checks()},
     )
-    app.background.append(
-        lambda: service.lifecycle.sweep_deadlines(settings.deadline_sweep_ms / 1000)
+    recovery = LiveStateRecovery(
+        engine,
+        conn.redis,
+        conn.js,
+        conn.subjects,
+        settings.key_prefix,
+        settle_seconds=settings.recovery_settle_seconds,
     )
+    app.background += [
+        lambda: service.lifecycle.sweep_deadlines(settings.deadline_sweep_ms / 1000),
+        lambda: restore_lost_states(service.store, recovery, settings.restore_check_seconds),
+    ]
     app.after_stop += [conn.close, engine.dispose]
     return app
 

@@ -35,6 +35,7 @@ class QuizRecord:
     question_deadline_ms: int | None
     closed_question: int
     created_ms: int
+    board_final: bool
 
     def question_closed(self, index: int, now: int) -> bool:
         """Whether question `index` no longer takes answers (so its answer may be shown)."""
@@ -58,6 +59,7 @@ def _quiz(row: object) -> QuizRecord:
         question_deadline_ms=m["question_deadline_ms"],
         closed_question=m["closed_question"],
         created_ms=m["created_ms"],
+        board_final=bool(m["board_final"]),
     )
 
 
@@ -183,3 +185,11 @@ class QuizStore:
                 .limit(limit)
             )
             return [_quiz(r) for r in rows]
+
+    async def active_ids(self, limit: int = 10_000) -> list[str]:
+        """Quizzes that must have live state in Redis (joinable or running)."""
+        async with self.engine.connect() as conn:
+            ids = await conn.scalars(
+                select(quizzes.c.id).where(quizzes.c.state.in_(("OPEN", "RUNNING"))).limit(limit)
+            )
+            return list(ids)

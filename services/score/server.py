@@ -7,6 +7,8 @@ from quizmesh.score.v1 import score_pb2, score_pb2_grpc
 
 from services.core import runtime
 from services.core.connections import Connections, token_verifier
+from services.database.engine import create_engine
+from services.recovery.live_state import LiveStateRecovery
 from services.score.config import Settings
 from services.score.service import ScoreService
 from services.score.store import AnswerBook
@@ -16,11 +18,21 @@ SERVICE_NAME = score_pb2.DESCRIPTOR.services_by_name["ScoreService"].full_name
 
 async def create_server(settings: Settings) -> runtime.ServiceApp:
     conn = await Connections.open(settings, "score")
+    # SQL only to rebuild a quiz whose live state Redis lost; answers never wait on it.
+    engine = create_engine(settings.database_url)
     service = ScoreService(
         book=AnswerBook(conn.redis, settings.key_prefix),
         js=conn.js,
         subjects=conn.subjects,
         verifier=token_verifier(settings),
+        recovery=LiveStateRecovery(
+            engine,
+            conn.redis,
+            conn.js,
+            conn.subjects,
+            settings.key_prefix,
+            settle_seconds=settings.recovery_settle_seconds,
+        ),
         publish_timeout=settings.publish_timeout_seconds,
     )
 
@@ -30,7 +42,7 @@ async def create_server(settings: Settings) -> runtime.ServiceApp:
     app = runtime.build_server(
         settings.grpc_host, settings.grpc_port, register, [SERVICE_NAME], conn.checks()
     )
-    app.after_stop.append(conn.close)
+    app.after_stop += [conn.close, engine.dispose]
     return app
 
 

@@ -11,6 +11,7 @@ from quizmesh.score.v1 import score_pb2, score_pb2_grpc
 
 from services.core import ids
 from services.core.auth import Role, TokenVerifier
+from services.core.board import Answer
 from services.core.clock import now_ms, timestamp
 from services.core.errors import (
     AlreadyExists,
@@ -21,7 +22,8 @@ from services.core.errors import (
     Unavailable,
 )
 from services.core.messaging import Subjects
-from services.score.store import Answer, AnswerBook, Outcome
+from services.recovery.live_state import LiveStateRecovery
+from services.score.store import AnswerBook, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +76,11 @@ class ScoreService(score_pb2_grpc.ScoreServiceServicer):
         js: JetStreamContext,
         subjects: Subjects,
         verifier: TokenVerifier,
+        recovery: LiveStateRecovery,
         publish_timeout: float,
     ) -> None:
         self.book = book
+        self.recovery = recovery
         self.js = js
         self.subjects = subjects
         self.verifier = verifier
@@ -95,6 +99,10 @@ class ScoreService(score_pb2_grpc.ScoreServiceServicer):
         outcome = await self.book.submit(
             quiz_id, request.question_index, player.subject, request.choice_index, now
         )
+        if outcome.error == "no_quiz" and await self._restored(quiz_id):
+            outcome = await self.book.submit(
+                quiz_id, request.question_index, player.subject, request.choice_index, now
+            )
         if outcome.answer is None:
             raise _refusal(quiz_id, request.question_index, outcome)
         answer = outcome.answer
@@ -110,6 +118,13 @@ class ScoreService(score_pb2_grpc.ScoreServiceServicer):
         return score_pb2.SubmitAnswerResponse(
             result=_result(answer), total_score=outcome.total_score, replayed=replayed
         )
+
+    async def _restored(self, quiz_id: str) -> bool:
+        """Whether a quiz missing from Redis came back (rebuilt from SQL and JetStream);
+        a final quiz has no live state any more: it is closed."""
+        if await self.recovery.ensure_live(quiz_id):
+            return True
+        raise FailedPrecondition(f"quiz {quiz_id} is closed; answers are no longer accepted")
 
     async def _record(self, quiz_id: str, player_id: str, answer: Answer, total: int) -> None:
         record = events_pb2.AcceptedAnswer(

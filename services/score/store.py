@@ -8,21 +8,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from services.core.board import SCALE, QuizKeys, points_of
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    question_index: int
-    choice_index: int
-    correct: bool
-    points_awarded: int
-    answered_ms: int
-
-    @classmethod
-    def parse(cls, question_index: int, record: str) -> Answer:
-        choice, correct, points, answered = record.split("|")
-        return cls(question_index, int(choice), correct == "1", int(points), int(answered))
+from services.core.board import SCALE, Answer, QuizKeys, points_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +34,7 @@ class AnswerBook:
     ) -> Outcome:
         keys = QuizKeys(self.prefix, quiz_id)
         result: list[Any] = await self._submit(
-            keys=[keys.state, keys.questions, keys.answers, keys.board, keys.dirty],
+            keys=[keys.state, keys.questions, keys.answers, keys.board],
             args=[player_id, question_index, choice_index, now, SCALE],
         )
         kind = result[0]

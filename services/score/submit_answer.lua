@@ -1,10 +1,16 @@
 -- Judges and applies one answer atomically: the first answer of a player to the
 -- open question, before its deadline, scores once; a retry returns the original.
--- KEYS: state, questions, answers, board, dirty (one quiz: same hash tag)
+-- KEYS: state, questions, answers, board (one quiz: same hash tag)
 -- ARGV: player_id, question_index, choice_index, now_ms, SCALE
-local state, questions, answers, board, dirty = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local state, questions, answers, board = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local player, qidx, choice, now, scale =
   ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+
+-- The state hash is written last when a quiz's live state is rebuilt, so without
+-- it nothing else of the quiz is trusted.
+local st = redis.call('HMGET', state, 'status', 'question', 'opened_at', 'deadline', 'epoch')
+local status, current = st[1], tonumber(st[2])
+if not status then return {'error', 'no_quiz'} end
 
 local field = ARGV[2] .. ':' .. player
 local prior = redis.call('HGET', answers, field)
@@ -13,10 +19,6 @@ local packed = redis.call('ZSCORE', board, player)
 if prior then
   return {'replay', prior, packed and math.ceil(tonumber(packed) / scale) or 0}
 end
-
-local st = redis.call('HMGET', state, 'status', 'question', 'opened_at', 'deadline', 'epoch')
-local status, current = st[1], tonumber(st[2])
-if not status then return {'error', 'no_quiz'} end
 if not packed then return {'error', 'no_player'} end
 if status == 'OPEN' then return {'error', 'not_started'} end
 if status == 'CLOSED' then return {'error', 'closed'} end
@@ -46,5 +48,4 @@ if awarded > 0 then
   redis.call('ZADD', board, total * scale - (now - tonumber(st[5])), player)
   redis.call('HINCRBY', state, 'version', 1)
 end
-redis.call('SADD', dirty, player)
 return {'accepted', record, total}

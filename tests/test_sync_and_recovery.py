@@ -1,0 +1,198 @@
+"""The sync job copies exactly what was accepted into SQL, incrementally and
+idempotently; a quiz's live state is rebuilt exactly from SQL plus JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy import func, select
+
+from services.core.board import QuizKeys
+from services.database.engine import create_engine
+from services.database.tables import answers, quizzes, scores
+from services.sync.config import Settings as SyncSettings
+from services.sync.job import run_sync
+from tests.api import GrpcApi
+from tests.game import Player, answer, join
+from tests.stack import Backends, Stack, running_stack
+
+QUIZ = {
+    "title": "Sync",
+    "questions": [
+        {
+            "text": f"q{i}",
+            "choices": ["a", "b", "c"],
+            "correct_choice": i % 3,
+            "time_limit_ms": 60_000,
+        }
+        for i in range(3)
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+async def own_stack(backends: Backends) -> AsyncIterator[Stack]:
+    # Its own prefixes, so the sync job sees only this module's answers.
+    async with running_stack(backends, recovery_settle_seconds=0.2) as stack:
+        yield stack
+
+
+def sync_settings(stack: Stack, **overrides: Any) -> SyncSettings:
+    return SyncSettings(**{**stack.common(), **overrides})
+
+
+async def sql(backends: Backends, query: Any) -> list[Any]:
+    engine = create_engine(backends.database_url)
+    try:
+        async with engine.connect() as conn:
+            return list(await conn.execute(query))
+    finally:
+        await engine.dispose()
+
+
+async def live_state(stack: Stack, quiz_id: str) -> dict[str, Any]:
+    keys = QuizKeys(stack.key_prefix, quiz_id)
+    redis = Redis.from_url(stack.backends.redis_url, decode_responses=True)
+    try:
+        state = await redis.hgetall(keys.state)
+        state.pop("version", None)  # jumps on a rebuild, so watchers see it as new
+        return {
+            "state": state,
+            "board": await redis.zrange(keys.board, 0, -1, withscores=True),
+            "nicknames": await redis.hgetall(keys.nicknames),
+            "answers": await redis.hgetall(keys.answers),
+            "questions": await redis.hgetall(keys.questions),
+        }
+    finally:
+        await redis.aclose()
+
+
+async def played_quiz(stack: Stack, players: int = 4) -> tuple[str, list[Player]]:
+    """A running quiz where everyone answered question 0 and some question 1."""
+    api = GrpcApi(stack.channels)
+    host = stack.host_token("alice")
+    quiz_id = (await api.call("CreateQuiz", QUIZ, host))["quiz"]["quiz_id"]
+    people = [await join(api, quiz_id, f"p{i}") for i in range(players)]
+    await api.call("StartQuiz", {"quiz_id": quiz_id}, host)
+    for i, p in enumerate(people):
+        await answer(api, p, quiz_id, 0, i % 3)  # p0 and p3 right
+    await api.call("AdvanceQuestion", {"quiz_id": quiz_id}, host)
+    for p in people[:2]:
+        await answer(api, p, quiz_id, 1, 1)  # both right
+    return quiz_id, people
+
+
+async def test_a_sync_copies_every_accepted_answer_and_total_once(own_stack: Stack) -> None:
+    quiz_id, _ = await played_quiz(own_stack)
+    first = await run_sync(sync_settings(own_stack))
+    assert first.answers == 6
+    again = await run_sync(sync_settings(own_stack))
+    assert again.answers == 0  # incremental: nothing new, nothing copied
+    assert again.checkpoint == first.checkpoint
+
+    rows = await sql(own_stack.backends, select(answers).where(answers.c.quiz_id == quiz_id))
+    assert len(rows) == 6
+    board = (
+        await GrpcApi(own_stack.channels).call(
+            "GetLeaderboard", {"quiz_id": quiz_id, "page_size": 10}
+        )
+    )["entries"]
+    totals = {e["player_id"]: e["score"] for e in board if e["score"] > 0}
+    stored = await sql(
+        own_stack.backends,
+        select(scores.c.player_id, scores.c.score).where(scores.c.quiz_id == quiz_id),
+    )
+    assert dict(stored) == totals  # players who never scored get a row only when final
+
+
+async def test_an_incremental_sync_copies_only_what_changed(own_stack: Stack) -> None:
+    quiz_id, people = await played_quiz(own_stack)
+    await run_sync(sync_settings(own_stack))
+    await answer(GrpcApi(own_stack.channels), people[2], quiz_id, 1, 1)
+    report = await run_sync(sync_settings(own_stack))
+    assert report.answers == 1
+    count = await sql(
+        own_stack.backends,
+        select(func.count()).select_from(answers).where(answers.c.quiz_id == quiz_id),
+    )
+    assert count[0][0] == 7
+
+
+async def test_two_syncs_at_once_write_the_same_rows(own_stack: Stack) -> None:
+    quiz_id, _ = await played_quiz(own_stack)
+    await asyncio.gather(run_sync(sync_settings(own_stack)), run_sync(sync_settings(own_stack)))
+    rows = await sql(own_stack.backends, select(answers).where(answers.c.quiz_id == quiz_id))
+    assert len(rows) == 6
+
+
+async def test_a_closed_quiz_becomes_final_with_every_player_ranked(own_stack: Stack) -> None:
+    quiz_id, _ = await played_quiz(own_stack)
+    api = GrpcApi(own_stack.channels)
+    await api.call("CloseQuiz", {"quiz_id": quiz_id}, own_stack.host_token("alice"))
+    live = await api.call("GetLeaderboard", {"quiz_id": quiz_id, "page_size": 10})
+
+    report = await run_sync(
+        sync_settings(own_stack, sync_final_grace_seconds=0, sync_closed_ttl_seconds=30)
+    )
+    assert report.quizzes_finalized >= 1
+    final = await sql(
+        own_stack.backends, select(quizzes.c.board_final).where(quizzes.c.id == quiz_id)
+    )
+    assert final[0][0] is True or final[0][0] == 1
+    ranked = await sql(
+        own_stack.backends,
+        select(scores.c.player_id, scores.c.score)
+        .where(scores.c.quiz_id == quiz_id)
+        .order_by(scores.c.score.desc(), scores.c.reached_ms, scores.c.player_id.desc()),
+    )
+    assert [(pid, s) for pid, s in ranked] == [
+        (e["player_id"], e["score"]) for e in live["entries"]
+    ]
+    redis = Redis.from_url(own_stack.backends.redis_url)
+    try:
+        ttl = await redis.ttl(QuizKeys(own_stack.key_prefix, quiz_id).board)
+    finally:
+        await redis.aclose()
+    assert 0 < ttl <= 30  # Redis may now let the final board go
+
+
+async def test_lost_live_state_is_rebuilt_exactly_from_sql_and_jetstream(
+    own_stack: Stack,
+) -> None:
+    quiz_id, people = await played_quiz(own_stack)
+    await run_sync(sync_settings(own_stack))  # part of it in SQL already ...
+    await answer(GrpcApi(own_stack.channels), people[3], quiz_id, 1, 0)  # ... part not
+    before = await live_state(own_stack, quiz_id)
+
+    redis = Redis.from_url(own_stack.backends.redis_url)
+    try:
+        await redis.delete(*QuizKeys(own_stack.key_prefix, quiz_id).all())
+    finally:
+        await redis.aclose()
+
+    for _ in range(75):  # the quiz service's restore loop notices within seconds
+        after = await live_state(own_stack, quiz_id)
+        if after["state"]:
+            break
+        await asyncio.sleep(0.2)
+    assert after == before
+
+
+async def test_an_answer_to_a_lost_quiz_rebuilds_it_and_counts_once(own_stack: Stack) -> None:
+    quiz_id, people = await played_quiz(own_stack)
+    before = await live_state(own_stack, quiz_id)
+    redis = Redis.from_url(own_stack.backends.redis_url)
+    try:
+        await redis.delete(*QuizKeys(own_stack.key_prefix, quiz_id).all())
+    finally:
+        await redis.aclose()
+    api = GrpcApi(own_stack.channels)
+    # A retry of an answer accepted before the loss gets its original result back.
+    retry = await answer(api, people[0], quiz_id, 1, 1)
+    assert retry["replayed"] is True
+    after = await live_state(own_stack, quiz_id)
+    assert after == before
