@@ -34,6 +34,7 @@ from devstack.gateway import (
 from services.core.auth import ensure_dev_keys
 from services.core.config import DEV_STATE_DIR, CommonSettings
 from services.database.migrate import upgrade
+from services.sync.config import SCHEDULE, SCHEDULE_SECONDS
 
 log = logging.getLogger("devstack")
 
@@ -133,6 +134,7 @@ class DevStack:
         self.servers: list[infra.PrivateServer] = []
         self.services: list[ServiceProcess] = []
         self.envoy: EnvoyProcess | None = None
+        self.sync_task: asyncio.Task[None] | None = None
         self.redis_url = settings.redis_url
         self.nats_url = settings.nats_url
         self.database_url = infra.DEFAULT_SQLITE_URL
@@ -175,6 +177,23 @@ class DevStack:
         )
         self.envoy = EnvoyProcess(config, log_file=self.log_file("envoy"))
         await self.envoy.start()
+        self.sync_task = asyncio.create_task(self.sync_on_schedule())
+
+    async def sync_on_schedule(self) -> None:
+        """The sync job, on the CronJob's schedule (`SCHEDULE`), as a separate process."""
+        env = service_env(0, self.redis_url, self.nats_url, self.database_url, self.settings)
+        while True:
+            await asyncio.sleep(SCHEDULE_SECONDS)
+            job = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "services.sync", env=env
+            )
+            try:
+                if await job.wait() != 0:
+                    log.warning("sync run failed (exit %s); the next run retries", job.returncode)
+            except asyncio.CancelledError:
+                job.kill()  # safe: a killed run rolls back to its last checkpoint
+                await job.wait()
+                raise
 
     def processes(self) -> list[infra.ManagedProcess]:
         return [*self.services, *([self.envoy] if self.envoy else []), *self.servers]
@@ -183,6 +202,10 @@ class DevStack:
         """Services first (they finish in-flight calls and end streams), then Envoy,
         then the servers started here; `hurry` kills whatever is left."""
         log.info("stopping (Ctrl-C again to kill)")
+        if self.sync_task is not None:
+            self.sync_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.sync_task
 
         async def graceful() -> None:
             await asyncio.gather(*(service.stop() for service in self.services))
@@ -226,6 +249,7 @@ QuizMesh is running.
   Redis:    {self.redis_url} ({"started here" if "valkey" in started else "configured"})
   NATS:     {self.nats_url} ({"started here" if "nats" in started else "configured"})
   database: {database}
+  sync job: every {SCHEDULE_SECONDS} s, as the CronJob ({SCHEDULE!r})
   logs:     {logs}
 
 Try it from another terminal:

@@ -33,7 +33,10 @@ from quizctl.client import (
     resolve_token,
 )
 from quizctl.quizfile import QuizFileError, load_quiz_file
+from quizctl.recover import recover
 from services.core.auth import Role
+from services.core.config import CommonSettings
+from services.core.errors import ServiceError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -129,6 +132,19 @@ async def cmd_token(args: argparse.Namespace, environ: Mapping[str, str]) -> int
     if created_jwks is not None:
         _err(f"created development keys; services and Envoy verify with {created_jwks}")
     print(token)
+    return EXIT_OK
+
+
+async def cmd_recover(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    try:
+        rebuilt = await recover(args.quiz, CommonSettings())
+    except ServiceError as e:
+        _err(f"error: {e.code.name}: {e.message}")
+        return EXIT_USAGE if e.code in CLIENT_ERRORS else EXIT_FAILURE
+    if rebuilt is not None:
+        print(
+            f"quiz {rebuilt.quiz_id}: rebuilt {rebuilt.players} players, {rebuilt.answers} answers"
+        )
     return EXIT_OK
 
 
@@ -278,6 +294,16 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         command = _rpc_command(commands, name, summary, handler)
         command.add_argument("quiz", metavar="QUIZ", help="quiz code")
+
+    recovery = commands.add_parser(
+        "recover",
+        help="rebuild a quiz's live Redis state from SQL and JetStream (operators)",
+        description="Rebuild a quiz's live Redis state from SQL plus the JetStream record of "
+        "accepted answers. Connects to Redis, NATS and the database directly, as configured "
+        "by the QUIZMESH_* variables; answers wait (UNAVAILABLE, retried) meanwhile.",
+    )
+    recovery.add_argument("quiz", metavar="QUIZ", help="quiz code")
+    recovery.set_defaults(handler=cmd_recover)
 
     board = _rpc_command(commands, "leaderboard", "show a quiz's ranking", cmd_leaderboard)
     board.add_argument("quiz", metavar="QUIZ", help="quiz code")

@@ -11,6 +11,7 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy import func, select
 
+from quizctl import cli as quizctl
 from services.core.board import QuizKeys
 from services.database.engine import create_engine
 from services.database.tables import answers, quizzes, scores
@@ -196,3 +197,24 @@ async def test_an_answer_to_a_lost_quiz_rebuilds_it_and_counts_once(own_stack: S
     assert retry["replayed"] is True
     after = await live_state(own_stack, quiz_id)
     assert after == before
+
+
+async def test_quizctl_recover_rebuilds_a_damaged_live_state(
+    own_stack: Stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    quiz_id, people = await played_quiz(own_stack)
+    before = await live_state(own_stack, quiz_id)
+    redis = Redis.from_url(own_stack.backends.redis_url)
+    try:  # damage, not loss: a player and an answer are gone
+        keys = QuizKeys(own_stack.key_prefix, quiz_id)
+        await redis.zrem(keys.board, people[0].player_id)
+        await redis.hdel(keys.answers, f"0:{people[1].player_id}")
+    finally:
+        await redis.aclose()
+    for name, value in own_stack.common().items():
+        monkeypatch.setenv(f"QUIZMESH_{name.upper()}", str(value))
+    monkeypatch.setenv("QUIZMESH_RECOVERY_SETTLE_SECONDS", "0")
+
+    assert await quizctl.run(["recover", quiz_id.lower()]) == 0
+    assert f"quiz {quiz_id}: rebuilt 4 players, 6 answers" in capsys.readouterr().out
+    assert await live_state(own_stack, quiz_id) == before

@@ -1,0 +1,29 @@
+"""`quizctl recover QUIZ`: an operator's rebuild of a quiz's live Redis state from
+SQL plus the JetStream record, talking to Redis, NATS and the database directly
+(QUIZMESH_REDIS_URL, QUIZMESH_NATS_URL, QUIZMESH_DATABASE_URL, prefixes)."""
+
+from __future__ import annotations
+
+from services.core import ids
+from services.core.config import CommonSettings
+from services.core.connections import Connections
+from services.database.engine import create_engine
+from services.recovery.live_state import LiveStateRecovery, Rebuilt
+
+
+async def recover(quiz_id: str, settings: CommonSettings) -> Rebuilt | None:
+    engine = create_engine(settings.database_url)
+    conn = await Connections.open(settings, "quizctl")
+    try:
+        recovery = LiveStateRecovery(
+            engine,
+            conn.redis,
+            conn.js,
+            conn.subjects,
+            settings.key_prefix,
+            settle_seconds=settings.recovery_settle_seconds,
+        )
+        return await recovery.rebuild(ids.quiz_code(quiz_id), force=True)
+    finally:
+        await conn.close()
+        await engine.dispose()
