@@ -15,14 +15,7 @@ async def recover(quiz_id: str, settings: CommonSettings) -> Rebuilt | None:
     engine = create_engine(settings.database_url)
     conn = await Connections.open(settings, "quizctl")
     try:
-        recovery = LiveStateRecovery(
-            engine,
-            conn.redis,
-            conn.js,
-            conn.subjects,
-            settings.key_prefix,
-            settle_seconds=settings.recovery_settle_seconds,
-        )
+        recovery = LiveStateRecovery.of(engine, conn, settings)
         return await recovery.rebuild(ids.quiz_code(quiz_id), force=True)
     finally:
         await conn.close()

@@ -16,7 +16,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import nats
 import pytest
+from nats.aio.client import Client as NatsClient
+from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -25,7 +28,7 @@ from devstack.gateway import EnvoyProcess, GatewaySettings, write_envoy_config
 from services.core.auth import ensure_dev_keys
 from services.database.engine import create_engine
 from services.database.migrate import upgrade
-from tests.stack import Backends, Stack, running_stack
+from tests.stack import Backends, Stack, forget, running_stack
 
 DEFAULT_MYSQL = "mysql+aiomysql://root@127.0.0.1:3306/test"
 
@@ -109,3 +112,36 @@ async def gateway(
 async def http(gateway: EnvoyProcess) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+async def module_stack(backends: Backends) -> AsyncIterator[Stack]:
+    """A stack of the test module's own with no service running: its own key and NATS
+    prefixes on the suite's backends, and `common()` settings for the one service the
+    module starts itself. Whatever is left under the prefixes is removed after."""
+    tag = uuid.uuid4().hex[:10]
+    own = Stack(backends, key_prefix=f"t{tag}:", nats_prefix=f"t{tag}")
+    try:
+        yield own
+    finally:
+        await forget(backends, own.key_prefix, own.nats_prefix)
+
+
+@pytest.fixture(scope="module")
+async def redis_client(backends: Backends) -> AsyncIterator[Redis]:
+    """The suite's Redis, replies decoded to str."""
+    redis = Redis.from_url(backends.redis_url, decode_responses=True)
+    try:
+        yield redis
+    finally:
+        await redis.aclose()
+
+
+@pytest.fixture(scope="module")
+async def nats_client(backends: Backends) -> AsyncIterator[NatsClient]:
+    """The suite's NATS, for publishing as the other services would and listening in."""
+    nc = await nats.connect(backends.nats_url)
+    try:
+        yield nc
+    finally:
+        await nc.drain()

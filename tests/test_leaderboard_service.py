@@ -8,14 +8,10 @@ as the quiz and score services would write it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import uuid
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
 
 import grpc
-import nats
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from nats.aio.client import Client as NatsClient
@@ -30,35 +26,17 @@ from services.core.messaging import Subjects
 from services.core.runtime import ServiceApp
 from services.leaderboard.config import Settings
 from services.leaderboard.server import SERVICE_NAME, create_server
+from tests.seed import Seat, Seed, seed_quiz
+from tests.stack import Stack
 
 SNAPSHOT_INTERVAL_MS = 100
 
 
-@dataclass(frozen=True)
-class Seat:
-    """A player as seeded on a board: `reached_ms` is when they reached `points`."""
-
-    player_id: str
-    nickname: str
-    points: int
-    reached_ms: int
-
-
-Seed = Callable[..., Awaitable[str]]
-
-
 @pytest.fixture(scope="module")
-def lb_settings() -> Settings:
-    tag = f"t{uuid.uuid4().hex[:8]}"
+def lb_settings(module_stack: Stack) -> Settings:
     return Settings(
-        environment="test",
-        grpc_port=0,
-        redis_url=os.environ.get("QUIZMESH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
-        nats_url=os.environ.get("QUIZMESH_TEST_NATS_URL", "nats://127.0.0.1:4222"),
-        key_prefix=f"{tag}:",
-        nats_prefix=tag,
+        **module_stack.common() | {"shutdown_grace_seconds": 1.0},
         snapshot_interval_ms=SNAPSHOT_INTERVAL_MS,
-        shutdown_grace_seconds=1.0,
     )
 
 
@@ -81,61 +59,8 @@ async def lb_stub(
 
 
 @pytest.fixture(scope="module")
-async def lb_redis(lb_settings: Settings) -> AsyncIterator[Redis]:
-    redis = Redis.from_url(lb_settings.redis_url, decode_responses=True)
-    try:
-        yield redis
-    finally:
-        await redis.aclose()
-
-
-@pytest.fixture(scope="module")
-async def lb_nats(lb_settings: Settings) -> AsyncIterator[NatsClient]:
-    nc = await nats.connect(lb_settings.nats_url)
-    try:
-        yield nc
-    finally:
-        subjects = Subjects(lb_settings.nats_prefix)
-        js = nc.jetstream()
-        for stream in (subjects.events_stream, subjects.answers_stream):
-            with contextlib.suppress(Exception):
-                await js.delete_stream(stream)
-        await nc.drain()
-
-
-@pytest.fixture(scope="module")
-async def lb_seed(lb_settings: Settings, lb_redis: Redis) -> AsyncIterator[Seed]:
-    """Seeds a quiz's Redis state; every quiz seeded is deleted after the module."""
-    quizzes: list[str] = []
-
-    async def seed(
-        seats: Sequence[Seat], status: str = "RUNNING", version: int = 1, question: int = 0
-    ) -> str:
-        quiz_id = f"Q{uuid.uuid4().hex[:10].upper()}"
-        quizzes.append(quiz_id)
-        keys = QuizKeys(lb_settings.key_prefix, quiz_id)
-        async with lb_redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                keys.state,
-                mapping={
-                    "status": status,
-                    "question": question,
-                    "epoch": 0,
-                    "version": version,
-                    f"answers:{question}": len(seats),
-                },
-            )
-            if seats:
-                pipe.zadd(keys.board, {s.player_id: pack(s.points, s.reached_ms) for s in seats})
-                pipe.hset(keys.nicknames, mapping={s.player_id: s.nickname for s in seats})
-            await pipe.execute()
-        return quiz_id
-
-    try:
-        yield seed
-    finally:
-        for quiz_id in quizzes:
-            await lb_redis.delete(*QuizKeys(lb_settings.key_prefix, quiz_id).all())
+def lb_seed(lb_settings: Settings, redis_client: Redis) -> Seed:
+    return functools.partial(seed_quiz, redis_client, lb_settings.key_prefix)
 
 
 def rows(entries: Sequence[common_pb2.LeaderboardEntry]) -> list[tuple[int, str, str, int]]:
@@ -378,18 +303,18 @@ class SnapshotInbox:
 
 @pytest.fixture
 async def lb_inbox(
-    lb_app: ServiceApp, lb_nats: NatsClient, lb_settings: Settings
+    lb_app: ServiceApp, nats_client: NatsClient, lb_settings: Settings
 ) -> AsyncIterator[Callable[[str], Awaitable[SnapshotInbox]]]:
     subscriptions: list[Subscription] = []
 
     async def subscribe(quiz_id: str) -> SnapshotInbox:
         inbox = SnapshotInbox()
         subscriptions.append(
-            await lb_nats.subscribe(
+            await nats_client.subscribe(
                 Subjects(lb_settings.nats_prefix).leaderboard(quiz_id), cb=inbox.on_message
             )
         )
-        await lb_nats.flush()
+        await nats_client.flush()
         return inbox
 
     try:
@@ -401,8 +326,8 @@ async def lb_inbox(
 
 async def test_burst_of_answers_yields_few_snapshots_ending_with_the_final_board(
     lb_settings: Settings,
-    lb_redis: Redis,
-    lb_nats: NatsClient,
+    redis_client: Redis,
+    nats_client: NatsClient,
     lb_seed: Seed,
     lb_inbox: Callable[[str], Awaitable[SnapshotInbox]],
 ) -> None:
@@ -416,15 +341,15 @@ async def test_burst_of_answers_yields_few_snapshots_ending_with_the_final_board
     for i in range(200):
         player = players[i % 5]
         points[player] += 10 * (i % 5 + 1)
-        async with lb_redis.pipeline(transaction=True) as pipe:
+        async with redis_client.pipeline(transaction=True) as pipe:
             pipe.zadd(keys.board, {player: pack(points[player], i)})
             pipe.hincrby(keys.state, "version", 1)
             await pipe.execute()
         answer = events_pb2.AcceptedAnswer(
             quiz_id=quiz_id, player_id=player, total_score=points[player]
         )
-        await lb_nats.publish(subjects.answers(quiz_id), answer.SerializeToString())
-    await lb_nats.flush()
+        await nats_client.publish(subjects.answers(quiz_id), answer.SerializeToString())
+    await nats_client.flush()
 
     final = await inbox.wait_for(lambda s: s.version == 200)
     # Give stragglers a few ticks: a burst must still end in a handful of snapshots.
@@ -448,7 +373,7 @@ async def test_burst_of_answers_yields_few_snapshots_ending_with_the_final_board
 @pytest.mark.parametrize("kind", ["answers", "board", "events"])
 async def test_each_kind_of_change_brings_a_snapshot(
     lb_settings: Settings,
-    lb_nats: NatsClient,
+    nats_client: NatsClient,
     lb_seed: Seed,
     lb_inbox: Callable[[str], Awaitable[SnapshotInbox]],
     kind: str,
@@ -456,7 +381,7 @@ async def test_each_kind_of_change_brings_a_snapshot(
     quiz_id = await lb_seed(SEVEN[:3], version=7, status="CLOSED")
     inbox = await lb_inbox(quiz_id)
 
-    await lb_nats.publish(f"{lb_settings.nats_prefix}.{kind}.{quiz_id}", b"")
+    await nats_client.publish(f"{lb_settings.nats_prefix}.{kind}.{quiz_id}", b"")
 
     snapshot = await inbox.wait_for(lambda s: True)
     assert snapshot.version == 7
@@ -477,19 +402,19 @@ async def test_idle_quiz_gets_no_snapshots(
 
 async def test_a_broken_quiz_does_not_stop_snapshots_of_others(
     lb_settings: Settings,
-    lb_redis: Redis,
-    lb_nats: NatsClient,
+    redis_client: Redis,
+    nats_client: NatsClient,
     lb_seed: Seed,
     lb_inbox: Callable[[str], Awaitable[SnapshotInbox]],
 ) -> None:
     broken = await lb_seed([])
-    await lb_redis.set(QuizKeys(lb_settings.key_prefix, broken).board, "not a sorted set")
+    await redis_client.set(QuizKeys(lb_settings.key_prefix, broken).board, "not a sorted set")
     healthy = await lb_seed(SEVEN[:2], version=3)
     inbox = await lb_inbox(healthy)
     subjects = Subjects(lb_settings.nats_prefix)
 
-    await lb_nats.publish(subjects.answers(broken), b"")
-    await lb_nats.publish(subjects.answers(healthy), b"")
+    await nats_client.publish(subjects.answers(broken), b"")
+    await nats_client.publish(subjects.answers(healthy), b"")
 
     snapshot = await inbox.wait_for(lambda s: s.version == 3)
     assert [e.player_id for e in snapshot.entries] == ["p1", "p2"]

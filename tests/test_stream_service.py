@@ -9,23 +9,18 @@ the quiz and leaderboard services do; quiz state is seeded straight into Redis.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
+import functools
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import grpc
-import nats
 import pytest
 from nats.aio.client import Client as NatsClient
 from quizmesh.common.v1 import common_pb2, events_pb2
 from quizmesh.stream.v1 import stream_pb2, stream_pb2_grpc
 from redis.asyncio import Redis
 
-from services.core.auth import Role, TokenIssuer, ensure_dev_keys
+from services.core.auth import Role, TokenIssuer
 from services.core.board import Board, QuizKeys, pack
 from services.core.errors import ResourceExhausted
 from services.core.messaging import Subjects
@@ -34,79 +29,29 @@ from services.stream.config import Settings
 from services.stream.hub import LeaderboardWatch, QuizHubs, QuizWatch
 from services.stream.server import create_server
 from services.stream.service import deliver
+from tests.seed import Seat, Seed, seed_quiz
+from tests.stack import Backends, Stack
 
 HEARTBEAT_SECONDS = 0.5
 
-
-@dataclass(frozen=True)
-class Seat:
-    player_id: str
-    nickname: str
-    points: int
-    reached_ms: int
-
-
-@dataclass(frozen=True)
-class StreamKeys:
-    jwks_file: Path
-    signing_key_file: Path
-
-
-Seed = Callable[..., Awaitable[str]]
 Stub = stream_pb2_grpc.StreamServiceStub
 
 
 @pytest.fixture(scope="module")
-def stream_keys(tmp_path_factory: pytest.TempPathFactory) -> StreamKeys:
-    folder = tmp_path_factory.mktemp("stream-keys")
-    keys = StreamKeys(folder / "jwks.json", folder / "signing-key.pem")
-    ensure_dev_keys(keys.signing_key_file, keys.jwks_file)
-    return keys
-
-
-@pytest.fixture(scope="module")
-def stream_settings(stream_keys: StreamKeys) -> Settings:
-    tag = f"t{uuid.uuid4().hex[:8]}"
+def stream_settings(module_stack: Stack) -> Settings:
     return Settings(
-        environment="test",
-        grpc_port=0,
-        redis_url=os.environ.get("QUIZMESH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
-        nats_url=os.environ.get("QUIZMESH_TEST_NATS_URL", "nats://127.0.0.1:4222"),
-        key_prefix=f"{tag}:",
-        nats_prefix=tag,
-        jwks_file=stream_keys.jwks_file,
-        signing_key_file=stream_keys.signing_key_file,
+        **module_stack.common() | {"shutdown_grace_seconds": 5.0},
         heartbeat_seconds=HEARTBEAT_SECONDS,
-        shutdown_grace_seconds=5.0,
     )
 
 
 @pytest.fixture(scope="module")
-def stream_issuer(stream_keys: StreamKeys, stream_settings: Settings) -> TokenIssuer:
-    return TokenIssuer.from_file(
-        stream_keys.signing_key_file, stream_settings.token_issuer, stream_settings.token_audience
-    )
+def stream_issuer(backends: Backends) -> TokenIssuer:
+    return backends.issuer()
 
 
 @pytest.fixture(scope="module")
-async def stream_nats(stream_settings: Settings) -> AsyncIterator[NatsClient]:
-    nc = await nats.connect(stream_settings.nats_url)
-    try:
-        yield nc
-    finally:
-        subjects = Subjects(stream_settings.nats_prefix)
-        js = nc.jetstream()
-        for stream in (subjects.events_stream, subjects.answers_stream):
-            with contextlib.suppress(Exception):
-                await js.delete_stream(stream)
-        await nc.drain()
-
-
-@pytest.fixture(scope="module")
-async def stream_app(
-    stream_settings: Settings, stream_nats: NatsClient
-) -> AsyncIterator[ServiceApp]:
-    # Depends on stream_nats so that the streams are deleted after the server stops.
+async def stream_app(stream_settings: Settings) -> AsyncIterator[ServiceApp]:
     app = await create_server(stream_settings)
     await app.start()
     try:
@@ -122,39 +67,11 @@ async def stream_stub(stream_app: ServiceApp) -> AsyncIterator[Stub]:
 
 
 @pytest.fixture(scope="module")
-async def stream_redis(stream_settings: Settings) -> AsyncIterator[Redis]:
-    redis = Redis.from_url(stream_settings.redis_url, decode_responses=True)
-    try:
-        yield redis
-    finally:
-        await redis.aclose()
-
-
-@pytest.fixture(scope="module")
-async def stream_seed(stream_settings: Settings, stream_redis: Redis) -> AsyncIterator[Seed]:
-    """Seeds a quiz's Redis state; every quiz seeded is deleted after the module."""
-    quizzes: list[str] = []
-
-    async def seed(seats: Sequence[Seat], version: int = 1) -> str:
-        quiz_id = f"Q{uuid.uuid4().hex[:10].upper()}"
-        quizzes.append(quiz_id)
-        keys = QuizKeys(stream_settings.key_prefix, quiz_id)
-        async with stream_redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                keys.state,
-                mapping={"status": "OPEN", "question": -1, "epoch": 0, "version": version},
-            )
-            if seats:
-                pipe.zadd(keys.board, {s.player_id: pack(s.points, s.reached_ms) for s in seats})
-                pipe.hset(keys.nicknames, mapping={s.player_id: s.nickname for s in seats})
-            await pipe.execute()
-        return quiz_id
-
-    try:
-        yield seed
-    finally:
-        for quiz_id in quizzes:
-            await stream_redis.delete(*QuizKeys(stream_settings.key_prefix, quiz_id).all())
+def stream_seed(stream_settings: Settings, redis_client: Redis) -> Seed:
+    # Quizzes in the lobby: open, no question asked yet.
+    return functools.partial(
+        seed_quiz, redis_client, stream_settings.key_prefix, status="OPEN", question=-1
+    )
 
 
 def hubs_of(app: ServiceApp) -> QuizHubs:
@@ -248,7 +165,7 @@ TRIO = [Seat("p1", "Ada", 300, 1_000), Seat("p2", "Bo", 200, 2_000), Seat("p3", 
 
 
 async def test_quiz_watchers_get_every_event_in_order_and_leaderboard_changes(
-    stream_stub: Stub, stream_nats: NatsClient, stream_settings: Settings, stream_seed: Seed
+    stream_stub: Stub, nats_client: NatsClient, stream_settings: Settings, stream_seed: Seed
 ) -> None:
     quiz_id = await stream_seed(TRIO, version=4)
     subjects = Subjects(stream_settings.nats_prefix)
@@ -263,7 +180,7 @@ async def test_quiz_watchers_get_every_event_in_order_and_leaderboard_changes(
 
     sequences: list[int] = []
     for (msg_id, event), kind in zip(lifecycle(quiz_id), LIFECYCLE_KINDS, strict=True):
-        sequence = await publish_event(stream_nats, subjects, event, msg_id)
+        sequence = await publish_event(nats_client, subjects, event, msg_id)
         sequences.append(sequence)
         for call in watchers:
             received = await next_event(call)
@@ -274,7 +191,7 @@ async def test_quiz_watchers_get_every_event_in_order_and_leaderboard_changes(
             board = common_pb2.LeaderboardSnapshot(
                 quiz_id=quiz_id, version=5, question_index=0, total_players=3
             )
-            await publish_snapshot(stream_nats, subjects, board)
+            await publish_snapshot(nats_client, subjects, board)
             for call in watchers:
                 changed = await next_event(call)
                 assert changed.WhichOneof("kind") == "leaderboard_changed"
@@ -288,16 +205,16 @@ async def test_quiz_watchers_get_every_event_in_order_and_leaderboard_changes(
 
 
 async def test_resumed_watcher_gets_only_later_events_then_the_leaderboard(
-    stream_stub: Stub, stream_nats: NatsClient, stream_settings: Settings, stream_seed: Seed
+    stream_stub: Stub, nats_client: NatsClient, stream_settings: Settings, stream_seed: Seed
 ) -> None:
     quiz_id = await stream_seed(TRIO, version=9)
     subjects = Subjects(stream_settings.nats_prefix)
     sequences = [
-        await publish_event(stream_nats, subjects, event, msg_id)
+        await publish_event(nats_client, subjects, event, msg_id)
         for msg_id, event in lifecycle(quiz_id)
     ]
     # A duplicate announcement (another replica, a retry) is stored once.
-    await publish_event(stream_nats, subjects, lifecycle(quiz_id)[3][1], f"{quiz_id}:closed")
+    await publish_event(nats_client, subjects, lifecycle(quiz_id)[3][1], f"{quiz_id}:closed")
 
     call = stream_stub.WatchQuiz(
         stream_pb2.WatchQuizRequest(quiz_id=quiz_id, after_sequence=sequences[0])
@@ -315,8 +232,8 @@ async def test_resumed_watcher_gets_only_later_events_then_the_leaderboard(
 
 async def test_player_watching_the_leaderboard_also_gets_their_own_standing(
     stream_stub: Stub,
-    stream_nats: NatsClient,
-    stream_redis: Redis,
+    nats_client: NatsClient,
+    redis_client: Redis,
     stream_settings: Settings,
     stream_seed: Seed,
     stream_issuer: TokenIssuer,
@@ -345,12 +262,12 @@ async def test_player_watching_the_leaderboard_also_gets_their_own_standing(
 
     # p2 overtakes p1; the leaderboard service would publish this snapshot.
     keys = QuizKeys(stream_settings.key_prefix, quiz_id)
-    await stream_redis.zadd(keys.board, {"p2": pack(500, 4_000)})
-    await stream_redis.hincrby(keys.state, "version", 1)
+    await redis_client.zadd(keys.board, {"p2": pack(500, 4_000)})
+    await redis_client.hincrby(keys.state, "version", 1)
     await publish_snapshot(
-        stream_nats,
+        nats_client,
         subjects,
-        await Board(stream_redis, stream_settings.key_prefix).snapshot(quiz_id, 10),
+        await Board(redis_client, stream_settings.key_prefix).snapshot(quiz_id, 10),
     )
 
     second = await next_board(player)
@@ -363,7 +280,7 @@ async def test_player_watching_the_leaderboard_also_gets_their_own_standing(
 
 
 async def test_stale_and_duplicate_snapshots_are_not_sent(
-    stream_stub: Stub, stream_nats: NatsClient, stream_settings: Settings, stream_seed: Seed
+    stream_stub: Stub, nats_client: NatsClient, stream_settings: Settings, stream_seed: Seed
 ) -> None:
     quiz_id = await stream_seed(TRIO, version=5)
     subjects = Subjects(stream_settings.nats_prefix)
@@ -386,7 +303,7 @@ async def test_stale_and_duplicate_snapshots_are_not_sent(
         snapshot = common_pb2.LeaderboardSnapshot(
             quiz_id=quiz_id, version=version, question_index=question, is_final=is_final
         )
-        await publish_snapshot(stream_nats, subjects, snapshot)
+        await publish_snapshot(nats_client, subjects, snapshot)
         if is_news:
             assert (await next_board(call)).snapshot == snapshot
     call.cancel()
@@ -473,7 +390,7 @@ async def test_hub_lives_while_a_quiz_has_watchers(
 
 
 async def test_one_serialization_serves_every_watcher(
-    stream_app: ServiceApp, stream_nats: NatsClient, stream_settings: Settings, stream_seed: Seed
+    stream_app: ServiceApp, nats_client: NatsClient, stream_settings: Settings, stream_seed: Seed
 ) -> None:
     hubs = hubs_of(stream_app)
     quiz_id = await stream_seed(TRIO)
@@ -487,7 +404,7 @@ async def test_one_serialization_serves_every_watcher(
             assert all(message is opening[0] for message in opening)
 
         msg_id, event = lifecycle(quiz_id)[0]
-        await publish_event(stream_nats, Subjects(stream_settings.nats_prefix), event, msg_id)
+        await publish_event(nats_client, Subjects(stream_settings.nats_prefix), event, msg_id)
         async with asyncio.timeout(2):
             await asyncio.gather(*(w.wake.wait() for w in watches))
 

@@ -16,10 +16,11 @@ async def insert_answers(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) 
     """Answers never change once accepted: a row already there is kept."""
     if not rows:
         return
+    # executemany: the driver batches the rows into multi-row statements.
     if conn.dialect.name == "mysql":
-        await conn.execute(mysql.insert(answers).prefix_with("IGNORE").values(list(rows)))
+        await conn.execute(mysql.insert(answers).prefix_with("IGNORE"), list(rows))
     else:
-        await conn.execute(sqlite.insert(answers).values(list(rows)).on_conflict_do_nothing())
+        await conn.execute(sqlite.insert(answers).on_conflict_do_nothing(), list(rows))
 
 
 async def raise_scores(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
@@ -28,7 +29,7 @@ async def raise_scores(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) ->
     if not rows:
         return
     if conn.dialect.name == "mysql":
-        m = mysql.insert(scores).values(list(rows))
+        m = mysql.insert(scores)
         new = m.inserted
         # MySQL applies these in order, so reached_ms must compare the old score.
         await conn.execute(
@@ -42,10 +43,11 @@ async def raise_scores(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) ->
                     ),
                     ("score", func.greatest(scores.c.score, new.score)),
                 ]
-            )
+            ),
+            list(rows),
         )
     else:
-        s = sqlite.insert(scores).values(list(rows))
+        s = sqlite.insert(scores)
         new = s.excluded
         await conn.execute(
             s.on_conflict_do_update(
@@ -56,7 +58,8 @@ async def raise_scores(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) ->
                     ),
                     "score": func.max(scores.c.score, new.score),
                 },
-            )
+            ),
+            list(rows),
         )
 
 

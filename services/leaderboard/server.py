@@ -1,5 +1,5 @@
-"""Wiring of the leaderboard service: Redis, NATS, the snapshot coalescer;
-`create_server` for tests."""
+"""Wiring of the leaderboard service: Redis, NATS, SQL (final boards), the snapshot
+coalescer; `create_server` for tests."""
 
 from __future__ import annotations
 
@@ -9,17 +9,23 @@ from quizmesh.leaderboard.v1 import leaderboard_pb2, leaderboard_pb2_grpc
 from services.core import runtime
 from services.core.board import Board
 from services.core.connections import Connections
+from services.database.engine import create_engine, health_check
 from services.leaderboard.coalescer import SnapshotCoalescer
 from services.leaderboard.config import Settings
+from services.leaderboard.final_board import FinalBoard
 from services.leaderboard.service import LeaderboardService
+from services.recovery.live_state import LiveStateRecovery
 
 SERVICE_NAME = leaderboard_pb2.DESCRIPTOR.services_by_name["LeaderboardService"].full_name
 
 
 async def create_server(settings: Settings) -> runtime.ServiceApp:
+    engine = create_engine(settings.database_url)
     conn = await Connections.open(settings, "leaderboard")
     board = Board(conn.redis, settings.key_prefix)
-    service = LeaderboardService(board)
+    service = LeaderboardService(
+        board, FinalBoard(engine), LiveStateRecovery.of(engine, conn, settings)
+    )
     coalescer = SnapshotCoalescer(
         conn.nc,
         board,
@@ -32,10 +38,14 @@ async def create_server(settings: Settings) -> runtime.ServiceApp:
         leaderboard_pb2_grpc.add_LeaderboardServiceServicer_to_server(service, server)
 
     app = runtime.build_server(
-        settings.grpc_host, settings.grpc_port, register, [SERVICE_NAME], conn.checks()
+        settings.grpc_host,
+        settings.grpc_port,
+        register,
+        [SERVICE_NAME],
+        {"database": health_check(engine), **conn.checks()},
     )
     app.background.append(coalescer.run)
-    app.after_stop.append(conn.close)
+    app.after_stop += [conn.close, engine.dispose]
     return app
 
 

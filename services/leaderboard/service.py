@@ -1,14 +1,20 @@
-"""LeaderboardService: ranked pages and a player's neighbourhood, read from Redis."""
+"""LeaderboardService: ranked pages and a player's neighbourhood, read from Redis
+while a quiz is live and from SQL once its final board is there and Redis let it go."""
 
 from __future__ import annotations
 
+from typing import NamedTuple, Protocol
+
 import grpc
+from quizmesh.common.v1 import common_pb2
 from quizmesh.leaderboard.v1 import leaderboard_pb2, leaderboard_pb2_grpc
 
 from services.core import ids
 from services.core.board import Board
-from services.core.errors import InvalidArgument, NotFound
+from services.core.errors import InvalidArgument, NotFound, Unavailable
 from services.core.paging import decode_token, encode_token, page_size
+from services.leaderboard.final_board import FinalBoard
+from services.recovery.live_state import LiveStateRecovery
 
 DEFAULT_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 1000
@@ -16,9 +22,35 @@ DEFAULT_NEIGHBOURS = 2
 MAX_NEIGHBOURS = 10
 
 
+class Ranking(Protocol):
+    """Ranked reads over one store; `Board` (Redis) and `FinalBoard` (SQL) agree exactly."""
+
+    async def page(
+        self, quiz_id: str, offset: int, count: int
+    ) -> tuple[list[common_pb2.LeaderboardEntry], int]: ...
+
+    async def around(
+        self, quiz_id: str, player_id: str, neighbours: int
+    ) -> tuple[
+        common_pb2.LeaderboardEntry | None,
+        list[common_pb2.LeaderboardEntry],
+        list[common_pb2.LeaderboardEntry],
+        int,
+    ]: ...
+
+
+class QuizBoard(NamedTuple):
+    """Where a quiz's leaderboard is read from, and whether it can still change."""
+
+    ranking: Ranking
+    is_final: bool
+
+
 class LeaderboardService(leaderboard_pb2_grpc.LeaderboardServiceServicer):
-    def __init__(self, board: Board) -> None:
+    def __init__(self, board: Board, final_board: FinalBoard, recovery: LiveStateRecovery) -> None:
         self.board = board
+        self.final_board = final_board
+        self.recovery = recovery
 
     async def GetLeaderboard(
         self, request: leaderboard_pb2.GetLeaderboardRequest, context: grpc.aio.ServicerContext
@@ -26,17 +58,14 @@ class LeaderboardService(leaderboard_pb2_grpc.LeaderboardServiceServicer):
         quiz_id = ids.quiz_code(request.quiz_id)
         size = page_size(request.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         offset = decode_token(request.page_token)
-        # The status doubles as the existence test: the quiz service writes it first.
-        status = await self.board.status(quiz_id)
-        if status is None:
-            raise NotFound(f"quiz {quiz_id} not found")
-        entries, total = await self.board.page(quiz_id, offset, size)
+        board = await self._board_for(quiz_id)
+        entries, total = await board.ranking.page(quiz_id, offset, size)
         end = offset + len(entries)
         return leaderboard_pb2.GetLeaderboardResponse(
             entries=entries,
             total_players=total,
             next_page_token=encode_token(end) if entries and end < total else "",
-            is_final=status == "CLOSED",
+            is_final=board.is_final,
         )
 
     async def GetPlayerRank(
@@ -50,11 +79,25 @@ class LeaderboardService(leaderboard_pb2_grpc.LeaderboardServiceServicer):
             raise InvalidArgument(
                 f"neighbours must be between 0 and {MAX_NEIGHBOURS}, got {request.neighbours}"
             )
-        if not await self.board.exists(quiz_id):
-            raise NotFound(f"quiz {quiz_id} not found")
-        player, above, below, total = await self.board.around(quiz_id, player_id, neighbours)
+        board = await self._board_for(quiz_id)
+        player, above, below, total = await board.ranking.around(quiz_id, player_id, neighbours)
         if player is None:
             raise NotFound(f"player {player_id} is not in quiz {quiz_id}")
         return leaderboard_pb2.GetPlayerRankResponse(
             player=player, above=above, below=below, total_players=total
         )
+
+    async def _board_for(self, quiz_id: str) -> QuizBoard:
+        """Redis while the quiz has live state there (rebuilt from SQL plus the
+        JetStream record if Redis lost it), else its final board in SQL."""
+        # The status doubles as the existence test: the quiz service writes it first.
+        status = await self.board.status(quiz_id)
+        if status is None and await self.recovery.ensure_live(quiz_id):  # NotFound if unknown
+            status = await self.board.status(quiz_id)
+            if status is None:
+                raise Unavailable(
+                    f"the live leaderboard of quiz {quiz_id} is being restored; retry in a moment"
+                )
+        if status is not None:
+            return QuizBoard(self.board, is_final=status == "CLOSED")
+        return QuizBoard(self.final_board, is_final=True)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import grpc
 from quizmesh.quiz.v1 import quiz_pb2, quiz_pb2_grpc
-from sqlalchemy import text
 
 from services.core import runtime
 from services.core.auth import TokenIssuer
 from services.core.connections import Connections, token_verifier
-from services.database.engine import create_engine
+from services.database.engine import create_engine, health_check
 from services.quiz.announcer import Announcer
 from services.quiz.config import Settings
 from services.quiz.live import LiveQuizzes
@@ -35,10 +34,6 @@ async def create_server(settings: Settings) -> runtime.ServiceApp:
         player_token_ttl=settings.player_token_ttl_seconds,
     )
 
-    async def database() -> None:
-        async with engine.connect() as db:
-            await db.execute(text("SELECT 1"))
-
     def register(server: grpc.aio.Server) -> None:
         quiz_pb2_grpc.add_QuizServiceServicer_to_server(service, server)
 
@@ -47,16 +42,9 @@ async def create_server(settings: Settings) -> runtime.ServiceApp:
         settings.grpc_port,
         register,
         [SERVICE_NAME],
-        {"database": database, **conn.checks()},
+        {"database": health_check(engine), **conn.checks()},
     )
-    recovery = LiveStateRecovery(
-        engine,
-        conn.redis,
-        conn.js,
-        conn.subjects,
-        settings.key_prefix,
-        settle_seconds=settings.recovery_settle_seconds,
-    )
+    recovery = LiveStateRecovery.of(engine, conn, settings)
     app.background += [
         lambda: service.lifecycle.sweep_deadlines(settings.deadline_sweep_ms / 1000),
         lambda: restore_lost_states(service.store, recovery, settings.restore_check_seconds),

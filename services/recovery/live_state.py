@@ -25,6 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.core.board import Answer, QuizKeys, pack
 from services.core.clock import now_ms
+from services.core.config import CommonSettings
+from services.core.connections import Connections
 from services.core.errors import NotFound, Unavailable
 from services.core.messaging import Subjects, replay
 from services.database.tables import answers, players
@@ -67,6 +69,20 @@ class LiveStateRecovery:
         self.lock_ms = lock_ms
         self.settle_seconds = settle_seconds
         self._release = redis.register_script(RELEASE_LOCK)
+
+    @classmethod
+    def of(
+        cls, engine: AsyncEngine, conn: Connections, settings: CommonSettings
+    ) -> LiveStateRecovery:
+        """Recovery over a service's own connections and settings."""
+        return cls(
+            engine,
+            conn.redis,
+            conn.js,
+            conn.subjects,
+            settings.key_prefix,
+            settle_seconds=settings.recovery_settle_seconds,
+        )
 
     async def ensure_live(self, quiz_id: str) -> bool:
         """True when the quiz has live state (rebuilt if it was lost); False when it is
@@ -144,7 +160,8 @@ class LiveStateRecovery:
                 reached[pid] = answer.answered_ms
 
         await self.redis.delete(*keys.all())
-        await self.redis.hset(keys.questions, mapping=question_specs(questions))
+        if questions:
+            await self.redis.hset(keys.questions, mapping=question_specs(questions))
         items = list(joined.items())
         for i in range(0, len(items), CHUNK):
             part = items[i : i + CHUNK]

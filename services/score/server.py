@@ -25,14 +25,7 @@ async def create_server(settings: Settings) -> runtime.ServiceApp:
         js=conn.js,
         subjects=conn.subjects,
         verifier=token_verifier(settings),
-        recovery=LiveStateRecovery(
-            engine,
-            conn.redis,
-            conn.js,
-            conn.subjects,
-            settings.key_prefix,
-            settle_seconds=settings.recovery_settle_seconds,
-        ),
+        recovery=LiveStateRecovery.of(engine, conn, settings),
         publish_timeout=settings.publish_timeout_seconds,
     )
 

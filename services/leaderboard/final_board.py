@@ -1,0 +1,154 @@
+"""The final leaderboard of a closed quiz, read from SQL once its Redis keys expired.
+
+The sync job writes one `scores` row per player (a player who never scored has 0
+points, reached when they joined) before it sets `quizzes.board_final`; from then
+on the board never changes. Reads walk `ix_scores_ranking` (quiz_id, score DESC,
+reached_ms, player_id DESC), which is the Redis order: Redis counts reached time
+from the quiz's creation and SQL from the epoch, one offset per quiz, so both sort
+the same. Exact ties fall to the greater player id first, as ZREVRANGE does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from quizmesh.common.v1 import common_pb2
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.database.tables import players, quizzes, scores
+
+# Board order, and the same index walked backwards (to reach the players just ahead).
+_ORDER = (scores.c.score.desc(), scores.c.reached_ms.asc(), scores.c.player_id.desc())
+_REVERSED = (scores.c.score.asc(), scores.c.reached_ms.desc(), scores.c.player_id.asc())
+
+
+class FinalBoard:
+    """Same answers as `services.core.board.Board.page/around`, from the system of record."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def is_final(self, quiz_id: str) -> bool | None:
+        """Whether the quiz's board is complete in SQL; None when the quiz is not in SQL."""
+        async with self.engine.connect() as db:
+            final = await db.scalar(select(quizzes.c.board_final).where(quizzes.c.id == quiz_id))
+        return None if final is None else bool(final)
+
+    async def page(
+        self, quiz_id: str, offset: int, count: int
+    ) -> tuple[list[common_pb2.LeaderboardEntry], int]:
+        async with self.engine.connect() as db:
+            rows = await db.execute(_entries(quiz_id).order_by(*_ORDER).limit(count).offset(offset))
+            entries = _ranked(rows.all(), first_rank=offset + 1)
+            return entries, await _total(db, quiz_id)
+
+    async def around(
+        self, quiz_id: str, player_id: str, neighbours: int
+    ) -> tuple[
+        common_pb2.LeaderboardEntry | None,
+        list[common_pb2.LeaderboardEntry],
+        list[common_pb2.LeaderboardEntry],
+        int,
+    ]:
+        """The player's entry with up to `neighbours` players above and below."""
+        async with self.engine.connect() as db:
+            total = await _total(db, quiz_id)
+            mine = (
+                await db.execute(_entries(quiz_id).where(scores.c.player_id == player_id))
+            ).first()
+            if mine is None:
+                return None, [], [], total
+            score, reached, pid = mine.score, mine.reached_ms, mine.player_id
+            # Rank = 1 + the players strictly ahead, counted on the ranking index.
+            ahead = await db.scalar(
+                select(func.count())
+                .select_from(scores)
+                .where(scores.c.quiz_id == quiz_id, _ahead_of(score, reached, pid))
+            )
+            rank = int(ahead or 0) + 1
+            above_rows: list[Any] = []
+            below_rows: list[Any] = []
+            if neighbours:
+                # Keyset reads from the player's place: O(neighbours), not O(rank).
+                above_rows = (
+                    await db.execute(
+                        _entries(quiz_id)
+                        .where(_ahead_of(score, reached, pid))
+                        .order_by(*_REVERSED)
+                        .limit(neighbours)
+                    )
+                ).all()
+                above_rows.reverse()
+                below_rows = (
+                    await db.execute(
+                        _entries(quiz_id)
+                        .where(_behind(score, reached, pid))
+                        .order_by(*_ORDER)
+                        .limit(neighbours)
+                    )
+                ).all()
+        return (
+            _ranked([mine], first_rank=rank)[0],
+            _ranked(above_rows, first_rank=rank - len(above_rows)),
+            _ranked(below_rows, first_rank=rank + 1),
+            total,
+        )
+
+
+def _entries(quiz_id: str) -> Select[Any]:
+    # Outer join: a score without a player row still ranks (nickname ""), as in
+    # Redis, where a missing nickname never hides a player from the board.
+    return (
+        select(
+            scores.c.player_id,
+            scores.c.score,
+            scores.c.reached_ms,
+            func.coalesce(players.c.nickname, "").label("nickname"),
+        )
+        .select_from(scores.outerjoin(players, players.c.id == scores.c.player_id))
+        .where(scores.c.quiz_id == quiz_id)
+    )
+
+
+def _ahead_of(score: int, reached_ms: int, player_id: str) -> ColumnElement[bool]:
+    """Rows ranked strictly before (score, reached_ms, player_id)."""
+    return or_(
+        scores.c.score > score,
+        and_(scores.c.score == score, scores.c.reached_ms < reached_ms),
+        and_(
+            scores.c.score == score,
+            scores.c.reached_ms == reached_ms,
+            scores.c.player_id > player_id,
+        ),
+    )
+
+
+def _behind(score: int, reached_ms: int, player_id: str) -> ColumnElement[bool]:
+    """Rows ranked strictly after (score, reached_ms, player_id)."""
+    return or_(
+        scores.c.score < score,
+        and_(scores.c.score == score, scores.c.reached_ms > reached_ms),
+        and_(
+            scores.c.score == score,
+            scores.c.reached_ms == reached_ms,
+            scores.c.player_id < player_id,
+        ),
+    )
+
+
+async def _total(db: AsyncConnection, quiz_id: str) -> int:
+    count = await db.scalar(
+        select(func.count()).select_from(scores).where(scores.c.quiz_id == quiz_id)
+    )
+    return int(count or 0)
+
+
+def _ranked(rows: Sequence[Any], first_rank: int) -> list[common_pb2.LeaderboardEntry]:
+    return [
+        common_pb2.LeaderboardEntry(
+            rank=first_rank + i, player_id=row.player_id, nickname=row.nickname, score=row.score
+        )
+        for i, row in enumerate(rows)
+    ]
