@@ -28,7 +28,7 @@ lint: venv
 	bash scripts/buf-breaking.sh
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
-	$(BIN)/mypy services quizctl devstack tests
+	$(BIN)/mypy services quizctl devstack tests benchmarks
 
 ## Start the whole stack locally (Ctrl-C stops everything it started).
 run: venv
