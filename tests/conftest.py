@@ -24,7 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from devstack import infra
-from devstack.gateway import EnvoyProcess, GatewaySettings, write_envoy_config
+from devstack.gateway import REPO, EnvoyProcess, GatewaySettings, write_envoy_config
 from services.core.auth import ensure_dev_keys
 from services.database.engine import create_engine
 from services.database.migrate import upgrade
@@ -94,7 +94,8 @@ async def stack(backends: Backends) -> AsyncIterator[Stack]:
 async def gateway(
     stack: Stack, backends: Backends, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[EnvoyProcess]:
-    """A real Envoy in front of the stack, rendered from the same template as `make run`."""
+    """A real Envoy in front of the stack, rendered from the same template as `make run`,
+    serving the web client (web/) at / as `make run` does."""
     folder = tmp_path_factory.mktemp("envoy")
     settings = GatewaySettings(
         upstreams={name: f"127.0.0.1:{stack.port(name)}" for name in stack.apps},
@@ -102,6 +103,7 @@ async def gateway(
         listen_address="127.0.0.1",
         admin_port=0,
         jwks_path=backends.jwks_file,
+        web_root=REPO / "web",
     )
     config = write_envoy_config(folder / "envoy.yaml", settings)
     async with EnvoyProcess(config, log_file=folder / "envoy.log") as envoy:
@@ -145,3 +147,24 @@ async def nats_client(backends: Backends) -> AsyncIterator[NatsClient]:
         yield nc
     finally:
         await nc.drain()
+
+
+# Private servers, for the tests that kill them (never the shared ones).
+@pytest.fixture
+async def private_redis() -> AsyncIterator[infra.ValkeyServer]:
+    """A valkey-server without persistence: killed and started again, it is empty."""
+    server = await infra.start_valkey()
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def private_nats() -> AsyncIterator[infra.NatsServer]:
+    """A nats-server with JetStream whose store survives a restart."""
+    server = await infra.start_nats()
+    try:
+        yield server
+    finally:
+        await server.close()

@@ -24,6 +24,7 @@ from services.core.board import QuizKeys, pack
 from services.core.paging import encode_token
 from services.database.engine import create_engine
 from services.database.tables import players, quizzes, scores
+from tests.retry import until_available
 from tests.stack import Backends, Stack
 
 CREATED_MS = 1_760_000_000_000
@@ -317,8 +318,10 @@ async def test_a_quiz_redis_lost_before_its_board_was_final_is_rebuilt_and_serve
     player = Seat(f"x{state.lower()}", 0, 2_000)  # player ids are unique across quizzes
     quiz_id = await insert_quiz(engine, sql_quizzes, [player], state=state, board_final=False)
 
-    page = await stack.leaderboard.GetLeaderboard(
-        leaderboard_pb2.GetLeaderboardRequest(quiz_id=quiz_id)
+    page = await until_available(
+        lambda: stack.leaderboard.GetLeaderboard(
+            leaderboard_pb2.GetLeaderboardRequest(quiz_id=quiz_id)
+        )
     )
     rank = await stack.leaderboard.GetPlayerRank(
         leaderboard_pb2.GetPlayerRankRequest(quiz_id=quiz_id, player_id=player.player_id)

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
 
 import grpc
-import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -35,24 +33,6 @@ async def until(channel: grpc.aio.Channel, wanted: int, seconds: float = 10) -> 
                     return
     finally:
         watch.cancel()
-
-
-@pytest.fixture
-async def private_redis() -> AsyncIterator[infra.ValkeyServer]:
-    server = await infra.start_valkey()
-    try:
-        yield server
-    finally:
-        await server.close()
-
-
-@pytest.fixture
-async def private_nats() -> AsyncIterator[infra.NatsServer]:
-    server = await infra.start_nats()
-    try:
-        yield server
-    finally:
-        await server.close()
 
 
 async def test_every_service_reports_serving_and_lists_itself_by_reflection(

@@ -19,6 +19,7 @@ from services.sync.config import Settings as SyncSettings
 from services.sync.job import run_sync
 from tests.api import GrpcApi
 from tests.game import Player, answer, join
+from tests.retry import until_available
 from tests.stack import Backends, Stack, running_stack
 
 QUIZ = {
@@ -192,8 +193,9 @@ async def test_an_answer_to_a_lost_quiz_rebuilds_it_and_counts_once(own_stack: S
     finally:
         await redis.aclose()
     api = GrpcApi(own_stack.channels)
-    # A retry of an answer accepted before the loss gets its original result back.
-    retry = await answer(api, people[0], quiz_id, 1, 1)
+    # A retry of an answer accepted before the loss gets its original result back,
+    # once the rebuild it set off is done (meanwhile: UNAVAILABLE, retried).
+    retry = await until_available(lambda: answer(api, people[0], quiz_id, 1, 1))
     assert retry["replayed"] is True
     after = await live_state(own_stack, quiz_id)
     assert after == before

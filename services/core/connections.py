@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from services.core import messaging
 from services.core.auth import TokenVerifier
@@ -24,7 +24,11 @@ class Connections:
     @classmethod
     async def open(cls, settings: CommonSettings, name: str) -> Connections:
         """Connects, and makes sure our JetStream streams exist (idempotent)."""
-        redis = Redis.from_url(settings.redis_url, decode_responses=True)
+        # Callers wait for a free connection instead of failing at the pool's cap.
+        pool = BlockingConnectionPool.from_url(
+            settings.redis_url, decode_responses=True, max_connections=256, timeout=5
+        )
+        redis = Redis(connection_pool=pool)
         nc = await messaging.connect(settings.nats_url, name=name)
         js = nc.jetstream()
         subjects = messaging.Subjects(settings.nats_prefix)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
 import nats
@@ -124,7 +124,7 @@ def connected(nc: NatsClient) -> Callable[[], Awaitable[None]]:
 
 async def replay(
     js: JetStreamContext, stream: str, subject: str, after_seq: int = 0, wait: float = 5.0
-) -> AsyncIterator[Msg]:
+) -> AsyncGenerator[Msg, None]:
     """The messages on `subject` stored after `after_seq`, up to the last one stored
     when called, in stream order (an ordered consumer: no state left behind)."""
     if "*" in subject or ">" in subject:

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+import nats.errors as nats_errors
+import redis.exceptions as redis_errors
+import sqlalchemy.exc as sql_errors
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -21,6 +24,20 @@ from services.core.config import CommonSettings
 from services.core.errors import ServiceError
 
 log = logging.getLogger(__name__)
+
+# Errors that mean "a dependency is briefly away", not "this request is wrong".
+TRANSIENT: tuple[type[BaseException], ...] = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    nats_errors.ConnectionClosedError,
+    nats_errors.ConnectionReconnectingError,
+    nats_errors.NoServersError,
+    nats_errors.TimeoutError,
+    sql_errors.OperationalError,
+    sql_errors.InterfaceError,
+    ConnectionError,
+    TimeoutError,
+)
 
 # A reconnect storm opens thousands of streams at once; grpc-core's defaults
 # (1,000 / 3,000 pending) would cancel many of them.
@@ -42,6 +59,12 @@ async def _as_status(context: grpc.aio.ServicerContext, method: str) -> AsyncIte
         await context.abort(e.code, e.message)
     except (asyncio.CancelledError, grpc.aio.AbortError):
         raise
+    except TRANSIENT as e:
+        # A dependency hiccup (Redis/NATS/SQL restarting): the call may be retried.
+        log.warning("dependency not answering", extra={"rpc": method, "error": repr(e)})
+        await context.abort(
+            grpc.StatusCode.UNAVAILABLE, "a backing service is not answering; retry"
+        )
     except Exception:
         log.exception("unhandled error", extra={"rpc": method})
         await context.abort(grpc.StatusCode.INTERNAL, "internal error; try again")

@@ -68,6 +68,7 @@ class LiveStateRecovery:
         self.prefix = prefix
         self.lock_ms = lock_ms
         self.settle_seconds = settle_seconds
+        self._rebuilding: dict[str, asyncio.Task[None]] = {}
         self._release = redis.register_script(RELEASE_LOCK)
 
     @classmethod
@@ -85,15 +86,28 @@ class LiveStateRecovery:
         )
 
     async def ensure_live(self, quiz_id: str) -> bool:
-        """True when the quiz has live state (rebuilt if it was lost); False when it is
-        final in SQL and served from there. NotFound for an unknown quiz."""
+        """True when the quiz has live state; False when it is final in SQL and served
+        from there; NotFound for an unknown quiz. A lost state is rebuilt in the
+        background (not inside the request, whose deadline would cut it short)
+        and the caller gets UNAVAILABLE, to retry."""
         if await self.redis.exists(QuizKeys(self.prefix, quiz_id).state):
             return True
         quiz = await self.store.get(quiz_id)  # NotFound for an unknown quiz
         if quiz.board_final:
             return False
-        await self.rebuild(quiz_id)
-        return True
+        if quiz_id not in self._rebuilding:
+            task = asyncio.create_task(self._rebuild_in_background(quiz_id))
+            self._rebuilding[quiz_id] = task
+            task.add_done_callback(lambda _: self._rebuilding.pop(quiz_id, None))
+        raise Unavailable(f"the live state of quiz {quiz_id} is being restored; retry")
+
+    async def _rebuild_in_background(self, quiz_id: str) -> None:
+        try:
+            await self.rebuild(quiz_id)
+        except Unavailable:
+            pass  # another process holds the lock and rebuilds it
+        except Exception:
+            log.exception("rebuild failed", extra={"quiz_id": quiz_id})
 
     async def rebuild(self, quiz_id: str, force: bool = False) -> Rebuilt | None:
         """Rebuilds a missing live state (None if another process already did);
@@ -135,20 +149,20 @@ class LiveStateRecovery:
                 for r in await conn.execute(select(answers).where(answers.c.quiz_id == quiz_id))
             }
         # The durable record holds everything acknowledged, synced or not.
-        async for msg in replay(
-            self.js, self.subjects.answers_stream, self.subjects.answers(quiz_id)
-        ):
-            a = events_pb2.AcceptedAnswer.FromString(msg.data)
-            accepted.setdefault(
-                (a.question_index, a.player_id),
-                Answer(
-                    a.question_index,
-                    a.choice_index,
-                    a.correct,
-                    a.points_awarded,
-                    a.answered_at.ToMilliseconds(),
-                ),
-            )
+        records = replay(self.js, self.subjects.answers_stream, self.subjects.answers(quiz_id))
+        async with contextlib.aclosing(records):
+            async for msg in records:
+                a = events_pb2.AcceptedAnswer.FromString(msg.data)
+                accepted.setdefault(
+                    (a.question_index, a.player_id),
+                    Answer(
+                        a.question_index,
+                        a.choice_index,
+                        a.correct,
+                        a.points_awarded,
+                        a.answered_at.ToMilliseconds(),
+                    ),
+                )
 
         totals = dict.fromkeys(joined, 0)
         reached = {pid: joined_ms for pid, (_, joined_ms) in joined.items()}
@@ -172,11 +186,11 @@ class LiveStateRecovery:
                     {pid: pack(totals[pid], reached[pid] - quiz.created_ms) for pid, _ in part},
                 )
                 await pipe.execute()
-        records = list(accepted.items())
-        for i in range(0, len(records), CHUNK):
+        answer_items = list(accepted.items())
+        for i in range(0, len(answer_items), CHUNK):
             await self.redis.hset(
                 keys.answers,
-                mapping={f"{q}:{pid}": a.record() for (q, pid), a in records[i : i + CHUNK]},
+                mapping={f"{q}:{pid}": a.record() for (q, pid), a in answer_items[i : i + CHUNK]},
             )
         # Last: from here on the quiz is live again. The version jumps ahead of any
         # number watchers saw before, so they take the rebuilt board as newer.

@@ -12,6 +12,7 @@ players' raised totals with the new checkpoint in ONE transaction, and so:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -103,14 +104,16 @@ class SyncJob:
         report.checkpoint = start
         batch: list[events_pb2.AcceptedAnswer] = []
         last = start
-        async for msg in messaging.replay(
+        records = messaging.replay(
             self.js, self.subjects.answers_stream, self.subjects.all("answers"), start
-        ):
-            batch.append(events_pb2.AcceptedAnswer.FromString(msg.data))
-            last = msg.metadata.sequence.stream
-            if len(batch) >= self.settings.sync_batch_size:
-                await self._commit(batch, last, report)
-                batch = []
+        )
+        async with contextlib.aclosing(records):
+            async for msg in records:
+                batch.append(events_pb2.AcceptedAnswer.FromString(msg.data))
+                last = msg.metadata.sequence.stream
+                if len(batch) >= self.settings.sync_batch_size:
+                    await self._commit(batch, last, report)
+                    batch = []
         if batch or last > start:
             await self._commit(batch, last, report)
 
