@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv gen check-gen lint breaking run test ci clean
+.PHONY: venv gen check-gen lint breaking run browser test ci clean k8s-envoy k8s-check
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -22,20 +22,39 @@ check-gen: gen
 	@git diff --exit-code --stat -- gen third_party || (echo "gen/ is stale: run 'make gen' and commit" >&2; exit 1)
 	@test -z "$$(git status --porcelain -- gen third_party)" || (git status --porcelain -- gen third_party; echo "gen/ has untracked files: run 'make gen' and commit" >&2; exit 1)
 
-## buf lint, buf breaking (against the previous commit of main), ruff, mypy.
-lint: venv
+## buf lint, buf breaking (against the previous commit of main), ruff, mypy, k8s-check.
+lint: venv k8s-check
 	$(BIN)/buf lint
 	bash scripts/buf-breaking.sh
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
-	$(BIN)/mypy services quizctl devstack tests benchmarks
+	$(BIN)/mypy services quizctl devstack tests benchmarks scripts
+
+## Render the Envoy config the Kubernetes manifests mount (k8s/base/envoy/); commit it.
+k8s-envoy: venv
+	PYTHON=$(abspath $(BIN)/python) bash scripts/k8s-envoy.sh
+
+## hadolint the Dockerfile, kustomize every overlay, validate against the k8s schemas.
+k8s-check: venv
+	BIN=$(abspath $(BIN)) bash scripts/k8s-check.sh
 
 ## Start the whole stack locally (Ctrl-C stops everything it started).
 run: venv
 	$(BIN)/quizmesh-dev
 
-## The whole test suite against real Redis, NATS, MySQL/SQLite and Envoy.
-test: venv check-gen lint
+## Headless Chromium for the browser tests (tests/browser): Debian's `chromium`
+## package, installed when /usr/bin/chromium is missing (as root, or with sudo).
+CHROMIUM := /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update -q && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+	@test -x $(CHROMIUM)
+
+## The whole test suite against real Redis, NATS, MySQL/SQLite, Envoy and Chromium.
+test: venv check-gen lint browser
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -110,6 +110,8 @@ def service_env(
         "QUIZMESH_ENVIRONMENT": os.environ.get("QUIZMESH_ENVIRONMENT", "development"),
         "QUIZMESH_GRPC_HOST": "127.0.0.1",
         "QUIZMESH_GRPC_PORT": str(port),
+        # quiz 50051 -> metrics 9464, score 9465, leaderboard 9466, stream 9467
+        "QUIZMESH_METRICS_PORT": str(9464 + port - 50051) if port else "0",
         "QUIZMESH_REDIS_URL": redis_url,
         "QUIZMESH_NATS_URL": nats_url,
         "QUIZMESH_DATABASE_URL": database_url,
@@ -235,7 +237,7 @@ class DevStack:
         started = {server.name for server in self.servers}
         logs = f"in {args.log_dir}/<name>.log" if args.log_dir else "below, prefixed by name"
         services = ", ".join(f"{name} :{port}" for name, port in DEFAULT_SERVICE_PORTS.items())
-        web = f"{api}/" if args.web_root else "(none: no web/ directory yet)"
+        web = f"{api}/  (hosts: {api}/#/host)" if args.web_root else "(none: no web/ directory)"
         database = make_url(self.database_url).render_as_string(hide_password=True)
         quiz = (
             '{"title":"Demo","questions":[{"text":"2+2?","choices":["3","4"],"correct_choice":1}]}'
@@ -246,6 +248,7 @@ QuizMesh is running.
   web client:      {web}
   Envoy admin:     {self.envoy.admin_url}
   services (gRPC): {services}
+  metrics:  http://127.0.0.1:9464/metrics (quiz), 9465 score, 9466 leaderboard, 9467 stream
   Redis:    {self.redis_url} ({"started here" if "valkey" in started else "configured"})
   NATS:     {self.nats_url} ({"started here" if "nats" in started else "configured"})
   database: {database}

@@ -58,6 +58,7 @@ class Stack:
         return {
             "environment": "test",
             "grpc_port": 0,
+            "metrics_port": 0,
             "redis_url": b.redis_url,
             "nats_url": b.nats_url,
             "database_url": b.database_url,
@@ -70,6 +71,9 @@ class Stack:
 
     def port(self, service: str) -> int:
         return self.apps[service].port
+
+    def metrics_url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.apps[service].metrics_port}/metrics"
 
     @property
     def quiz(self) -> quiz_pb2_grpc.QuizServiceStub:

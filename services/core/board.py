@@ -174,11 +174,11 @@ class Board:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zrevrange(keys.board, 0, top - 1, withscores=True)
             pipe.zcard(keys.board)
-            pipe.hmget(keys.state, ["version", "question", "status"])
-            rows, total, (version, question, status) = await pipe.execute()
+            pipe.hmget(keys.state, ["version", "question", "status", "changed_at"])
+            rows, total, (version, question, status, changed_at) = await pipe.execute()
         q = int(question) if question is not None else -1
         answers = await self.redis.hget(keys.state, f"answers:{q}") if q >= 0 else None
-        return common_pb2.LeaderboardSnapshot(
+        snapshot = common_pb2.LeaderboardSnapshot(
             quiz_id=quiz_id,
             version=int(version or 0),
             entries=await self._entries(keys, rows, first_rank=1),
@@ -187,6 +187,9 @@ class Board:
             question_answers=int(answers or 0),
             is_final=status == "CLOSED",
         )
+        if changed_at:
+            snapshot.changed_at.FromMilliseconds(int(changed_at))
+        return snapshot
 
     async def _entries(
         self, keys: QuizKeys, rows: Any, first_rank: int

@@ -19,6 +19,9 @@ class CommonSettings(BaseSettings):
     environment: Literal["development", "test", "production"] = "development"
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 0
+    # Prometheus /metrics (0: any free port).
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464
     redis_url: str = "redis://127.0.0.1:6379/0"
     nats_url: str = "nats://127.0.0.1:4222"
     database_url: str = f"sqlite+aiosqlite:///{DEV_STATE_DIR}/quizmesh.db"

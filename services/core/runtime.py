@@ -22,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from services.core import logs
 from services.core.config import CommonSettings
 from services.core.errors import ServiceError
+from services.core.metrics import Metrics, dependency_of
 
 log = logging.getLogger(__name__)
 
@@ -51,27 +52,69 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
 ]
 
 
-@contextlib.asynccontextmanager
-async def _as_status(context: grpc.aio.ServicerContext, method: str) -> AsyncIterator[None]:
-    try:
-        yield
-    except ServiceError as e:
-        await context.abort(e.code, e.message)
-    except (asyncio.CancelledError, grpc.aio.AbortError):
-        raise
-    except TRANSIENT as e:
-        # A dependency hiccup (Redis/NATS/SQL restarting): the call may be retried.
-        log.warning("dependency not answering", extra={"rpc": method, "error": repr(e)})
-        await context.abort(
-            grpc.StatusCode.UNAVAILABLE, "a backing service is not answering; retry"
-        )
-    except Exception:
-        log.exception("unhandled error", extra={"rpc": method})
-        await context.abort(grpc.StatusCode.INTERNAL, "internal error; try again")
+class _Handling:
+    """Maps what a handler raised to a status with a message, and records the RPC's
+    count by code (and latency, for unary calls) in the service's metrics."""
+
+    def __init__(
+        self, context: grpc.aio.ServicerContext, method: str, metrics: Metrics, timed: bool
+    ) -> None:
+        self.context = context
+        self.method = method
+        self.name = method.rsplit("/", 1)[-1]
+        self.metrics = metrics
+        self.timed = timed
+        self.code = grpc.StatusCode.OK
+
+    async def __aenter__(self) -> None:
+        self.started = time.perf_counter()
+
+    async def __aexit__(self, kind: Any, error: BaseException | None, tb: Any) -> bool:
+        try:
+            await self._as_status(error)
+        finally:
+            self.metrics.rpcs.labels(self.name, self.code.name).inc()
+            if self.timed:
+                self.metrics.rpc_seconds.labels(self.name).observe(
+                    time.perf_counter() - self.started
+                )
+        return False
+
+    async def _as_status(self, error: BaseException | None) -> None:
+        if error is None:
+            return
+        if isinstance(error, asyncio.CancelledError):
+            self.code = grpc.StatusCode.CANCELLED
+            return
+        if isinstance(error, grpc.aio.AbortError):
+            self.code = grpc.StatusCode.UNKNOWN  # aborted by the handler itself
+            return
+        if isinstance(error, ServiceError):
+            await self._abort(error.code, error.message)
+        if isinstance(error, TRANSIENT):
+            # A dependency hiccup (Redis/NATS/SQL restarting): the call may be retried.
+            self.metrics.dependency_errors.labels(dependency_of(error)).inc()
+            log.warning(
+                "dependency not answering", extra={"rpc": self.method, "error": repr(error)}
+            )
+            await self._abort(
+                grpc.StatusCode.UNAVAILABLE, "a backing service is not answering; retry"
+            )
+        if isinstance(error, Exception):
+            log.error("unhandled error", exc_info=error, extra={"rpc": self.method})
+            await self._abort(grpc.StatusCode.INTERNAL, "internal error; try again")
+
+    async def _abort(self, code: grpc.StatusCode, message: str) -> None:
+        self.code = code
+        await self.context.abort(code, message)
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Turns ServiceError into its status; anything else into a logged INTERNAL."""
+    """Turns ServiceError into its status, a dependency's failure into UNAVAILABLE,
+    anything else into a logged INTERNAL; counts every RPC by its code."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
 
     async def intercept_service(
         self,
@@ -82,11 +125,12 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler is None:
             return None
         method = details.method
+        metrics = self.metrics
         if handler.unary_unary is not None:
             inner_uu = handler.unary_unary
 
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                async with _as_status(context, method):
+                async with _Handling(context, method, metrics, timed=True):
                     return await inner_uu(request, context)
 
             return grpc.unary_unary_rpc_method_handler(
@@ -100,7 +144,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             async def unary_stream(
                 request: Any, context: grpc.aio.ServicerContext
             ) -> AsyncIterator[Any]:
-                async with _as_status(context, method):
+                async with _Handling(context, method, metrics, timed=False):
                     stream = inner_us(request, context)
                     if hasattr(stream, "__aiter__"):
                         async for item in stream:
@@ -123,9 +167,14 @@ class DependencyHealth:
     """Reports SERVING only while every dependency answers its check."""
 
     def __init__(
-        self, service_names: Iterable[str], checks: Mapping[str, Check], interval: float = 1.0
+        self,
+        service_names: Iterable[str],
+        checks: Mapping[str, Check],
+        metrics: Metrics,
+        interval: float = 1.0,
     ) -> None:
         self.servicer = health.aio.HealthServicer()
+        self._metrics = metrics
         self._names = ["", *service_names]
         self._checks = dict(checks)
         self._interval = interval
@@ -140,6 +189,7 @@ class DependencyHealth:
                 await asyncio.wait_for(check(), timeout=max(self._interval, 1.0))
             except Exception:
                 failing.append(name)
+                self._metrics.dependency_errors.labels(name).inc()
         if failing != self.failing:
             if failing:
                 log.warning("dependencies not answering", extra={"failing": failing})
@@ -185,6 +235,10 @@ class ServiceApp:
     server: grpc.aio.Server
     port: int
     health: DependencyHealth
+    metrics: Metrics
+    metrics_host: str = "127.0.0.1"
+    # The /metrics port (0 until started if configured as 0: any free port).
+    metrics_port: int = 0
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     # Run after health turns NOT_SERVING, before the server stops (e.g. end streams).
     before_stop: list[Closer] = field(default_factory=list)
@@ -194,6 +248,7 @@ class ServiceApp:
     _stopped: bool = False
 
     async def start(self) -> None:
+        self.metrics_port = self.metrics.serve(self.metrics_host, self.metrics_port)
         await self.server.start()
         await self.health.check_once()
         self.health.start()
@@ -217,26 +272,35 @@ class ServiceApp:
         for hook in self.after_stop:
             with contextlib.suppress(Exception):
                 await hook()
+        self.metrics.stop()
         log.info("stopped", extra={"seconds": round(time.monotonic() - started, 3)})
 
 
 def build_server(
-    host: str,
-    port: int,
+    settings: CommonSettings,
     register: Callable[[grpc.aio.Server], None],
     service_names: list[str],
     checks: Mapping[str, Check],
+    metrics: Metrics,
 ) -> ServiceApp:
-    """A grpc.aio server with our servicers, health and reflection, bound to host:port."""
-    server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=SERVER_OPTIONS)
+    """A grpc.aio server with our servicers, health and reflection, bound to the
+    configured host and port, counting its RPCs in `metrics`."""
+    server = grpc.aio.server(interceptors=[ErrorInterceptor(metrics)], options=SERVER_OPTIONS)
     register(server)
-    dependency_health = DependencyHealth(service_names, checks)
+    dependency_health = DependencyHealth(service_names, checks, metrics)
     health_pb2_grpc.add_HealthServicer_to_server(dependency_health.servicer, server)
     reflection.enable_server_reflection(
         [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )
-    bound = server.add_insecure_port(f"{host}:{port}")
-    return ServiceApp(server=server, port=bound, health=dependency_health)
+    bound = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+    return ServiceApp(
+        server=server,
+        port=bound,
+        health=dependency_health,
+        metrics=metrics,
+        metrics_host=settings.metrics_host,
+        metrics_port=settings.metrics_port,
+    )
 
 
 def serve(
@@ -253,7 +317,7 @@ def run(build: Callable[[], Awaitable[ServiceApp]], grace: float) -> None:
     async def main() -> None:
         app = await build()
         await app.start()
-        log.info("listening", extra={"port": app.port})
+        log.info("listening", extra={"port": app.port, "metrics_port": app.metrics_port})
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -9,6 +9,7 @@ from quizmesh.leaderboard.v1 import leaderboard_pb2, leaderboard_pb2_grpc
 from services.core import runtime
 from services.core.board import Board
 from services.core.connections import Connections
+from services.core.metrics import Metrics
 from services.database.engine import create_engine, health_check
 from services.leaderboard.coalescer import SnapshotCoalescer
 from services.leaderboard.config import Settings
@@ -21,6 +22,7 @@ SERVICE_NAME = leaderboard_pb2.DESCRIPTOR.services_by_name["LeaderboardService"]
 
 async def create_server(settings: Settings) -> runtime.ServiceApp:
     engine = create_engine(settings.database_url)
+    metrics = Metrics("leaderboard")
     conn = await Connections.open(settings, "leaderboard")
     board = Board(conn.redis, settings.key_prefix)
     service = LeaderboardService(
@@ -38,11 +40,11 @@ async def create_server(settings: Settings) -> runtime.ServiceApp:
         leaderboard_pb2_grpc.add_LeaderboardServiceServicer_to_server(service, server)
 
     app = runtime.build_server(
-        settings.grpc_host,
-        settings.grpc_port,
+        settings,
         register,
         [SERVICE_NAME],
         {"database": health_check(engine), **conn.checks()},
+        metrics,
     )
     app.background.append(coalescer.run)
     app.after_stop += [conn.close, engine.dispose]

@@ -8,6 +8,7 @@ from quizmesh.quiz.v1 import quiz_pb2, quiz_pb2_grpc
 from services.core import runtime
 from services.core.auth import TokenIssuer
 from services.core.connections import Connections, token_verifier
+from services.core.metrics import Metrics
 from services.database.engine import create_engine, health_check
 from services.quiz.announcer import Announcer
 from services.quiz.config import Settings
@@ -15,12 +16,14 @@ from services.quiz.live import LiveQuizzes
 from services.quiz.service import QuizService
 from services.quiz.store import QuizStore
 from services.recovery.live_state import LiveStateRecovery, restore_lost_states
+from services.sync.lag import report_sync_lag
 
 SERVICE_NAME = quiz_pb2.DESCRIPTOR.services_by_name["QuizService"].full_name
 
 
 async def create_server(settings: Settings) -> runtime.ServiceApp:
     engine = create_engine(settings.database_url)
+    metrics = Metrics("quiz")
     conn = await Connections.open(settings, "quiz")
     service = QuizService(
         engine=engine,
@@ -38,16 +41,17 @@ async def create_server(settings: Settings) -> runtime.ServiceApp:
         quiz_pb2_grpc.add_QuizServiceServicer_to_server(service, server)
 
     app = runtime.build_server(
-        settings.grpc_host,
-        settings.grpc_port,
+        settings,
         register,
         [SERVICE_NAME],
         {"database": health_check(engine), **conn.checks()},
+        metrics,
     )
     recovery = LiveStateRecovery.of(engine, conn, settings)
     app.background += [
         lambda: service.lifecycle.sweep_deadlines(settings.deadline_sweep_ms / 1000),
         lambda: restore_lost_states(service.store, recovery, settings.restore_check_seconds),
+        lambda: report_sync_lag(engine, conn.js, conn.subjects, metrics, every=5.0),
     ]
     app.after_stop += [conn.close, engine.dispose]
     return app

@@ -196,6 +196,9 @@ class LiveStateRecovery:
         # number watchers saw before, so they take the rebuilt board as newer.
         state: dict[EncodableT, EncodableT] = {**state_fields(quiz), "version": now_ms()}
         state.update({f"answers:{q}": n for q, n in counts.items()})
+        scored = [a.answered_ms for a in accepted.values() if a.points_awarded > 0]
+        if scored:
+            state["changed_at"] = max(scored)
         await self.redis.hset(keys.state, mapping=state)
         log.warning(
             "live state rebuilt",

@@ -7,6 +7,7 @@ from quizmesh.score.v1 import score_pb2, score_pb2_grpc
 
 from services.core import runtime
 from services.core.connections import Connections, token_verifier
+from services.core.metrics import Metrics
 from services.database.engine import create_engine
 from services.recovery.live_state import LiveStateRecovery
 from services.score.config import Settings
@@ -17,6 +18,7 @@ SERVICE_NAME = score_pb2.DESCRIPTOR.services_by_name["ScoreService"].full_name
 
 
 async def create_server(settings: Settings) -> runtime.ServiceApp:
+    metrics = Metrics("score")
     conn = await Connections.open(settings, "score")
     # SQL only to rebuild a quiz whose live state Redis lost; answers never wait on it.
     engine = create_engine(settings.database_url)
@@ -26,6 +28,9 @@ async def create_server(settings: Settings) -> runtime.ServiceApp:
         subjects=conn.subjects,
         verifier=token_verifier(settings),
         recovery=LiveStateRecovery.of(engine, conn, settings),
+        answers=metrics.counter(
+            "quizmesh_answers", "Answers by outcome: accepted, replayed or why refused", ["outcome"]
+        ),
         publish_timeout=settings.publish_timeout_seconds,
     )
 
@@ -33,7 +38,11 @@ async def create_server(settings: Settings) -> runtime.ServiceApp:
         score_pb2_grpc.add_ScoreServiceServicer_to_server(service, server)
 
     app = runtime.build_server(
-        settings.grpc_host, settings.grpc_port, register, [SERVICE_NAME], conn.checks()
+        settings,
+        register,
+        [SERVICE_NAME],
+        conn.checks(),
+        metrics,
     )
     app.after_stop += [conn.close, engine.dispose]
     return app

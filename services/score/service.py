@@ -6,6 +6,7 @@ import logging
 
 import grpc
 from nats.js import JetStreamContext
+from prometheus_client import Counter
 from quizmesh.common.v1 import events_pb2
 from quizmesh.score.v1 import score_pb2, score_pb2_grpc
 
@@ -78,7 +79,9 @@ class ScoreService(score_pb2_grpc.ScoreServiceServicer):
         verifier: TokenVerifier,
         recovery: LiveStateRecovery,
         publish_timeout: float,
+        answers: Counter,
     ) -> None:
+        self.answers = answers
         self.book = book
         self.recovery = recovery
         self.js = js
@@ -104,10 +107,12 @@ class ScoreService(score_pb2_grpc.ScoreServiceServicer):
                 quiz_id, request.question_index, player.subject, request.choice_index, now
             )
         if outcome.answer is None:
+            self.answers.labels(outcome.error).inc()
             raise _refusal(quiz_id, request.question_index, outcome)
         answer = outcome.answer
         replayed = outcome.kind == "replay"
         if replayed and answer.choice_index != request.choice_index:
+            self.answers.labels("changed_answer").inc()
             raise AlreadyExists(
                 f"you already answered question {answer.question_index} "
                 f"(choice {answer.choice_index}); one answer per question"
@@ -115,6 +120,7 @@ class ScoreService(score_pb2_grpc.ScoreServiceServicer):
         # Durable before acknowledged. A replay publishes again: the first attempt
         # may have died between Redis and JetStream; the message id de-duplicates.
         await self._record(quiz_id, player.subject, answer, outcome.total_score)
+        self.answers.labels("replayed" if replayed else "accepted").inc()
         return score_pb2.SubmitAnswerResponse(
             result=_result(answer), total_score=outcome.total_score, replayed=replayed
         )

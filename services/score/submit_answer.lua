@@ -47,5 +47,6 @@ if awarded > 0 then
   total = total + awarded
   redis.call('ZADD', board, total * scale - (now - tonumber(st[5])), player)
   redis.call('HINCRBY', state, 'version', 1)
+  redis.call('HSET', state, 'changed_at', now)
 end
 return {'accepted', record, total}

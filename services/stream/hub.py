@@ -21,6 +21,7 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
+from prometheus_client import Histogram
 from quizmesh.common.v1 import common_pb2, events_pb2
 from quizmesh.stream.v1 import stream_pb2
 
@@ -160,7 +161,9 @@ class QuizHub:
         subjects: Subjects,
         top: int,
         max_queued_events: int,
+        answer_to_watchers: Histogram,
     ) -> None:
+        self.answer_to_watchers = answer_to_watchers
         self.quiz_id = quiz_id
         self.board = board
         self.nc = nc
@@ -316,6 +319,11 @@ class QuizHub:
             return
         if self._have_snapshot and not is_newer(snapshot, self._snapshot):
             return
+        changed = snapshot.changed_at.ToMilliseconds()
+        if self._have_snapshot and changed > self._snapshot.changed_at.ToMilliseconds():
+            # A new answer's board, measured as it leaves for every watcher's outbox.
+            delay = now_ms() - changed
+            self.answer_to_watchers.observe(max(0, delay) / 1000)
         self._have_snapshot = True
         self._snapshot = snapshot
         self._leaderboard_message = stream_pb2.WatchLeaderboardResponse(
@@ -394,6 +402,7 @@ class QuizHubs:
         subjects: Subjects,
         top: int,
         max_queued_events: int,
+        answer_to_watchers: Histogram,
     ) -> None:
         self.board = board
         self.nc = nc
@@ -401,6 +410,7 @@ class QuizHubs:
         self.subjects = subjects
         self.top = top
         self.max_queued_events = max_queued_events
+        self.answer_to_watchers = answer_to_watchers
         self._hubs: dict[str, QuizHub] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -423,6 +433,7 @@ class QuizHubs:
                 self.subjects,
                 self.top,
                 self.max_queued_events,
+                self.answer_to_watchers,
             )
             self._hubs[quiz_id] = hub
         hub.users += 1

@@ -6,13 +6,17 @@ from __future__ import annotations
 from services.core import runtime
 from services.core.board import Board
 from services.core.connections import Connections, token_verifier
+from services.core.metrics import Metrics
 from services.stream.config import Settings
 from services.stream.hub import QuizHubs
+from services.stream.metrics import StreamMetrics
 from services.stream.service import SERVICE_NAME, StreamService
 
 
 async def create_server(settings: Settings) -> runtime.ServiceApp:
     verifier = token_verifier(settings)
+    metrics = Metrics("stream")
+    measured = StreamMetrics.of(metrics)
     conn = await Connections.open(settings, "stream")
     board = Board(conn.redis, settings.key_prefix)
     hubs = QuizHubs(
@@ -22,10 +26,15 @@ async def create_server(settings: Settings) -> runtime.ServiceApp:
         conn.subjects,
         top=settings.snapshot_top,
         max_queued_events=settings.max_queued_events,
+        answer_to_watchers=measured.answer_to_watchers,
     )
-    service = StreamService(board, hubs, verifier, settings.heartbeat_seconds)
+    service = StreamService(board, hubs, verifier, settings.heartbeat_seconds, measured)
     app = runtime.build_server(
-        settings.grpc_host, settings.grpc_port, service.register, [SERVICE_NAME], conn.checks()
+        settings,
+        service.register,
+        [SERVICE_NAME],
+        conn.checks(),
+        metrics,
     )
     app.before_stop.append(hubs.close)
     app.after_stop.append(conn.close)

@@ -18,6 +18,7 @@ from services.core.auth import Role, TokenVerifier
 from services.core.board import Board
 from services.core.errors import InvalidArgument, NotFound
 from services.stream.hub import QuizHubs, Watch
+from services.stream.metrics import StreamMetrics
 
 SERVICE_NAME = stream_pb2.DESCRIPTOR.services_by_name["StreamService"].full_name
 
@@ -45,8 +46,14 @@ async def deliver(watch: Watch, heartbeat_seconds: float) -> AsyncIterator[bytes
 
 class StreamService:
     def __init__(
-        self, board: Board, hubs: QuizHubs, verifier: TokenVerifier, heartbeat_seconds: float
+        self,
+        board: Board,
+        hubs: QuizHubs,
+        verifier: TokenVerifier,
+        heartbeat_seconds: float,
+        metrics: StreamMetrics,
     ) -> None:
+        self.metrics = metrics
         self.board = board
         self.hubs = hubs
         self.verifier = verifier
@@ -86,7 +93,7 @@ class StreamService:
         watch = hub.watch_leaderboard(player_id)
         try:
             await hub.greet(watch)
-            async for message in deliver(watch, self.heartbeat_seconds):
+            async for message in self._deliver(watch, "WatchLeaderboard"):
                 yield message
         finally:
             hub.forget(watch)
@@ -107,11 +114,21 @@ class StreamService:
         hub = await self.hubs.acquire(quiz_id)
         watch = hub.watch_quiz(request.after_sequence)
         try:
-            async for message in deliver(watch, self.heartbeat_seconds):
+            async for message in self._deliver(watch, "WatchQuiz"):
                 yield message
         finally:
             hub.forget(watch)
             await self.hubs.release(hub)
+
+    async def _deliver(self, watch: Watch, rpc: str) -> AsyncIterator[bytes]:
+        active, delivered = self.metrics.active.labels(rpc), self.metrics.delivered.labels(rpc)
+        active.inc()
+        try:
+            async for message in deliver(watch, self.heartbeat_seconds):
+                delivered.inc()
+                yield message
+        finally:
+            active.dec()
 
     async def _require_quiz(self, quiz_id: str) -> None:
         if not await self.board.exists(quiz_id):

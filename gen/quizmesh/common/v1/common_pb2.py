@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fquizmesh/common/v1/common.proto\x12\x12quizmesh.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf0\x01\n\x0cQuestionView\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0f\n\x07\x63hoices\x18\x03 \x03(\t\x12\x0e\n\x06points\x18\x04 \x01(\x05\x12\x15\n\rtime_limit_ms\x18\x05 \x01(\x05\x12-\n\topened_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64\x65\x61\x64line\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x0e\x63orrect_choice\x18\x08 \x01(\x05H\x00\x88\x01\x01\x42\x11\n\x0f_correct_choice\"T\n\x10LeaderboardEntry\x12\x0c\n\x04rank\x18\x01 \x01(\x05\x12\x11\n\tplayer_id\x18\x02 \x01(\t\x12\x10\n\x08nickname\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x05\"R\n\x0ePlayerStanding\x12\x11\n\tplayer_id\x18\x01 \x01(\t\x12\x10\n\x08nickname\x18\x02 \x01(\t\x12\x0c\n\x04rank\x18\x03 \x01(\x05\x12\r\n\x05score\x18\x04 \x01(\x05\"\xc9\x01\n\x13LeaderboardSnapshot\x12\x0f\n\x07quiz_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x35\n\x07\x65ntries\x18\x03 \x03(\x0b\x32$.quizmesh.common.v1.LeaderboardEntry\x12\x15\n\rtotal_players\x18\x04 \x01(\x05\x12\x16\n\x0equestion_index\x18\x05 \x01(\x05\x12\x18\n\x10question_answers\x18\x06 \x01(\x05\x12\x10\n\x08is_final\x18\x07 \x01(\x08*k\n\tQuizState\x12\x1a\n\x16QUIZ_STATE_UNSPECIFIED\x10\x00\x12\x13\n\x0fQUIZ_STATE_OPEN\x10\x01\x12\x16\n\x12QUIZ_STATE_RUNNING\x10\x02\x12\x15\n\x11QUIZ_STATE_CLOSED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fquizmesh/common/v1/common.proto\x12\x12quizmesh.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf0\x01\n\x0cQuestionView\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0f\n\x07\x63hoices\x18\x03 \x03(\t\x12\x0e\n\x06points\x18\x04 \x01(\x05\x12\x15\n\rtime_limit_ms\x18\x05 \x01(\x05\x12-\n\topened_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64\x65\x61\x64line\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x0e\x63orrect_choice\x18\x08 \x01(\x05H\x00\x88\x01\x01\x42\x11\n\x0f_correct_choice\"T\n\x10LeaderboardEntry\x12\x0c\n\x04rank\x18\x01 \x01(\x05\x12\x11\n\tplayer_id\x18\x02 \x01(\t\x12\x10\n\x08nickname\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x05\"R\n\x0ePlayerStanding\x12\x11\n\tplayer_id\x18\x01 \x01(\t\x12\x10\n\x08nickname\x18\x02 \x01(\t\x12\x0c\n\x04rank\x18\x03 \x01(\x05\x12\r\n\x05score\x18\x04 \x01(\x05\"\xf9\x01\n\x13LeaderboardSnapshot\x12\x0f\n\x07quiz_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x35\n\x07\x65ntries\x18\x03 \x03(\x0b\x32$.quizmesh.common.v1.LeaderboardEntry\x12\x15\n\rtotal_players\x18\x04 \x01(\x05\x12\x16\n\x0equestion_index\x18\x05 \x01(\x05\x12\x18\n\x10question_answers\x18\x06 \x01(\x05\x12\x10\n\x08is_final\x18\x07 \x01(\x08\x12.\n\nchanged_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*k\n\tQuizState\x12\x1a\n\x16QUIZ_STATE_UNSPECIFIED\x10\x00\x12\x13\n\x0fQUIZ_STATE_OPEN\x10\x01\x12\x16\n\x12QUIZ_STATE_RUNNING\x10\x02\x12\x15\n\x11QUIZ_STATE_CLOSED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'quizmesh.common.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_QUIZSTATE']._serialized_start=705
-  _globals['_QUIZSTATE']._serialized_end=812
+  _globals['_QUIZSTATE']._serialized_start=753
+  _globals['_QUIZSTATE']._serialized_end=860
   _globals['_QUESTIONVIEW']._serialized_start=89
   _globals['_QUESTIONVIEW']._serialized_end=329
   _globals['_LEADERBOARDENTRY']._serialized_start=331
@@ -41,5 +41,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PLAYERSTANDING']._serialized_start=417
   _globals['_PLAYERSTANDING']._serialized_end=499
   _globals['_LEADERBOARDSNAPSHOT']._serialized_start=502
-  _globals['_LEADERBOARDSNAPSHOT']._serialized_end=703
+  _globals['_LEADERBOARDSNAPSHOT']._serialized_end=751
 # @@protoc_insertion_point(module_scope)

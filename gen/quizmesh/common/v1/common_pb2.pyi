@@ -187,6 +187,7 @@ class LeaderboardSnapshot(_message.Message):
     QUESTION_INDEX_FIELD_NUMBER: _builtins.int
     QUESTION_ANSWERS_FIELD_NUMBER: _builtins.int
     IS_FINAL_FIELD_NUMBER: _builtins.int
+    CHANGED_AT_FIELD_NUMBER: _builtins.int
     quiz_id: _builtins.str
     """The quiz this snapshot belongs to."""
     version: _builtins.int
@@ -203,6 +204,10 @@ class LeaderboardSnapshot(_message.Message):
     def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___LeaderboardEntry]:
         """The best players, best first."""
 
+    @_builtins.property
+    def changed_at(self) -> _timestamp_pb2.Timestamp:
+        """When the newest answer this snapshot reflects was accepted (server clock)."""
+
     def __init__(
         self,
         *,
@@ -213,10 +218,11 @@ class LeaderboardSnapshot(_message.Message):
         question_index: _builtins.int = ...,
         question_answers: _builtins.int = ...,
         is_final: _builtins.bool = ...,
+        changed_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["changed_at", b"changed_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "is_final", b"is_final", "question_answers", b"question_answers", "question_index", b"question_index", "quiz_id", b"quiz_id", "total_players", b"total_players", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed_at", b"changed_at", "entries", b"entries", "is_final", b"is_final", "question_answers", b"question_answers", "question_index", b"question_index", "quiz_id", b"quiz_id", "total_players", b"total_players", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Renders the Envoy config the Kubernetes manifests mount (k8s/base/envoy/): the same
+# template as `make run`, with the gRPC services' headless Services as upstreams and
+# the paths where the Envoy pod mounts the keys and the descriptor set.
+# Usage: scripts/k8s-envoy.sh [OUT_DIR]   (default k8s/base/envoy; `make k8s-envoy`)
+# tests/test_k8s_policy.py renders into a temporary folder and compares.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-$PWD/.venv/bin/python}
+out=${1:-k8s/base/envoy}
+mkdir -p "$out"
+# Short names resolve in the pods' own namespace, so one config serves every overlay.
+"$PY" -m devstack.gateway \
+  --upstream quiz=quiz:50051 \
+  --upstream score=score:50052 \
+  --upstream leaderboard=leaderboard:50053 \
+  --upstream stream=stream:50054 \
+  --port 8080 \
+  --admin-port 9901 \
+  --jwks /etc/quizmesh/keys/jwks.json \
+  --envoy-descriptor /etc/envoy/quizmesh.pb \
+  --output "$out/envoy.yaml"
+cp gen/quizmesh.pb "$out/quizmesh.pb"
