@@ -19,7 +19,7 @@ import sqlalchemy.exc as sql_errors
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.core import logs
+from services.core import logs, tracing
 from services.core.config import CommonSettings
 from services.core.errors import ServiceError
 from services.core.metrics import Metrics, dependency_of
@@ -68,11 +68,13 @@ class _Handling:
 
     async def __aenter__(self) -> None:
         self.started = time.perf_counter()
+        self.trace = tracing.begin(tracing.from_metadata(self.context.invocation_metadata() or ()))
 
     async def __aexit__(self, kind: Any, error: BaseException | None, tb: Any) -> bool:
         try:
             await self._as_status(error)
         finally:
+            tracing.end(self.trace)
             self.metrics.rpcs.labels(self.name, self.code.name).inc()
             if self.timed:
                 self.metrics.rpc_seconds.labels(self.name).observe(

@@ -10,6 +10,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from quizmesh.common.v1 import common_pb2, events_pb2
 
+from services.core import tracing
 from services.core.clock import timestamp
 from services.core.messaging import Subjects
 
@@ -31,7 +32,7 @@ class Announcer:
                     self.subjects.events(event.quiz_id),
                     data,
                     timeout=2,
-                    headers={"Nats-Msg-Id": msg_id},
+                    headers={"Nats-Msg-Id": msg_id, **tracing.headers()},
                 )
                 return
             except Exception as e:
@@ -86,6 +87,8 @@ class Announcer:
     async def board_changed(self, quiz_id: str) -> None:
         """A hint for the leaderboard service; losing one only delays a snapshot."""
         try:
-            await self.nc.publish(self.subjects.board_changed(quiz_id), b"")
+            await self.nc.publish(
+                self.subjects.board_changed(quiz_id), b"", headers=tracing.headers() or None
+            )
         except Exception as e:
             log.warning("board hint not published", extra={"quiz_id": quiz_id, "error": repr(e)})

@@ -10,7 +10,7 @@ from prometheus_client import Counter
 from quizmesh.common.v1 import events_pb2
 from quizmesh.score.v1 import score_pb2, score_pb2_grpc
 
-from services.core import ids
+from services.core import ids, tracing
 from services.core.auth import Role, TokenVerifier
 from services.core.board import Answer
 from services.core.clock import now_ms, timestamp
@@ -148,7 +148,10 @@ class ScoreService(score_pb2_grpc.ScoreServiceServicer):
                 self.subjects.answers(quiz_id),
                 record.SerializeToString(),
                 timeout=self.publish_timeout,
-                headers={"Nats-Msg-Id": f"{quiz_id}:{answer.question_index}:{player_id}"},
+                headers={
+                    "Nats-Msg-Id": f"{quiz_id}:{answer.question_index}:{player_id}",
+                    **tracing.headers(),
+                },
             )
         except Exception as e:
             log.warning(

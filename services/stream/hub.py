@@ -25,6 +25,7 @@ from prometheus_client import Histogram
 from quizmesh.common.v1 import common_pb2, events_pb2
 from quizmesh.stream.v1 import stream_pb2
 
+from services.core import tracing
 from services.core.board import Board
 from services.core.clock import now_ms, timestamp
 from services.core.errors import ResourceExhausted, ServiceError, Unavailable
@@ -356,6 +357,20 @@ class QuizHub:
             self._events.append((sequence, message))
             for watch in self._quiz_watches:
                 watch.push_event(message)
+            # Logged under the trace of the request that caused the event.
+            trace = tracing.begin(tracing.from_headers(msg.headers) or tracing.new_id())
+            try:
+                log.info(
+                    "lifecycle event to watchers",
+                    extra={
+                        "quiz_id": self.quiz_id,
+                        "sequence": sequence,
+                        "kind": event.WhichOneof("kind"),
+                        "watchers": len(self._quiz_watches),
+                    },
+                )
+            finally:
+                tracing.end(trace)
         self._leaderboard_event = None
         self._heartbeat_event = None
         if sequence >= self._history_end:
