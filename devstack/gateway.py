@@ -87,6 +87,9 @@ class GatewaySettings:
     listen_address: str = "0.0.0.0"
     admin_port: int = 9901
     admin_address: str = "127.0.0.1"
+    # A second listener (on listen_address) serving only GET /stats/prometheus, from
+    # the admin, for Prometheus; None: no such listener. Needs a fixed admin port.
+    stats_port: int | None = None
     descriptor_path: Path = DESCRIPTOR_SET
     # Where Envoy finds the descriptor set, when not where the renderer reads it
     # (e.g. a path inside a container).
@@ -115,6 +118,12 @@ class GatewaySettings:
     # A directory served at / (the web client); None serves nothing there.
     web_root: Path | None = None
     template_path: Path = TEMPLATE
+
+    def __post_init__(self) -> None:
+        if self.stats_port is not None and self.admin_port == 0:
+            raise ValueError(
+                "a stats port needs a fixed admin port (the stats listener's upstream)"
+            )
 
 
 def service_key(full_name: str) -> str:
@@ -243,6 +252,7 @@ def _placeholders(settings: GatewaySettings, services: Sequence[str]) -> dict[st
         "listen_port": settings.listen_port,
         "admin_address": settings.admin_address,
         "admin_port": settings.admin_port,
+        "stats_port": settings.stats_port,
         "xff_num_trusted_hops": settings.xff_num_trusted_hops,
         "descriptor_path": str(
             settings.envoy_descriptor_path or settings.descriptor_path.resolve()
@@ -327,6 +337,9 @@ def render_envoy_config(settings: GatewaySettings) -> str:
             f"the template configures RPCs that are not served: {sorted(method_extras)}"
         )
 
+    if settings.stats_port is not None:
+        config["static_resources"]["listeners"].append(policy["stats_listener"])
+        clusters.append(policy["stats_cluster"])
     config["static_resources"]["clusters"] = clusters
     listener = config["static_resources"]["listeners"][0]
     manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
@@ -404,6 +417,8 @@ class EnvoyProcess(ManagedProcess):
         super().__init__("envoy", argv, log_file=log_file, ready_timeout=ready_timeout)
         self.admin_url = ""
         self.port = 0
+        # The `stats` listener's bound port, when the config has one.
+        self.stats_port: int | None = None
 
     async def start(self) -> None:
         self.admin_address_file.unlink(missing_ok=True)
@@ -426,6 +441,8 @@ class EnvoyProcess(ManagedProcess):
             return False
         self.admin_url = admin_url
         self.port = public_port(listeners)
+        names = {listener.get("name") for listener in listeners.get("listener_statuses", [])}
+        self.stats_port = public_port(listeners, "stats") if "stats" in names else None
         return True
 
     @property
@@ -434,12 +451,12 @@ class EnvoyProcess(ManagedProcess):
         return f"http://127.0.0.1:{self.port}"
 
 
-def public_port(listeners: Mapping[str, Any]) -> int:
-    """The bound port of the `public` listener, from admin /listeners?format=json."""
+def public_port(listeners: Mapping[str, Any], name: str = "public") -> int:
+    """The bound port of a listener (`public`), from admin /listeners?format=json."""
     for listener in listeners.get("listener_statuses", []):
-        if listener.get("name") == "public":
+        if listener.get("name") == name:
             return int(listener["local_address"]["socket_address"]["port_value"])
-    raise ProcessFailed(f"Envoy has no listener named 'public': {listeners}")
+    raise ProcessFailed(f"Envoy has no listener named {name!r}: {listeners}")
 
 
 async def start_envoy(
@@ -468,6 +485,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--port", type=int, default=8080, help="public port")
     parser.add_argument("--admin-port", type=int, default=9901)
+    parser.add_argument(
+        "--stats-port",
+        type=int,
+        default=None,
+        help="serve GET /stats/prometheus (only) on this port; default: no stats listener",
+    )
     parser.add_argument("--jwks", type=Path, default=DEV_JWKS, help="JWKS file")
     parser.add_argument("--descriptor", type=Path, default=DESCRIPTOR_SET)
     parser.add_argument(
@@ -487,6 +510,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         upstreams=upstreams,
         listen_port=args.port,
         admin_port=args.admin_port,
+        stats_port=args.stats_port,
         jwks_path=args.jwks,
         descriptor_path=args.descriptor,
         envoy_descriptor_path=args.envoy_descriptor,

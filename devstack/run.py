@@ -88,6 +88,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8080, help="public (Envoy) port")
     parser.add_argument("--admin-port", type=int, default=9901, help="Envoy admin port")
     parser.add_argument(
+        "--stats-port", type=int, default=9468, help="Envoy's /stats/prometheus (only) port"
+    )
+    parser.add_argument(
         "--web-root",
         type=Path,
         default=default_web if default_web.is_dir() else None,
@@ -173,6 +176,7 @@ class DevStack:
                 },
                 listen_port=self.args.port,
                 admin_port=self.args.admin_port,
+                stats_port=self.args.stats_port,
                 jwks_path=self.settings.jwks_file,
                 web_root=self.args.web_root,
             ),
@@ -248,7 +252,8 @@ QuizMesh is running.
   web client:      {web}
   Envoy admin:     {self.envoy.admin_url}
   services (gRPC): {services}
-  metrics:  http://127.0.0.1:9464/metrics (quiz), 9465 score, 9466 leaderboard, 9467 stream
+  metrics:  http://127.0.0.1:9464/metrics (quiz), 9465 score, 9466 leaderboard, 9467 stream,
+            http://127.0.0.1:{self.envoy.stats_port}/stats/prometheus (Envoy)
   Redis:    {self.redis_url} ({"started here" if "valkey" in started else "configured"})
   NATS:     {self.nats_url} ({"started here" if "nats" in started else "configured"})
   database: {database}
@@ -270,7 +275,14 @@ Ctrl-C stops everything started here.
 async def run(args: argparse.Namespace) -> int:
     settings = CommonSettings()
     ensure_dev_keys(settings.signing_key_file, settings.jwks_file)
-    busy = busy_ports({**DEFAULT_SERVICE_PORTS, "envoy": args.port, "envoy admin": args.admin_port})
+    busy = busy_ports(
+        {
+            **DEFAULT_SERVICE_PORTS,
+            "envoy": args.port,
+            "envoy admin": args.admin_port,
+            "envoy stats": args.stats_port,
+        }
+    )
     if busy:
         log.error("ports in use: %s; is another quizmesh-dev running?", ", ".join(busy))
         return 1

@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-$PWD/.venv/bin/python}
 out=${1:-k8s/base/envoy}
 mkdir -p "$out"
+# Prometheus scrapes GET /stats/prometheus on 9464 (the `metrics` port, as for the
+# services); the admin itself stays on 127.0.0.1:9901.
 # Short names resolve in the pods' own namespace, so one config serves every overlay.
 "$PY" -m devstack.gateway \
   --upstream quiz=quiz:50051 \
@@ -17,6 +19,7 @@ mkdir -p "$out"
   --upstream stream=stream:50054 \
   --port 8080 \
   --admin-port 9901 \
+  --stats-port 9464 \
   --jwks /etc/quizmesh/keys/jwks.json \
   --envoy-descriptor /etc/envoy/quizmesh.pb \
   --output "$out/envoy.yaml"

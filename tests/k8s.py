@@ -156,12 +156,19 @@ def selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> 
 
 @dataclass(frozen=True)
 class Peer:
-    """One end of a connection: a pod of our namespace, or an address outside it."""
+    """One end of a connection: a pod of our namespace, a pod of another namespace,
+    or an address outside the cluster."""
 
     name: str
     labels: Mapping[str, str] = field(default_factory=dict)
     ports: Mapping[str, int] = field(default_factory=dict)
-    ip: str | None = None  # set for peers outside the namespace's pods
+    ip: str | None = None  # set for peers outside the cluster's pods
+    namespace: str | None = None  # set for pods of another namespace
+
+    @property
+    def ours(self) -> bool:
+        """A pod of our namespace (so our policies govern it)."""
+        return self.ip is None and self.namespace is None
 
     @classmethod
     def of(cls, workload: Workload) -> Peer:
@@ -170,6 +177,11 @@ class Peer:
     @classmethod
     def outside(cls, ip: str = "203.0.113.7") -> Peer:
         return cls(f"ip {ip}", ip=ip)
+
+    @classmethod
+    def in_namespace(cls, namespace: str, labels: Mapping[str, str] | None = None) -> Peer:
+        """A pod of another namespace (e.g. Prometheus in `monitoring`)."""
+        return cls(f"a pod in {namespace}", dict(labels or {}), namespace=namespace)
 
 
 def _peer_matches(rule_peer: Mapping[str, Any], peer: Peer, namespace: Mapping[str, str]) -> bool:
@@ -183,10 +195,14 @@ def _peer_matches(rule_peer: Mapping[str, Any], peer: Peer, namespace: Mapping[s
         )
     if peer.ip is not None:
         return False
-    if "namespaceSelector" in rule_peer and not selector_matches(
-        rule_peer["namespaceSelector"], namespace
-    ):
-        return False
+    if "namespaceSelector" in rule_peer:
+        peer_namespace = (
+            namespace if peer.namespace is None else {"kubernetes.io/metadata.name": peer.namespace}
+        )
+        if not selector_matches(rule_peer["namespaceSelector"], peer_namespace):
+            return False
+    elif peer.namespace is not None:
+        return False  # a podSelector alone selects pods of the policy's namespace
     return selector_matches(rule_peer.get("podSelector", {}), peer.labels)
 
 
@@ -217,7 +233,7 @@ def _allowed(
     target: Peer,
     namespace: Mapping[str, str],
 ) -> bool:
-    if subject.ip is not None:
+    if not subject.ours:
         return True  # outside the namespace: not governed by its policies
     policy_type, rules_key, peers_key = (
         ("Ingress", "ingress", "from") if direction == "in" else ("Egress", "egress", "to")

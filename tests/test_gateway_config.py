@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -791,3 +792,64 @@ async def test_missing_file_is_a_404(http: httpx.AsyncClient) -> None:
     response = await http.get("/missing.png")
 
     assert response.status_code == 404
+
+
+# --- Prometheus stats --------------------------------------------------------------------
+
+
+def test_stats_listener_needs_a_fixed_admin_port(keys: Keys) -> None:
+    assert "stats" not in render_envoy_config(local_settings(keys))
+    with pytest.raises(ValueError, match="fixed admin port"):
+        local_settings(keys, admin_port=0, stats_port=9468)
+
+
+async def test_stats_port_serves_prometheus_stats_and_nothing_else_of_the_admin(
+    backend: Backend, keys: Keys, tmp_path: Path
+) -> None:
+    settings = GatewaySettings(
+        upstreams=dict.fromkeys(SERVICE_KEYS, f"127.0.0.1:{backend.port}"),
+        listen_port=0,
+        listen_address="127.0.0.1",
+        # The stats listener forwards to the admin, so the admin port must be known.
+        admin_port=free_port(),
+        stats_port=0,
+        jwks_path=keys.jwks,
+    )
+    config = write_envoy_config(tmp_path / "envoy.yaml", settings)
+    async with (
+        EnvoyProcess(config, log_file=tmp_path / "envoy.log") as envoy,
+        httpx.AsyncClient(base_url=envoy.base_url, timeout=10) as http,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{envoy.stats_port}", timeout=10) as stats,
+    ):
+        assert envoy.stats_port not in (None, 0, envoy.port)
+        assert (await http.get(f"/v1/quizzes/{QUIZ_ID}")).status_code == 200
+
+        scrape = await stats.get("/stats/prometheus")
+        assert scrape.status_code == 200, scrape.text
+        assert scrape.headers["content-type"].startswith("text/plain")
+        assert "# TYPE envoy_cluster_upstream_rq_total counter" in scrape.text
+        requests = re.search(
+            r'^envoy_cluster_upstream_rq_total\{envoy_cluster_name="quiz"\} (\d+)$',
+            scrape.text,
+            re.MULTILINE,
+        )
+        assert requests is not None, scrape.text
+        assert int(requests[1]) >= 1
+
+        # Nothing else of the admin: no config (keys, paths), no shutdown, no changes.
+        for method, path in [
+            ("GET", "/config_dump"),
+            ("GET", "/quitquitquit"),
+            ("POST", "/quitquitquit"),
+            ("POST", "/healthcheck/fail"),
+            ("POST", "/runtime_modify?quizmesh.ratelimit.join.enabled=0"),
+            ("POST", "/stats/prometheus"),
+            ("GET", "/stats"),
+            ("GET", "/"),
+            ("GET", "/stats/prometheus/../config_dump"),
+        ]:
+            answer = await stats.request(method, path)
+            assert answer.status_code == 404, (method, path, answer.text)
+            assert "configuration" not in answer.text.lower()
+        async with httpx.AsyncClient(base_url=envoy.admin_url, timeout=5) as admin:
+            assert (await admin.get("/ready")).text.strip() == "LIVE"

@@ -41,6 +41,9 @@ from tests.k8s import (
     workloads,
 )
 
+# Where Prometheus scrapes Envoy (scripts/k8s-envoy.sh --stats-port).
+ENVOY_METRICS_PORT = 9464
+ENVOY_METRICS_PATH = "/stats/prometheus"
 GRPC_SERVICES = {"quiz": 50051, "score": 50052, "leaderboard": 50053, "stream": 50054}
 BACKENDS = {"redis": "redis", "nats": "client", "mariadb": "mysql"}  # dev: pod -> port name
 BACKEND_PORTS = {"redis": 6379, "nats": 4222, "mysql": 3306}
@@ -252,6 +255,8 @@ def test_envoy_upstreams_are_the_headless_grpc_services() -> None:
     clusters = envoy_config()["static_resources"]["clusters"]
     upstreams = {}
     for cluster in clusters:
+        if cluster["name"] == "envoy_admin":  # the stats listener's (below)
+            continue
         assert cluster["type"] == "STRICT_DNS"
         (endpoint,) = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
         address = endpoint["endpoint"]["address"]["socket_address"]
@@ -262,6 +267,25 @@ def test_envoy_upstreams_are_the_headless_grpc_services() -> None:
 def test_envoy_admin_stays_on_loopback() -> None:
     address = envoy_config()["admin"]["address"]["socket_address"]
     assert address["address"] == "127.0.0.1"
+
+
+def test_envoy_stats_listener_serves_only_prometheus_stats_from_the_admin() -> None:
+    config = envoy_config()
+    admin = config["admin"]["address"]["socket_address"]
+    listeners = {item["name"]: item for item in config["static_resources"]["listeners"]}
+    clusters = {item["name"]: item for item in config["static_resources"]["clusters"]}
+    stats = listeners["stats"]
+    assert stats["address"]["socket_address"]["port_value"] == ENVOY_METRICS_PORT
+    (chain,) = stats["filter_chains"]
+    (manager,) = chain["filters"]
+    (virtual_host,) = manager["typed_config"]["route_config"]["virtual_hosts"]
+    scrape, rest = virtual_host["routes"]
+    assert scrape["match"]["path"] == ENVOY_METRICS_PATH
+    assert scrape["route"]["cluster"] == "envoy_admin"
+    assert rest == {"match": {"prefix": "/"}, "direct_response": rest["direct_response"]}
+    assert rest["direct_response"]["status"] == 404
+    (endpoint,) = clusters["envoy_admin"]["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    assert endpoint["endpoint"]["address"]["socket_address"] == admin
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -389,6 +413,39 @@ def test_only_envoy_is_reachable_from_outside(overlay: str) -> None:
                 f"outside -> {peer.name}:{port_name}"
             )
             assert not can_connect(objects, stranger, peer, port_name), peer.name
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_prometheus_scrapes_every_metrics_port_from_the_monitoring_namespace(
+    overlay: str,
+) -> None:
+    objects = rendered(overlay)
+    prometheus = Peer.in_namespace("monitoring", {"app": "prometheus"})
+    elsewhere = Peer.in_namespace("default", {"app": "prometheus"})
+    scraped = set()
+    for workload in workloads(objects):
+        if workload.kind not in ("Deployment", "StatefulSet"):
+            continue
+        peer = Peer.of(workload)
+        annotations = workload.pod.get("metadata", {}).get("annotations", {})
+        if "metrics" not in peer.ports:
+            assert "prometheus.io/scrape" not in annotations, workload.id
+            continue
+        scraped.add(workload.name)
+        assert annotations["prometheus.io/scrape"] == "true", workload.id
+        assert annotations["prometheus.io/port"] == str(peer.ports["metrics"]), workload.id
+        expected_path = ENVOY_METRICS_PATH if workload.name == "envoy" else "/metrics"
+        assert annotations.get("prometheus.io/path", "/metrics") == expected_path, workload.id
+        for port_name in peer.ports:
+            allowed = port_name == "metrics" or (workload.name == "envoy" and port_name == "http")
+            assert can_connect(objects, prometheus, peer, port_name) == allowed, (
+                f"monitoring -> {workload.id}:{port_name}"
+            )
+        # Other namespaces reach Envoy's public port like any client, nothing else.
+        assert not can_connect(objects, elsewhere, peer, "metrics"), workload.id
+    assert scraped == {"envoy", *GRPC_SERVICES}
+    envoy = next(w for w in workloads(objects) if w.name == "envoy")
+    assert envoy.ports()["metrics"] == ENVOY_METRICS_PORT
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
