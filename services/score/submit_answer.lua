@@ -42,11 +42,12 @@ end
 local record = choice .. '|' .. (choice == correct and 1 or 0) .. '|' .. awarded .. '|' .. now
 redis.call('HSET', answers, field, record)
 redis.call('HINCRBY', state, 'answers:' .. ARGV[2], 1)
+-- Every accepted answer changes what watchers see (at least the answer count).
+redis.call('HINCRBY', state, 'version', 1)
 if awarded > 0 then
   -- packed = points * SCALE - ms since the quiz was created (earlier ranks higher)
   total = total + awarded
   redis.call('ZADD', board, total * scale - (now - tonumber(st[5])), player)
-  redis.call('HINCRBY', state, 'version', 1)
   redis.call('HSET', state, 'changed_at', now)
 end
 return {'accepted', record, total}

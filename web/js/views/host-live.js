@@ -1,0 +1,350 @@
+// The host's live quiz: share the code, start, advance, close, and a big-screen
+// stage (question, countdown, answers received, animated leaderboard, podium)
+// made to be projected.
+
+import { api, ApiError, Code, millis, watchQuiz } from "../api.js";
+import { Leaderboard, podium } from "../board.js";
+import { countdown, ServerClock, timed } from "../clock.js";
+import { announce, connectionStatus, errorBox, fill, focusHeading, formatNumber, h } from "../dom.js";
+import { currentHost } from "./host.js";
+
+const SHAPES = ["▲", "◆", "●", "■", "★", "✚"];
+const STATES = { QUIZ_STATE_OPEN: "OPEN", QUIZ_STATE_RUNNING: "RUNNING", QUIZ_STATE_CLOSED: "CLOSED" };
+
+export function mountHostLive(root, { quizId }) {
+  const { token } = currentHost();
+  const alert = errorBox();
+  const clock = new ServerClock();
+  const game = {
+    title: "",
+    state: null,
+    count: 0,
+    question: null, // current QuestionView
+    reveals: new Map(),
+    snapshot: null,
+    players: 0,
+  };
+  let stream = null;
+  let timer = null;
+  let shown = "";
+  let restoreFocus = false;
+  let controlsKey = "";
+
+  const joinUrl = `${location.origin}${location.pathname}#/play/${quizId}`;
+  const controls = h("div", { class: "controls", role: "group", "aria-label": "Quiz controls" });
+  const status = h("p", { class: "host-status", role: "status", "data-testid": "host-status" });
+  const stage = h("section", { class: "stage", "aria-labelledby": "stage-title" });
+  const board = new Leaderboard({ label: "Leaderboard", large: true });
+  const boardCount = h("p", { class: "board-count" });
+  const side = h(
+    "section",
+    { class: "board-panel", "aria-labelledby": "board-title" },
+    h("h2", { id: "board-title", text: "Leaderboard" }),
+    boardCount,
+    board.el,
+  );
+  const share = h(
+    "div",
+    { class: "share" },
+    h("p", { class: "share-label", text: "Join at" }),
+    h("a", {
+      class: "share-url",
+      href: joinUrl,
+      "data-testid": "join-link",
+      target: "_blank",
+      rel: "noopener",
+      text: joinUrl,
+    }),
+    h("p", { class: "share-label", text: "with code" }),
+    h("p", { class: "share-code", "data-testid": "quiz-code", text: quizId }),
+    h("button", {
+      type: "button",
+      class: "small",
+      text: "Copy link",
+      onclick: async (e) => {
+        try {
+          await navigator.clipboard.writeText(joinUrl);
+          e.target.textContent = "Copied";
+        } catch {
+          alert.show("Copying is not allowed here; select the link and copy it.");
+        }
+      },
+    }),
+  );
+  fill(
+    root,
+    h(
+      "div",
+      { class: "host-live" },
+      h("div", { class: "host-head" }, h("h1", { class: "host-title", id: "host-title" }), status, controls),
+      alert.el,
+      h("div", { class: "host-body" }, h("div", { class: "host-main" }, stage, share), side),
+    ),
+  );
+
+  // --- Actions ---------------------------------------------------------------
+
+  async function act(label, call) {
+    if (!token) {
+      alert.show("Sign in as the host first (Host a quiz).");
+      return;
+    }
+    alert.clear();
+    restoreFocus = controls.contains(document.activeElement);
+    for (const button of controls.querySelectorAll("button")) button.disabled = true;
+    try {
+      const { quiz } = await timed(clock, () => call(token, quizId));
+      applyQuiz(quiz);
+    } catch (error) {
+      alert.show(error, error.code === Code.PERMISSION_DENIED ? "Not your quiz." : `Could not ${label}.`);
+    } finally {
+      controlsKey = ""; // the buttons were disabled: rebuild them
+      render();
+    }
+  }
+
+  function button(text, onclick, kind = "") {
+    return h("button", { type: "button", class: kind, text, onclick });
+  }
+
+  /** Ending a quiz cannot be undone: the first press only asks to press again. */
+  function endButton() {
+    let armed = null;
+    const end = button(
+      "End quiz now",
+      () => {
+        if (armed) {
+          clearTimeout(armed);
+          act("close the quiz", api.closeQuiz);
+          return;
+        }
+        end.textContent = "Press again to end the quiz";
+        armed = setTimeout(() => {
+          armed = null;
+          end.textContent = "End quiz now";
+        }, 4000);
+      },
+      "danger",
+    );
+    return end;
+  }
+
+  function renderControls() {
+    const last = game.question && game.question.index + 1 >= game.count;
+    // Rebuilt only when they change: events arrive all the time, and rebuilding
+    // would take the keyboard focus away from the button the host is on.
+    const key = `${game.state}:${last}:${Boolean(token)}`;
+    if (key === controlsKey) return;
+    controlsKey = key;
+    const buttons = [];
+    if (!token) {
+      buttons.push(h("a", { class: "button", href: "#/host", text: "Sign in to run this quiz" }));
+    } else if (game.state === "OPEN") {
+      buttons.push(button("Start quiz", () => act("start the quiz", api.startQuiz), "primary"));
+    } else if (game.state === "RUNNING") {
+      buttons.push(
+        button(
+          last ? "Finish quiz" : "Next question",
+          () => act(last ? "finish the quiz" : "advance", api.advanceQuestion),
+          "primary",
+        ),
+        endButton(),
+      );
+    } else if (game.state === "CLOSED") {
+      buttons.push(h("a", { class: "button", href: "#/host", text: "New quiz" }));
+    }
+    fill(controls, buttons);
+    // Keep the keyboard where it was: the host presses Next again and again.
+    if (restoreFocus) controls.querySelector(".primary, button, a")?.focus();
+    restoreFocus = false;
+  }
+
+  // --- State ------------------------------------------------------------------
+
+  function applyQuiz(quiz) {
+    game.title = quiz.title;
+    game.state = STATES[quiz.state] ?? null;
+    game.count = quiz.question_count;
+    game.players = Math.max(game.players, quiz.player_count ?? 0);
+    for (const q of quiz.questions ?? []) {
+      const closed = game.state === "CLOSED" || q.index < quiz.current_question;
+      if (closed && q.correct_choice !== undefined) game.reveals.set(q.index, q.correct_choice);
+    }
+    const current = (quiz.questions ?? []).find((q) => q.index === quiz.current_question);
+    if (current && (!game.question || current.index >= game.question.index)) {
+      game.question = current;
+      if (millis(current.deadline) <= clock.now() && current.correct_choice !== undefined)
+        game.reveals.set(current.index, current.correct_choice);
+    }
+  }
+
+  function onEvent(event) {
+    if (event.quiz_started) {
+      game.state = "RUNNING";
+      game.count = event.quiz_started.question_count;
+    } else if (event.question_opened) {
+      const { question, question_count: count } = event.question_opened;
+      game.count = count;
+      if (game.state !== "CLOSED" && (!game.question || question.index > game.question.index)) {
+        game.state = "RUNNING";
+        game.question = question;
+      }
+    } else if (event.question_closed) {
+      game.reveals.set(event.question_closed.index, event.question_closed.correct_choice ?? 0);
+    } else if (event.quiz_closed) {
+      game.state = "CLOSED";
+    } else if (event.leaderboard_changed) {
+      const snapshot = event.leaderboard_changed;
+      const old = game.snapshot;
+      if (old && Number(snapshot.version) < Number(old.version) && !snapshot.is_final) return;
+      game.snapshot = snapshot;
+      game.players = snapshot.total_players;
+    }
+    render();
+  }
+
+  // --- Rendering ----------------------------------------------------------------
+
+  const screenKey = () => {
+    const q = game.question;
+    if (game.state === "RUNNING" && q) return `q${q.index}:${game.reveals.has(q.index) ? "closed" : "open"}`;
+    return game.state ?? "loading";
+  };
+
+  function render() {
+    document.getElementById("host-title").textContent = game.title || `Quiz ${quizId}`;
+    status.textContent = statusText();
+    renderControls();
+    const key = screenKey();
+    if (key !== shown) {
+      shown = key;
+      timer?.stop();
+      timer = null;
+      fill(stage, stageContent());
+      if (game.state === "CLOSED") announce("The quiz is over. Final results.");
+    }
+    updateAnswers();
+    board.update(game.snapshot?.entries ?? []);
+    boardCount.textContent = `${formatNumber(game.players)} ${game.players === 1 ? "player" : "players"}`;
+    document.querySelector(".host-live")?.classList.toggle("is-closed", game.state === "CLOSED");
+  }
+
+  function statusText() {
+    if (game.state === "OPEN") return `Open for joining · ${game.players} joined`;
+    if (game.state === "RUNNING" && game.question)
+      return `Question ${game.question.index + 1} of ${game.count}`;
+    if (game.state === "CLOSED") return "Finished";
+    return "";
+  }
+
+  function stageContent() {
+    const q = game.question;
+    if (game.state === "OPEN") {
+      return [
+        h("h2", { id: "stage-title", class: "stage-title", text: "Waiting for players" }),
+        h("p", { class: "stage-lead", "data-testid": "lobby-count" }),
+        h("ul", { class: "chips big", "aria-label": "Players", "data-testid": "lobby-players" }),
+      ];
+    }
+    if (game.state === "CLOSED") {
+      return [
+        h("h2", { id: "stage-title", class: "stage-title", text: "Final results" }),
+        h("div", { class: "podium-slot" }),
+      ];
+    }
+    if (!q) return [h("h2", { id: "stage-title", class: "stage-title", text: "Loading…" })];
+    const correct = game.reveals.get(q.index);
+    const closed = correct !== undefined;
+    if (!closed) {
+      timer = countdown({ deadline: millis(q.deadline), limitMs: q.time_limit_ms, clock, large: true });
+    }
+    return [
+      h("p", { class: "eyebrow", text: `Question ${q.index + 1} of ${game.count}` }),
+      h("h2", { id: "stage-title", class: "stage-question", text: q.text }),
+      h(
+        "div",
+        { class: "stage-meta" },
+        timer?.el ?? h("p", { class: "stage-closed", text: "Time's up" }),
+        h("p", { class: "answers-count", "data-testid": "answers-count", role: "status" }),
+      ),
+      h(
+        "ul",
+        { class: `choices big choices-${q.choices.length}`, "aria-label": "Choices" },
+        q.choices.map((text, i) =>
+          h(
+            "li",
+            { class: `choice choice-${i}${closed ? (i === correct ? " correct" : " wrong") : ""}` },
+            h("span", { class: "choice-key", "aria-hidden": "true", text: SHAPES[i] }),
+            h("span", { class: "choice-text", text }),
+            closed && i === correct ? h("span", { class: "choice-mark", text: " ✓ correct" }) : null,
+          ),
+        ),
+      ),
+    ];
+  }
+
+  function updateAnswers() {
+    const counter = stage.querySelector("[data-testid=answers-count]");
+    if (counter && game.question) {
+      const snap = game.snapshot;
+      const answers = snap && snap.question_index === game.question.index ? snap.question_answers : 0;
+      fill(
+        counter,
+        h("strong", { text: formatNumber(answers) }),
+        ` of ${formatNumber(game.players)} answered`,
+      );
+      counter.dataset.value = answers;
+    }
+    const lobby = stage.querySelector("[data-testid=lobby-players]");
+    if (lobby) {
+      const names = (game.snapshot?.entries ?? []).map((e) => e.nickname);
+      stage.querySelector("[data-testid=lobby-count]").textContent =
+        `${game.players} ${game.players === 1 ? "player has" : "players have"} joined`;
+      fill(
+        lobby,
+        names.map((n) => h("li", { class: "chip", text: n })),
+        game.players > names.length &&
+          h("li", { class: "chip", text: `+${game.players - names.length} more` }),
+      );
+    }
+    const slot = stage.querySelector(".podium-slot");
+    if (slot) fill(slot, podium(game.snapshot?.entries ?? []));
+  }
+
+  // --- Start --------------------------------------------------------------------
+
+  (async () => {
+    try {
+      const { quiz } = await timed(clock, () => api.getQuiz(quizId, token));
+      applyQuiz(quiz);
+    } catch (error) {
+      fill(stage, h("h2", { id: "stage-title", text: "This quiz is not available" }));
+      alert.show(
+        error,
+        error instanceof ApiError && error.code === Code.UNAUTHENTICATED ? "Sign in again." : "",
+      );
+      return;
+    }
+    render();
+    focusHeading(root);
+    // Anyone may watch a quiz's events; the host's view needs no token for it.
+    stream = watchQuiz(quizId, {
+      afterSequence: 0,
+      onEvent,
+      onState: (state) =>
+        connectionStatus(
+          { live: "", offline: "Offline: waiting for the network…" }[state] ?? "Reconnecting…",
+        ),
+      onFatal: (error) => {
+        connectionStatus("Disconnected");
+        alert.show(error);
+      },
+    });
+  })();
+
+  return () => {
+    stream?.stop();
+    timer?.stop();
+    connectionStatus("");
+  };
+}
