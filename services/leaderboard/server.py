@@ -8,7 +8,7 @@ from quizmesh.leaderboard.v1 import leaderboard_pb2, leaderboard_pb2_grpc
 
 from services.core import runtime
 from services.core.board import Board
-from services.core.connections import Connections
+from services.core.connections import Connections, token_verifier
 from services.core.metrics import Metrics
 from services.database.engine import create_engine, health_check
 from services.leaderboard.coalescer import SnapshotCoalescer
@@ -26,7 +26,10 @@ async def create_server(settings: Settings) -> runtime.ServiceApp:
     conn = await Connections.open(settings, "leaderboard")
     board = Board(conn.redis, settings.key_prefix)
     service = LeaderboardService(
-        board, FinalBoard(engine), LiveStateRecovery.of(engine, conn, settings)
+        board,
+        FinalBoard(engine),
+        LiveStateRecovery.of(engine, conn, settings),
+        token_verifier(settings),
     )
     coalescer = SnapshotCoalescer(
         conn.nc,

@@ -10,6 +10,7 @@ from quizmesh.common.v1 import common_pb2
 from quizmesh.leaderboard.v1 import leaderboard_pb2, leaderboard_pb2_grpc
 
 from services.core import ids
+from services.core.auth import TokenVerifier
 from services.core.board import Board
 from services.core.errors import InvalidArgument, NotFound, Unavailable
 from services.core.paging import decode_token, encode_token, page_size
@@ -47,7 +48,14 @@ class QuizBoard(NamedTuple):
 
 
 class LeaderboardService(leaderboard_pb2_grpc.LeaderboardServiceServicer):
-    def __init__(self, board: Board, final_board: FinalBoard, recovery: LiveStateRecovery) -> None:
+    def __init__(
+        self,
+        board: Board,
+        final_board: FinalBoard,
+        recovery: LiveStateRecovery,
+        verifier: TokenVerifier,
+    ) -> None:
+        self.verifier = verifier
         self.board = board
         self.final_board = final_board
         self.recovery = recovery
@@ -58,6 +66,7 @@ class LeaderboardService(leaderboard_pb2_grpc.LeaderboardServiceServicer):
         quiz_id = ids.quiz_code(request.quiz_id)
         size = page_size(request.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         offset = decode_token(request.page_token)
+        self.verifier.optional_caller(context)  # anyone may read; a token must be valid
         board = await self._board_for(quiz_id)
         entries, total = await board.ranking.page(quiz_id, offset, size)
         end = offset + len(entries)
@@ -79,6 +88,7 @@ class LeaderboardService(leaderboard_pb2_grpc.LeaderboardServiceServicer):
             raise InvalidArgument(
                 f"neighbours must be between 0 and {MAX_NEIGHBOURS}, got {request.neighbours}"
             )
+        self.verifier.optional_caller(context)
         board = await self._board_for(quiz_id)
         player, above, below, total = await board.ranking.around(quiz_id, player_id, neighbours)
         if player is None:

@@ -86,6 +86,7 @@ class QuizService(quiz_pb2_grpc.QuizServiceServicer):
     async def ListQuizzes(
         self, request: quiz_pb2.ListQuizzesRequest, context: grpc.aio.ServicerContext
     ) -> quiz_pb2.ListQuizzesResponse:
+        self.verifier.optional_caller(context)  # anyone may list; a token present must be valid
         size = page_size(request.page_size, default=20, maximum=100)
         offset = decode_token(request.page_token)
         rows = await self.store.page(offset, size + 1)
@@ -99,6 +100,7 @@ class QuizService(quiz_pb2_grpc.QuizServiceServicer):
     async def JoinQuiz(
         self, request: quiz_pb2.JoinQuizRequest, context: grpc.aio.ServicerContext
     ) -> quiz_pb2.JoinQuizResponse:
+        self.verifier.optional_caller(context)  # anyone may join; a token present must be valid
         quiz_id = ids.quiz_code(request.quiz_id)
         nickname = rules.nickname(request.nickname)
         quiz = await self.store.get(quiz_id)
