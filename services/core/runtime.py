@@ -16,12 +16,13 @@ import grpc
 import nats.errors as nats_errors
 import redis.exceptions as redis_errors
 import sqlalchemy.exc as sql_errors
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.core import logs, tracing
 from services.core.config import CommonSettings
-from services.core.errors import ServiceError
+from services.core.errors import InvalidArgument, ServiceError
 from services.core.metrics import Metrics, dependency_of
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,18 @@ class _Handling:
         await self.context.abort(code, message)
 
 
+def _parser(deserialize: Callable[[bytes], Any] | None) -> Callable[[Any], Any]:
+    def parse(raw: Any) -> Any:
+        if deserialize is None:
+            return raw
+        try:
+            return deserialize(raw)
+        except DecodeError as e:
+            raise InvalidArgument("the request is not a valid message for this method") from e
+
+    return parse
+
+
 class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Turns ServiceError into its status, a dependency's failure into UNAVAILABLE,
     anything else into a logged INTERNAL; counts every RPC by its code."""
@@ -128,26 +141,27 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return None
         method = details.method
         metrics = self.metrics
+        # The request is parsed here rather than by grpc, so that bytes that are no
+        # valid message get INVALID_ARGUMENT like any other bad input (not UNKNOWN).
+        parse = _parser(handler.request_deserializer)
         if handler.unary_unary is not None:
             inner_uu = handler.unary_unary
 
-            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async def unary_unary(raw: Any, context: grpc.aio.ServicerContext) -> Any:
                 async with _Handling(context, method, metrics, timed=True):
-                    return await inner_uu(request, context)
+                    return await inner_uu(parse(raw), context)
 
             return grpc.unary_unary_rpc_method_handler(
-                unary_unary,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
+                unary_unary, response_serializer=handler.response_serializer
             )
         if handler.unary_stream is not None:
             inner_us = handler.unary_stream
 
             async def unary_stream(
-                request: Any, context: grpc.aio.ServicerContext
+                raw: Any, context: grpc.aio.ServicerContext
             ) -> AsyncIterator[Any]:
                 async with _Handling(context, method, metrics, timed=False):
-                    stream = inner_us(request, context)
+                    stream = inner_us(parse(raw), context)
                     if hasattr(stream, "__aiter__"):
                         async for item in stream:
                             yield item
@@ -155,9 +169,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                         await stream
 
             return grpc.unary_stream_rpc_method_handler(
-                unary_stream,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
+                unary_stream, response_serializer=handler.response_serializer
             )
         return handler
 
