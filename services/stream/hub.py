@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import Protocol
 
 from google.protobuf.message import DecodeError
@@ -409,23 +410,9 @@ def _you(standing: common_pb2.PlayerStanding | None) -> bytes:
 class QuizHubs:
     """The hubs of the quizzes this process has watchers for."""
 
-    def __init__(
-        self,
-        board: Board,
-        nc: NatsClient,
-        js: JetStreamContext,
-        subjects: Subjects,
-        top: int,
-        max_queued_events: int,
-        answer_to_watchers: Histogram,
-    ) -> None:
-        self.board = board
-        self.nc = nc
-        self.js = js
-        self.subjects = subjects
-        self.top = top
-        self.max_queued_events = max_queued_events
-        self.answer_to_watchers = answer_to_watchers
+    def __init__(self, new_hub: Callable[[str], QuizHub]) -> None:
+        """`new_hub(quiz_id)` makes (and starts) a quiz's hub."""
+        self._new_hub = new_hub
         self._hubs: dict[str, QuizHub] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -440,16 +427,7 @@ class QuizHubs:
             raise Unavailable(SHUTTING_DOWN)
         hub = self._hubs.get(quiz_id)
         if hub is None:
-            hub = QuizHub(
-                quiz_id,
-                self.board,
-                self.nc,
-                self.js,
-                self.subjects,
-                self.top,
-                self.max_queued_events,
-                self.answer_to_watchers,
-            )
+            hub = self._new_hub(quiz_id)
             self._hubs[quiz_id] = hub
         hub.users += 1
         try:

@@ -3,12 +3,14 @@ for tests."""
 
 from __future__ import annotations
 
+import functools
+
 from services.core import runtime
 from services.core.board import Board
 from services.core.connections import Connections, token_verifier
 from services.core.metrics import Metrics
 from services.stream.config import Settings
-from services.stream.hub import QuizHubs
+from services.stream.hub import QuizHub, QuizHubs
 from services.stream.metrics import StreamMetrics
 from services.stream.service import SERVICE_NAME, StreamService
 
@@ -20,13 +22,16 @@ async def create_server(settings: Settings) -> runtime.ServiceApp:
     conn = await Connections.open(settings, "stream")
     board = Board(conn.redis, settings.key_prefix)
     hubs = QuizHubs(
-        board,
-        conn.nc,
-        conn.js,
-        conn.subjects,
-        top=settings.snapshot_top,
-        max_queued_events=settings.max_queued_events,
-        answer_to_watchers=measured.answer_to_watchers,
+        functools.partial(
+            QuizHub,
+            board=board,
+            nc=conn.nc,
+            js=conn.js,
+            subjects=conn.subjects,
+            top=settings.snapshot_top,
+            max_queued_events=settings.max_queued_events,
+            answer_to_watchers=measured.answer_to_watchers,
+        )
     )
     service = StreamService(board, hubs, verifier, settings.heartbeat_seconds, measured)
     app = runtime.build_server(
