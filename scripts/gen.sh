@@ -6,9 +6,11 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-$PWD/.venv/bin/python}
 site=$("$PY" -c 'import google.api.annotations_pb2 as m, os; print(os.path.dirname(m.__file__))')
 
-# The HTTP annotation protos, vendored from the installed wheel.
-mkdir -p third_party/googleapis/google/api
+# The HTTP annotation protos, and the rich error types Envoy prints in JSON error
+# bodies (google.rpc.BadRequest), vendored from the installed wheel.
+mkdir -p third_party/googleapis/google/api third_party/googleapis/google/rpc
 cp "$site/annotations.proto" "$site/http.proto" third_party/googleapis/google/api/
+cp "$site/../rpc/status.proto" "$site/../rpc/error_details.proto" third_party/googleapis/google/rpc/
 
 rm -rf gen && mkdir -p gen
 mapfile -t protos < <(cd proto && find quizmesh -name '*.proto' | LC_ALL=C sort)
@@ -18,9 +20,15 @@ mapfile -t protos < <(cd proto && find quizmesh -name '*.proto' | LC_ALL=C sort)
   --mypy_out=../gen --mypy_grpc_out=../gen \
   --plugin=protoc-gen-mypy="$(dirname "$PY")/protoc-gen-mypy" \
   --plugin=protoc-gen-mypy_grpc="$(dirname "$PY")/protoc-gen-mypy_grpc" \
+  "${protos[@]}")
+# Envoy's descriptor set also carries google.rpc's error details, so that the
+# transcoder can print a BadRequest in an HTTP error body (their Python code comes
+# from googleapis-common-protos, so it is not generated here).
+(cd proto && "$PY" -m grpc_tools.protoc \
+  -I . -I ../third_party/googleapis \
   --include_imports --include_source_info \
   --descriptor_set_out=../gen/quizmesh.pb \
-  "${protos[@]}")
+  "${protos[@]}" google/rpc/status.proto google/rpc/error_details.proto)
 # Generated code is a plain import root (gen/ is on sys.path); mark the packages
 # so mypy and setuptools see them.
 find gen/quizmesh -type d -exec touch {}/__init__.py \;

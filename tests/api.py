@@ -15,6 +15,7 @@ import grpc
 import httpx
 from google.api import annotations_pb2
 from google.protobuf import descriptor, json_format, message_factory
+from google.rpc import error_details_pb2, status_pb2
 from quizmesh.leaderboard.v1 import leaderboard_pb2
 from quizmesh.quiz.v1 import quiz_pb2
 from quizmesh.score.v1 import score_pb2
@@ -46,11 +47,32 @@ CODES = {c.value[0]: c for c in grpc.StatusCode}
 
 
 class ApiError(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str, http_status: int | None = None):
+    """A refusal as a client sees it, with the google.rpc.BadRequest field
+    violations (field, description) when the status carried them."""
+
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        message: str,
+        http_status: int | None = None,
+        violations: list[tuple[str, str]] | None = None,
+    ):
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message
         self.http_status = http_status
+        self.violations = violations or []
+
+    @classmethod
+    def of_rpc(cls, error: grpc.aio.AioRpcError) -> ApiError:
+        violations = []
+        for key, value in error.trailing_metadata() or ():
+            if key == "grpc-status-details-bin" and isinstance(value, bytes):
+                for detail in status_pb2.Status.FromString(value).details:
+                    bad = error_details_pb2.BadRequest()
+                    if detail.Unpack(bad):
+                        violations += [(v.field, v.description) for v in bad.field_violations]
+        return cls(error.code(), error.details() or "", violations=violations)
 
 
 class Api(Protocol):
@@ -92,7 +114,7 @@ class GrpcApi:
                 json_format.ParseDict(request, request_type()), metadata=self._metadata(token)
             )
         except grpc.aio.AioRpcError as e:
-            raise ApiError(e.code(), e.details() or "") from e
+            raise ApiError.of_rpc(e) from e
         return _to_dict(reply)
 
     async def watch(
@@ -104,7 +126,7 @@ class GrpcApi:
             async for reply in call:
                 yield _to_dict(reply)
         except grpc.aio.AioRpcError as e:
-            raise ApiError(e.code(), e.details() or "") from e
+            raise ApiError.of_rpc(e) from e
         finally:
             call.cancel()
 
@@ -137,13 +159,19 @@ class HttpApi:
 
     @staticmethod
     def _error(status: int, body: str) -> ApiError:
+        violations = []
         try:
             payload = json.loads(body)
             code = CODES[int(payload["code"])]
             message = str(payload.get("message", ""))
+            for detail in payload.get("details", []):
+                if detail.get("@type", "").endswith("/google.rpc.BadRequest"):
+                    violations += [
+                        (v["field"], v["description"]) for v in detail["field_violations"]
+                    ]
         except (ValueError, KeyError, TypeError):
             code, message = grpc.StatusCode.UNKNOWN, body
-        return ApiError(code, message, http_status=status)
+        return ApiError(code, message, http_status=status, violations=violations)
 
     async def watch(
         self, rpc: str, request: dict[str, Any], token: str | None = None

@@ -198,8 +198,8 @@ async def test_player_rank_defaults_to_two_neighbours_and_stops_at_the_top(
 @pytest.mark.parametrize(
     ("page_size", "page_token", "detail"),
     [
-        (-1, "", "page_size must be between 1 and 1000, got -1"),
-        (1001, "", "page_size must be between 1 and 1000, got 1001"),
+        (-1, "", "page_size must be between 0 and 1000, got -1"),
+        (1001, "", "page_size must be between 0 and 1000, got 1001"),
         (10, "not a token", "page_token is not valid"),
         (10, "MTA", "page_token is not valid"),  # base64 of a bare "10": still not ours
     ],

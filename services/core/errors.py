@@ -6,6 +6,9 @@ with the message, so every refusal reads the same on gRPC and (through Envoy) HT
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import grpc
 
 
@@ -19,8 +22,34 @@ class ServiceError(Exception):
         self.message = message
 
 
+@dataclass(frozen=True)
+class FieldViolation:
+    """One request field and what is wrong with it (a google.rpc.BadRequest entry)."""
+
+    field: str
+    description: str
+
+    def __str__(self) -> str:
+        return f"{self.field} {self.description}"
+
+
 class InvalidArgument(ServiceError):
+    """A malformed request; with `violations`, the status carries a
+    google.rpc.BadRequest naming each offending field."""
+
     code = grpc.StatusCode.INVALID_ARGUMENT
+
+    def __init__(self, message: str, violations: Sequence[FieldViolation] = ()) -> None:
+        super().__init__(message)
+        self.violations = tuple(violations)
+
+    @classmethod
+    def of(cls, violations: Sequence[FieldViolation]) -> InvalidArgument:
+        return cls("; ".join(map(str, violations)), violations)
+
+    @classmethod
+    def field(cls, field: str, description: str) -> InvalidArgument:
+        return cls.of([FieldViolation(field, description)])
 
 
 class NotFound(ServiceError):

@@ -23,16 +23,16 @@ def quiz_code(value: str) -> str:
     """A quiz id from a request; codes are case-insensitive for people typing them."""
     code = value.strip().upper()
     if not code:
-        raise InvalidArgument("quiz_id must not be empty")
+        raise InvalidArgument.field("quiz_id", "must not be empty")
     if len(code) > 16 or not code.isascii() or not code.isalnum():
-        raise InvalidArgument(f"quiz_id {value[:40]!r} is not a quiz code")
+        raise InvalidArgument.field("quiz_id", f"{value[:40]!r} is not a quiz code")
     return code
 
 
 def player_ref(value: str) -> str:
     """A player id from a request (ids are 16 hex characters)."""
     if not value:
-        raise InvalidArgument("player_id must not be empty")
+        raise InvalidArgument.field("player_id", "must not be empty")
     if len(value) > 32 or not value.isascii() or not value.isalnum():
-        raise InvalidArgument(f"player_id {value[:40]!r} is not a player id")
+        raise InvalidArgument.field("player_id", f"{value[:40]!r} is not a player id")
     return value

@@ -20,12 +20,16 @@ def decode_token(token: str) -> int:
             return int(raw[1:])
     except (ValueError, UnicodeDecodeError):
         pass
-    raise InvalidArgument("page_token is not valid; use next_page_token from a previous response")
+    raise InvalidArgument.field(
+        "page_token", "is not valid; use next_page_token from a previous response"
+    )
 
 
 def page_size(requested: int, default: int, maximum: int) -> int:
     if requested == 0:
         return default
     if not 1 <= requested <= maximum:
-        raise InvalidArgument(f"page_size must be between 1 and {maximum}, got {requested}")
+        raise InvalidArgument.field(
+            "page_size", f"must be between 1 and {maximum}, got {requested}"
+        )
     return requested

@@ -16,11 +16,13 @@ import grpc
 import nats.errors as nats_errors
 import redis.exceptions as redis_errors
 import sqlalchemy.exc as sql_errors
+from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.core import logs, tracing
+from services.core import logs, tracing, validation
 from services.core.config import CommonSettings
 from services.core.errors import InvalidArgument, ServiceError
 from services.core.metrics import Metrics, dependency_of
@@ -92,6 +94,8 @@ class _Handling:
         if isinstance(error, grpc.aio.AbortError):
             self.code = grpc.StatusCode.UNKNOWN  # aborted by the handler itself
             return
+        if isinstance(error, InvalidArgument) and error.violations:
+            await self._abort(error.code, error.message, _bad_request(error))
         if isinstance(error, ServiceError):
             await self._abort(error.code, error.message)
         if isinstance(error, TRANSIENT):
@@ -107,26 +111,51 @@ class _Handling:
             log.error("unhandled error", exc_info=error, extra={"rpc": self.method})
             await self._abort(grpc.StatusCode.INTERNAL, "internal error; try again")
 
-    async def _abort(self, code: grpc.StatusCode, message: str) -> None:
+    async def _abort(
+        self, code: grpc.StatusCode, message: str, details: tuple[tuple[str, bytes], ...] = ()
+    ) -> None:
         self.code = code
-        await self.context.abort(code, message)
+        await self.context.abort(code, message, details)
+
+
+def _bad_request(error: InvalidArgument) -> tuple[tuple[str, bytes], ...]:
+    """The google.rpc.Status trailer (grpc-status-details-bin) carrying a BadRequest
+    with every field violation; Envoy prints it in the HTTP error body."""
+    bad = error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+            for v in error.violations
+        ]
+    )
+    detail = any_pb2.Any()
+    detail.Pack(bad)
+    status = status_pb2.Status(code=error.code.value[0], message=error.message, details=[detail])
+    return ((_STATUS_DETAILS_KEY, status.SerializeToString()),)
+
+
+_STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 
 def _parser(deserialize: Callable[[bytes], Any] | None) -> Callable[[Any], Any]:
+    """Parses a request and checks the field rules its contract declares."""
+
     def parse(raw: Any) -> Any:
         if deserialize is None:
             return raw
         try:
-            return deserialize(raw)
+            request = deserialize(raw)
         except DecodeError as e:
             raise InvalidArgument("the request is not a valid message for this method") from e
+        validation.check(request)
+        return request
 
     return parse
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Turns ServiceError into its status, a dependency's failure into UNAVAILABLE,
-    anything else into a logged INTERNAL; counts every RPC by its code."""
+    """Checks each request against its contract's field rules, turns ServiceError
+    into its status, a dependency's failure into UNAVAILABLE, anything else into a
+    logged INTERNAL; counts every RPC by its code."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics

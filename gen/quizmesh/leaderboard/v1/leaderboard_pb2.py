@@ -24,27 +24,40 @@ _sym_db = _symbol_database.Default()
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from quizmesh.common.v1 import common_pb2 as quizmesh_dot_common_dot_v1_dot_common__pb2
+from quizmesh.validate.v1 import validate_pb2 as quizmesh_dot_validate_dot_v1_dot_validate__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)quizmesh/leaderboard/v1/leaderboard.proto\x12\x17quizmesh.leaderboard.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fquizmesh/common/v1/common.proto\"O\n\x15GetLeaderboardRequest\x12\x0f\n\x07quiz_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\x91\x01\n\x16GetLeaderboardResponse\x12\x35\n\x07\x65ntries\x18\x01 \x03(\x0b\x32$.quizmesh.common.v1.LeaderboardEntry\x12\x15\n\rtotal_players\x18\x02 \x01(\x05\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\x12\x10\n\x08is_final\x18\x04 \x01(\x08\"N\n\x14GetPlayerRankRequest\x12\x0f\n\x07quiz_id\x18\x01 \x01(\t\x12\x11\n\tplayer_id\x18\x02 \x01(\t\x12\x12\n\nneighbours\x18\x03 \x01(\x05\"\xce\x01\n\x15GetPlayerRankResponse\x12\x34\n\x06player\x18\x01 \x01(\x0b\x32$.quizmesh.common.v1.LeaderboardEntry\x12\x33\n\x05\x61\x62ove\x18\x02 \x03(\x0b\x32$.quizmesh.common.v1.LeaderboardEntry\x12\x33\n\x05\x62\x65low\x18\x03 \x03(\x0b\x32$.quizmesh.common.v1.LeaderboardEntry\x12\x15\n\rtotal_players\x18\x04 \x01(\x05\x32\xdc\x02\n\x12LeaderboardService\x12\x9c\x01\n\x0eGetLeaderboard\x12..quizmesh.leaderboard.v1.GetLeaderboardRequest\x1a/.quizmesh.leaderboard.v1.GetLeaderboardResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/quizzes/{quiz_id}/leaderboard\x12\xa6\x01\n\rGetPlayerRank\x12-.quizmesh.leaderboard.v1.GetPlayerRankRequest\x1a..quizmesh.leaderboard.v1.GetPlayerRankResponse\"6\x82\xd3\xe4\x93\x02\x30\x12./v1/quizzes/{quiz_id}/players/{player_id}/rankb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)quizmesh/leaderboard/v1/leaderboard.proto\x12\x17quizmesh.leaderboard.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fquizmesh/common/v1/common.proto\x1a#quizmesh/validate/v1/validate.proto\"\x9e\x01\n\x15GetLeaderboardRequest\x12J\n\x07quiz_id\x18\x01 \x01(\tB9\xca\xf3\x18\x35\x08\x01\x10\x10\x1a\x0c[A-Za-z0-9]+\"!a quiz code of letters and digits\x12\x1c\n\tpage_size\x18\x02 \x01(\x05\x42\t\xca\xf3\x18\x05(\x00\x30\xe8\x07\x12\x1b\n\npage_token\x18\x03 \x01(\tB\x07\xca\xf3\x18\x03\x10\xc8\x01\"\x91\x01\n\x16GetLeaderboardResponse\x12\x35\n\x07\x65ntries\x18\x01 \x03(\x0b\x32$.quizmesh.common.v1.LeaderboardEntry\x12\x15\n\rtotal_players\x18\x02 \x01(\x05\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\x12\x10\n\x08is_final\x18\x04 \x01(\x08\"\xce\x01\n\x14GetPlayerRankRequest\x12J\n\x07quiz_id\x18\x01 \x01(\tB9\xca\xf3\x18\x35\x08\x01\x10\x10\x1a\x0c[A-Za-z0-9]+\"!a quiz code of letters and digits\x12L\n\tplayer_id\x18\x02 \x01(\tB9\xca\xf3\x18\x35\x08\x01\x10 \x1a\x0c[A-Za-z0-9]+\"!a player id of letters and digits\x12\x1c\n\nneighbours\x18\x03 \x01(\x05\x42\x08\xca\xf3\x18\x04(\x00\x30\n\"\xce\x01\n\x15GetPlayerRankResponse\x12\x34\n\x06player\x18\x01 \x01(\x0b\x32$.quizmesh.common.v1.LeaderboardEntry\x12\x33\n\x05\x61\x62ove\x18\x02 \x03(\x0b\x32$.quizmesh.common.v1.LeaderboardEntry\x12\x33\n\x05\x62\x65low\x18\x03 \x03(\x0b\x32$.quizmesh.common.v1.LeaderboardEntry\x12\x15\n\rtotal_players\x18\x04 \x01(\x05\x32\xdc\x02\n\x12LeaderboardService\x12\x9c\x01\n\x0eGetLeaderboard\x12..quizmesh.leaderboard.v1.GetLeaderboardRequest\x1a/.quizmesh.leaderboard.v1.GetLeaderboardResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/quizzes/{quiz_id}/leaderboard\x12\xa6\x01\n\rGetPlayerRank\x12-.quizmesh.leaderboard.v1.GetPlayerRankRequest\x1a..quizmesh.leaderboard.v1.GetPlayerRankResponse\"6\x82\xd3\xe4\x93\x02\x30\x12./v1/quizzes/{quiz_id}/players/{player_id}/rankb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'quizmesh.leaderboard.v1.leaderboard_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_GETLEADERBOARDREQUEST'].fields_by_name['quiz_id']._loaded_options = None
+  _globals['_GETLEADERBOARDREQUEST'].fields_by_name['quiz_id']._serialized_options = b'\312\363\0305\010\001\020\020\032\014[A-Za-z0-9]+\"!a quiz code of letters and digits'
+  _globals['_GETLEADERBOARDREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_GETLEADERBOARDREQUEST'].fields_by_name['page_size']._serialized_options = b'\312\363\030\005(\0000\350\007'
+  _globals['_GETLEADERBOARDREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_GETLEADERBOARDREQUEST'].fields_by_name['page_token']._serialized_options = b'\312\363\030\003\020\310\001'
+  _globals['_GETPLAYERRANKREQUEST'].fields_by_name['quiz_id']._loaded_options = None
+  _globals['_GETPLAYERRANKREQUEST'].fields_by_name['quiz_id']._serialized_options = b'\312\363\0305\010\001\020\020\032\014[A-Za-z0-9]+\"!a quiz code of letters and digits'
+  _globals['_GETPLAYERRANKREQUEST'].fields_by_name['player_id']._loaded_options = None
+  _globals['_GETPLAYERRANKREQUEST'].fields_by_name['player_id']._serialized_options = b'\312\363\0305\010\001\020 \032\014[A-Za-z0-9]+\"!a player id of letters and digits'
+  _globals['_GETPLAYERRANKREQUEST'].fields_by_name['neighbours']._loaded_options = None
+  _globals['_GETPLAYERRANKREQUEST'].fields_by_name['neighbours']._serialized_options = b'\312\363\030\004(\0000\n'
   _globals['_LEADERBOARDSERVICE'].methods_by_name['GetLeaderboard']._loaded_options = None
   _globals['_LEADERBOARDSERVICE'].methods_by_name['GetLeaderboard']._serialized_options = b'\202\323\344\223\002#\022!/v1/quizzes/{quiz_id}/leaderboard'
   _globals['_LEADERBOARDSERVICE'].methods_by_name['GetPlayerRank']._loaded_options = None
   _globals['_LEADERBOARDSERVICE'].methods_by_name['GetPlayerRank']._serialized_options = b'\202\323\344\223\0020\022./v1/quizzes/{quiz_id}/players/{player_id}/rank'
-  _globals['_GETLEADERBOARDREQUEST']._serialized_start=133
-  _globals['_GETLEADERBOARDREQUEST']._serialized_end=212
-  _globals['_GETLEADERBOARDRESPONSE']._serialized_start=215
-  _globals['_GETLEADERBOARDRESPONSE']._serialized_end=360
-  _globals['_GETPLAYERRANKREQUEST']._serialized_start=362
-  _globals['_GETPLAYERRANKREQUEST']._serialized_end=440
-  _globals['_GETPLAYERRANKRESPONSE']._serialized_start=443
-  _globals['_GETPLAYERRANKRESPONSE']._serialized_end=649
-  _globals['_LEADERBOARDSERVICE']._serialized_start=652
-  _globals['_LEADERBOARDSERVICE']._serialized_end=1000
+  _globals['_GETLEADERBOARDREQUEST']._serialized_start=171
+  _globals['_GETLEADERBOARDREQUEST']._serialized_end=329
+  _globals['_GETLEADERBOARDRESPONSE']._serialized_start=332
+  _globals['_GETLEADERBOARDRESPONSE']._serialized_end=477
+  _globals['_GETPLAYERRANKREQUEST']._serialized_start=480
+  _globals['_GETPLAYERRANKREQUEST']._serialized_end=686
+  _globals['_GETPLAYERRANKRESPONSE']._serialized_start=689
+  _globals['_GETPLAYERRANKRESPONSE']._serialized_end=895
+  _globals['_LEADERBOARDSERVICE']._serialized_start=898
+  _globals['_LEADERBOARDSERVICE']._serialized_end=1246
 # @@protoc_insertion_point(module_scope)

@@ -31,7 +31,7 @@ class GetLeaderboardRequest(_message.Message):
     quiz_id: _builtins.str
     """The quiz code."""
     page_size: _builtins.int
-    """Maximum entries to return (1-1000, default 10)."""
+    """Maximum entries to return (up to 1000); 0 means the default, 10."""
     page_token: _builtins.str
     """Token from a previous response's next_page_token."""
     def __init__(

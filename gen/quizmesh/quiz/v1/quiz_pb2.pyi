@@ -240,7 +240,7 @@ class ListQuizzesRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
-    """Maximum number of quizzes to return (1-100, default 20)."""
+    """Maximum number of quizzes to return (up to 100); 0 means the default, 20."""
     page_token: _builtins.str
     """Token from a previous response's next_page_token."""
     def __init__(

@@ -24,28 +24,39 @@ _sym_db = _symbol_database.Default()
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from quizmesh.common.v1 import common_pb2 as quizmesh_dot_common_dot_v1_dot_common__pb2
+from quizmesh.validate.v1 import validate_pb2 as quizmesh_dot_validate_dot_v1_dot_validate__pb2
 from quizmesh.common.v1 import events_pb2 as quizmesh_dot_common_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fquizmesh/stream/v1/stream.proto\x12\x12quizmesh.stream.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fquizmesh/common/v1/common.proto\x1a\x1fquizmesh/common/v1/events.proto\"@\n\x17WatchLeaderboardRequest\x12\x0f\n\x07quiz_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x02 \x01(\t\"\x99\x01\n\x18WatchLeaderboardResponse\x12\x39\n\x08snapshot\x18\x01 \x01(\x0b\x32\'.quizmesh.common.v1.LeaderboardSnapshot\x12/\n\x03you\x18\x02 \x01(\x0b\x32\".quizmesh.common.v1.PlayerStanding\x12\x11\n\theartbeat\x18\x03 \x01(\x08\"Q\n\x10WatchQuizRequest\x12\x0f\n\x07quiz_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x03 \x01(\t\"A\n\x11WatchQuizResponse\x12,\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1d.quizmesh.common.v1.QuizEvent2\xbb\x02\n\rStreamService\x12\xa0\x01\n\x10WatchLeaderboard\x12+.quizmesh.stream.v1.WatchLeaderboardRequest\x1a,.quizmesh.stream.v1.WatchLeaderboardResponse\"/\x82\xd3\xe4\x93\x02)\x12\'/v1/quizzes/{quiz_id}/leaderboard:watch0\x01\x12\x86\x01\n\tWatchQuiz\x12$.quizmesh.stream.v1.WatchQuizRequest\x1a%.quizmesh.stream.v1.WatchQuizResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/quizzes/{quiz_id}/events:watch0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fquizmesh/stream/v1/stream.proto\x12\x12quizmesh.stream.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fquizmesh/common/v1/common.proto\x1a#quizmesh/validate/v1/validate.proto\x1a\x1fquizmesh/common/v1/events.proto\"\x84\x01\n\x17WatchLeaderboardRequest\x12J\n\x07quiz_id\x18\x01 \x01(\tB9\xca\xf3\x18\x35\x08\x01\x10\x10\x1a\x0c[A-Za-z0-9]+\"!a quiz code of letters and digits\x12\x1d\n\x0c\x61\x63\x63\x65ss_token\x18\x02 \x01(\tB\x07\xca\xf3\x18\x03\x10\x80 \"\x99\x01\n\x18WatchLeaderboardResponse\x12\x39\n\x08snapshot\x18\x01 \x01(\x0b\x32\'.quizmesh.common.v1.LeaderboardSnapshot\x12/\n\x03you\x18\x02 \x01(\x0b\x32\".quizmesh.common.v1.PlayerStanding\x12\x11\n\theartbeat\x18\x03 \x01(\x08\"\x9d\x01\n\x10WatchQuizRequest\x12J\n\x07quiz_id\x18\x01 \x01(\tB9\xca\xf3\x18\x35\x08\x01\x10\x10\x1a\x0c[A-Za-z0-9]+\"!a quiz code of letters and digits\x12\x1e\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x42\x06\xca\xf3\x18\x02(\x00\x12\x1d\n\x0c\x61\x63\x63\x65ss_token\x18\x03 \x01(\tB\x07\xca\xf3\x18\x03\x10\x80 \"A\n\x11WatchQuizResponse\x12,\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1d.quizmesh.common.v1.QuizEvent2\xbb\x02\n\rStreamService\x12\xa0\x01\n\x10WatchLeaderboard\x12+.quizmesh.stream.v1.WatchLeaderboardRequest\x1a,.quizmesh.stream.v1.WatchLeaderboardResponse\"/\x82\xd3\xe4\x93\x02)\x12\'/v1/quizzes/{quiz_id}/leaderboard:watch0\x01\x12\x86\x01\n\tWatchQuiz\x12$.quizmesh.stream.v1.WatchQuizRequest\x1a%.quizmesh.stream.v1.WatchQuizResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/quizzes/{quiz_id}/events:watch0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'quizmesh.stream.v1.stream_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_WATCHLEADERBOARDREQUEST'].fields_by_name['quiz_id']._loaded_options = None
+  _globals['_WATCHLEADERBOARDREQUEST'].fields_by_name['quiz_id']._serialized_options = b'\312\363\0305\010\001\020\020\032\014[A-Za-z0-9]+\"!a quiz code of letters and digits'
+  _globals['_WATCHLEADERBOARDREQUEST'].fields_by_name['access_token']._loaded_options = None
+  _globals['_WATCHLEADERBOARDREQUEST'].fields_by_name['access_token']._serialized_options = b'\312\363\030\003\020\200 '
+  _globals['_WATCHQUIZREQUEST'].fields_by_name['quiz_id']._loaded_options = None
+  _globals['_WATCHQUIZREQUEST'].fields_by_name['quiz_id']._serialized_options = b'\312\363\0305\010\001\020\020\032\014[A-Za-z0-9]+\"!a quiz code of letters and digits'
+  _globals['_WATCHQUIZREQUEST'].fields_by_name['after_sequence']._loaded_options = None
+  _globals['_WATCHQUIZREQUEST'].fields_by_name['after_sequence']._serialized_options = b'\312\363\030\002(\000'
+  _globals['_WATCHQUIZREQUEST'].fields_by_name['access_token']._loaded_options = None
+  _globals['_WATCHQUIZREQUEST'].fields_by_name['access_token']._serialized_options = b'\312\363\030\003\020\200 '
   _globals['_STREAMSERVICE'].methods_by_name['WatchLeaderboard']._loaded_options = None
   _globals['_STREAMSERVICE'].methods_by_name['WatchLeaderboard']._serialized_options = b'\202\323\344\223\002)\022\'/v1/quizzes/{quiz_id}/leaderboard:watch'
   _globals['_STREAMSERVICE'].methods_by_name['WatchQuiz']._loaded_options = None
   _globals['_STREAMSERVICE'].methods_by_name['WatchQuiz']._serialized_options = b'\202\323\344\223\002$\022\"/v1/quizzes/{quiz_id}/events:watch'
-  _globals['_WATCHLEADERBOARDREQUEST']._serialized_start=151
-  _globals['_WATCHLEADERBOARDREQUEST']._serialized_end=215
-  _globals['_WATCHLEADERBOARDRESPONSE']._serialized_start=218
-  _globals['_WATCHLEADERBOARDRESPONSE']._serialized_end=371
-  _globals['_WATCHQUIZREQUEST']._serialized_start=373
-  _globals['_WATCHQUIZREQUEST']._serialized_end=454
-  _globals['_WATCHQUIZRESPONSE']._serialized_start=456
-  _globals['_WATCHQUIZRESPONSE']._serialized_end=521
-  _globals['_STREAMSERVICE']._serialized_start=524
-  _globals['_STREAMSERVICE']._serialized_end=839
+  _globals['_WATCHLEADERBOARDREQUEST']._serialized_start=189
+  _globals['_WATCHLEADERBOARDREQUEST']._serialized_end=321
+  _globals['_WATCHLEADERBOARDRESPONSE']._serialized_start=324
+  _globals['_WATCHLEADERBOARDRESPONSE']._serialized_end=477
+  _globals['_WATCHQUIZREQUEST']._serialized_start=480
+  _globals['_WATCHQUIZREQUEST']._serialized_end=637
+  _globals['_WATCHQUIZRESPONSE']._serialized_start=639
+  _globals['_WATCHQUIZRESPONSE']._serialized_end=704
+  _globals['_STREAMSERVICE']._serialized_start=707
+  _globals['_STREAMSERVICE']._serialized_end=1022
 # @@protoc_insertion_point(module_scope)
