@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import shutil
 import string
 import sys
@@ -68,6 +69,11 @@ class RateLimit:
     def __post_init__(self) -> None:
         if self.every_seconds < 0.05:  # Envoy refuses faster refills
             raise ValueError("a rate limit refills at most every 0.05 s")
+
+    @property
+    def retry_after_seconds(self) -> int:
+        """Whole seconds until an emptied bucket holds a token again (Retry-After)."""
+        return max(1, math.ceil(self.every_seconds))
 
     def token_bucket(self) -> dict[str, Any]:
         return {
@@ -186,7 +192,7 @@ def local_reply_mappers(max_request_bytes: int) -> list[dict[str, Any]]:
     """
     messages = {
         413: f"request body is larger than {max_request_bytes} bytes",
-        429: "too many requests; slow down and retry in a moment",
+        429: "too many requests; retry after the seconds in the Retry-After header",
     }
     grpc_request = {
         "and_filter": {
@@ -262,6 +268,8 @@ def _placeholders(settings: GatewaySettings, services: Sequence[str]) -> dict[st
         "token_issuer": settings.token_issuer,
         "token_audience": settings.token_audience,
         "join_bucket": settings.join_limit.token_bucket(),
+        "join_retry_after": settings.join_limit.retry_after_seconds,
+        "answer_retry_after": settings.answer_limit.retry_after_seconds,
         "answer_bucket": settings.answer_limit.token_bucket(),
         "route_backstop_bucket": settings.route_backstop.token_bucket(),
         "max_tracked_clients": settings.max_tracked_clients,

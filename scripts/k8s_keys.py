@@ -25,7 +25,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from services.core.auth import jwks_for
+from services.core.auth import is_dev_key_file, jwks_for
 
 SECRET_NAME = "quizmesh-keys"
 
@@ -43,6 +43,8 @@ def private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def load_signing_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    if is_dev_key_file(path):
+        raise SystemExit(f"{path}: a development key; production needs a key of its own")
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
         raise SystemExit(f"{path}: not an ES256 (P-256) private key")

@@ -663,7 +663,8 @@ async def test_joins_are_limited_per_client_address(http: httpx.AsyncClient) -> 
     assert [r.status_code for r in allowed] == [200] * JOIN_BURST
     assert allowed[0].json()["player_id"] == "player-n0"
     message = assert_json_error(refused, 429, grpc.StatusCode.RESOURCE_EXHAUSTED)
-    assert "too many requests" in message
+    assert "too many requests; retry after" in message
+    assert refused.headers["retry-after"] == "3600"  # the bucket refills hourly here
     assert refused.headers["x-ratelimit-limit"] == str(JOIN_BURST)
     assert refused.headers["x-ratelimit-remaining"] == "0"
     assert other.status_code == 200
@@ -685,6 +686,9 @@ async def test_native_grpc_joins_share_the_rest_limit_and_get_resource_exhausted
 
     assert last_rest.status_code == 200
     assert error.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert ("retry-after", "3600") in tuple(error.value.initial_metadata() or ()) + tuple(
+        error.value.trailing_metadata() or ()
+    )
 
 
 async def answer(http: httpx.AsyncClient, token: str | None, client: str) -> httpx.Response:
@@ -712,6 +716,7 @@ async def test_answers_are_limited_per_token_subject(http: httpx.AsyncClient, ke
     assert [r.status_code for r in allowed] == [200] * ANSWER_BURST
     assert allowed[0].json()["result"]["points_awarded"] == 900
     assert_json_error(refused, 429, grpc.StatusCode.RESOURCE_EXHAUSTED)
+    assert refused.headers["retry-after"] == "3600"  # the bucket refills hourly here
     assert refused.headers["x-ratelimit-limit"] == str(ANSWER_BURST)
     assert renewed.status_code == 429
     assert other.status_code == 200

@@ -155,8 +155,39 @@ def _thumbprint(jwk: dict[str, str]) -> bytes:
     return sha256(canonical.encode()).digest()
 
 
+# Dev keys say what they are inside the files, so a copy of one moved out of
+# .quizmesh/ is still refused in production (see services/core/connections.py).
+DEV_KEY_HEADER = b"QuizMesh development key: made on first run; refused in production\n"
+DEV_JWKS_MEMBER = "quizmesh_development_key"
+
+
+def is_dev_key_file(path: Path) -> bool:
+    """Whether a signing key (PEM) or JWKS file holds a key made by ensure_dev_keys."""
+    data = path.read_bytes()
+    if data.startswith(DEV_KEY_HEADER):
+        return True
+    try:
+        return bool(json.loads(data).get(DEV_JWKS_MEMBER))
+    except (ValueError, AttributeError):
+        return False
+
+
+class DevKeyInProduction(RuntimeError):
+    """A production process was given a key anyone with the repo could have made."""
+
+
+def refuse_dev_key(environment: str, path: Path) -> None:
+    if environment == "production" and path.exists() and is_dev_key_file(path):
+        raise DevKeyInProduction(
+            f"{path} holds a development key (made by `make run` / quizctl); production "
+            "needs keys of its own: see 'Rotate the token keys' in docs/operations.md"
+        )
+
+
 def ensure_dev_keys(signing_key_file: Path, jwks_file: Path) -> None:
-    """Creates a development key pair on first run (never committed: .quizmesh/)."""
+    """Creates a development key pair on first run (never committed: .quizmesh/).
+    PEM allows text before the key, and JWKS members beyond `keys` are ignored by
+    verifiers (Envoy included): both carry the development mark."""
     if signing_key_file.exists() and jwks_file.exists():
         return
     key = ec.generate_private_key(ec.SECP256R1())
@@ -169,8 +200,9 @@ def ensure_dev_keys(signing_key_file: Path, jwks_file: Path) -> None:
     )
     fd = os.open(signing_key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-    jwks_file.write_text(json.dumps(jwks_for(key.public_key()), indent=2))
+        f.write(DEV_KEY_HEADER + pem)
+    jwks = {**jwks_for(key.public_key()), DEV_JWKS_MEMBER: True}
+    jwks_file.write_text(json.dumps(jwks, indent=2))
 
 
 def jwks_for(public_key: ec.EllipticCurvePublicKey) -> dict[str, Any]:

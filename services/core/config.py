@@ -41,6 +41,11 @@ class CommonSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_dev_keys_in_production(self) -> CommonSettings:
-        if self.environment == "production" and DEV_STATE_DIR in self.jwks_file.parents:
-            raise ValueError("production needs QUIZMESH_JWKS_FILE outside the dev key folder")
+        if self.environment == "production":
+            for name in ("jwks_file", "signing_key_file"):
+                if DEV_STATE_DIR in getattr(self, name).parents:
+                    raise ValueError(
+                        f"production needs QUIZMESH_{name.upper()} outside the dev key "
+                        f"folder {DEV_STATE_DIR}/"
+                    )
         return self

@@ -9,7 +9,7 @@ from nats.js import JetStreamContext
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from services.core import messaging
-from services.core.auth import TokenVerifier
+from services.core.auth import TokenIssuer, TokenVerifier, refuse_dev_key
 from services.core.config import CommonSettings
 from services.core.runtime import Check
 
@@ -45,6 +45,14 @@ class Connections:
 
 
 def token_verifier(settings: CommonSettings) -> TokenVerifier:
+    refuse_dev_key(settings.environment, settings.jwks_file)
     return TokenVerifier.from_file(
         settings.jwks_file, settings.token_issuer, settings.token_audience
+    )
+
+
+def token_issuer(settings: CommonSettings) -> TokenIssuer:
+    refuse_dev_key(settings.environment, settings.signing_key_file)
+    return TokenIssuer.from_file(
+        settings.signing_key_file, settings.token_issuer, settings.token_audience
     )

@@ -22,7 +22,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.core import logs, tracing, validation
+from services.core import auth, logs, tracing, validation
 from services.core.config import CommonSettings
 from services.core.errors import InvalidArgument, ServiceError
 from services.core.metrics import Metrics, dependency_of
@@ -351,6 +351,11 @@ def serve(
 ) -> None:
     """The `main()` of every service: JSON logs, then run until SIGTERM."""
     logs.configure(name, settings.log_level)
+    try:  # before touching any backend
+        for key_file in (settings.jwks_file, settings.signing_key_file):
+            auth.refuse_dev_key(settings.environment, key_file)
+    except auth.DevKeyInProduction as e:
+        raise SystemExit(f"quizmesh-{name} will not start: {e}") from None
     run(lambda: create_server(settings), settings.shutdown_grace_seconds)
 
 

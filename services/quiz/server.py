@@ -6,8 +6,7 @@ import grpc
 from quizmesh.quiz.v1 import quiz_pb2, quiz_pb2_grpc
 
 from services.core import runtime
-from services.core.auth import TokenIssuer
-from services.core.connections import Connections, token_verifier
+from services.core.connections import Connections, token_issuer, token_verifier
 from services.core.metrics import Metrics
 from services.database.engine import create_engine, health_check
 from services.quiz.announcer import Announcer
@@ -31,9 +30,7 @@ async def create_server(settings: Settings) -> runtime.ServiceApp:
         live=LiveQuizzes(conn.redis, settings.key_prefix),
         announcer=Announcer(conn.nc, conn.js, conn.subjects),
         verifier=token_verifier(settings),
-        issuer=TokenIssuer.from_file(
-            settings.signing_key_file, settings.token_issuer, settings.token_audience
-        ),
+        issuer=token_issuer(settings),
         player_token_ttl=settings.player_token_ttl_seconds,
     )
 
