@@ -38,6 +38,9 @@ class CommonSettings(BaseSettings):
     # JetStream (the score service's publish timeout plus a margin).
     recovery_settle_seconds: float = 3.0
     log_level: str = "INFO"
+    # Open server streams (watches) one client address may hold on one process: a
+    # classroom behind one NAT watches together, a script opening thousands does not.
+    max_streams_per_client: int = 200
 
     @model_validator(mode="after")
     def _refuse_dev_keys_in_production(self) -> CommonSettings:

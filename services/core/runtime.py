@@ -26,6 +26,7 @@ from services.core import auth, logs, tracing, validation
 from services.core.config import CommonSettings
 from services.core.errors import InvalidArgument, ServiceError
 from services.core.metrics import Metrics, dependency_of
+from services.core.stream_quota import StreamQuota, client_address
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +158,10 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     into its status, a dependency's failure into UNAVAILABLE, anything else into a
     logged INTERNAL; counts every RPC by its code."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, quota: StreamQuota | None = None) -> None:
         self.metrics = metrics
+        # Our own streams only: health watches come from the platform, not clients.
+        self.quota = quota
 
     async def intercept_service(
         self,
@@ -186,21 +189,31 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler.unary_stream is not None:
             inner_us = handler.unary_stream
 
+            quota = self.quota if method.startswith("/quizmesh.") else None
+
             async def unary_stream(
                 raw: Any, context: grpc.aio.ServicerContext
             ) -> AsyncIterator[Any]:
                 async with _Handling(context, method, metrics, timed=False):
-                    stream = inner_us(parse(raw), context)
-                    if hasattr(stream, "__aiter__"):
-                        async for item in stream:
-                            yield item
-                    else:  # a handler that writes with context.write (e.g. Health.Watch)
-                        await stream
+                    with _held(quota, context):
+                        stream = inner_us(parse(raw), context)
+                        if hasattr(stream, "__aiter__"):
+                            async for item in stream:
+                                yield item
+                        else:  # a handler writing with context.write (e.g. Health.Watch)
+                            await stream
 
             return grpc.unary_stream_rpc_method_handler(
                 unary_stream, response_serializer=handler.response_serializer
             )
         return handler
+
+
+def _held(quota: StreamQuota | None, context: grpc.aio.ServicerContext) -> Any:
+    if quota is None:
+        return contextlib.nullcontext()
+    client = client_address(context.invocation_metadata() or (), context.peer())
+    return quota.hold(client)
 
 
 Check = Callable[[], Awaitable[object]]
@@ -328,7 +341,10 @@ def build_server(
 ) -> ServiceApp:
     """A grpc.aio server with our servicers, health and reflection, bound to the
     configured host and port, counting its RPCs in `metrics`."""
-    server = grpc.aio.server(interceptors=[ErrorInterceptor(metrics)], options=SERVER_OPTIONS)
+    quota = StreamQuota(settings.max_streams_per_client)
+    server = grpc.aio.server(
+        interceptors=[ErrorInterceptor(metrics, quota)], options=SERVER_OPTIONS
+    )
     register(server)
     dependency_health = DependencyHealth(service_names, checks, metrics)
     health_pb2_grpc.add_HealthServicer_to_server(dependency_health.servicer, server)

@@ -1,0 +1,45 @@
+"""A cap on the server streams (watches) one client holds open on one process."""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import Iterator, Sequence
+
+from services.core.errors import ResourceExhausted
+
+# Set by Envoy to the client address it trusts (see envoy/envoy.yaml.tmpl).
+CLIENT_HEADER = "x-quizmesh-client"
+
+
+def client_address(metadata: Sequence[tuple[str, str | bytes]], peer: str) -> str:
+    """Envoy's word for callers from outside; the peer's address for callers inside
+    the mesh (peer looks like "ipv4:10.0.0.7:51234" or "ipv6:[::1]:51234")."""
+    for key, value in metadata:
+        if key == CLIENT_HEADER and isinstance(value, str) and value:
+            return value
+    host = peer.split(":", 1)[-1]
+    return host.rsplit(":", 1)[0].strip("[]") if ":" in host else host
+
+
+class StreamQuota:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: Counter[str] = Counter()
+
+    @contextlib.contextmanager
+    def hold(self, client: str) -> Iterator[None]:
+        if self._open[client] >= self.limit:
+            raise ResourceExhausted(
+                f"too many open watches from {client} (at most {self.limit}); close one, then retry"
+            )
+        self._open[client] += 1
+        try:
+            yield
+        finally:
+            self._open[client] -= 1
+            if not self._open[client]:
+                del self._open[client]
+
+    def open(self, client: str) -> int:
+        return self._open[client]
