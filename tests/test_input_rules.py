@@ -20,7 +20,8 @@ from google.api import annotations_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from quizmesh.validate.v1 import validate_pb2
 
-from tests.api import METHODS, ApiError, GrpcApi, HttpApi
+from tests.api import METHODS, GrpcApi, HttpApi
+from tests.game import refused
 from tests.stack import Stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -119,12 +120,6 @@ def in_url_path(rpc: str, field: str, request: Request) -> bool:
     template = getattr(rule, rule.WhichOneof("pattern"))
     value = request.get(field)
     return "{" + field + "}" in template and (not isinstance(value, str) or not value.strip())
-
-
-async def refused(call: Any) -> ApiError:
-    with pytest.raises(ApiError) as refusal:
-        await call
-    return refusal.value
 
 
 @pytest.mark.asyncio(loop_scope="session")
