@@ -5,6 +5,7 @@
     QUIZ=$(quizctl create examples/quiz.yaml)
     quizctl start "$QUIZ"; quizctl advance "$QUIZ"; quizctl close "$QUIZ"
     quizctl leaderboard "$QUIZ" --all
+    quizctl enrol "$QUIZ" --count 100000                 # load tests: players at once
 
 Exit status: 0 on success, 2 when the request itself is wrong (bad arguments,
 bad quiz file, INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, ...), 1 when the
@@ -17,7 +18,9 @@ import argparse
 import asyncio
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -32,11 +35,13 @@ from quizctl.client import (
     resolve_target,
     resolve_token,
 )
+from quizctl.enrol import enrol
 from quizctl.quizfile import QuizFileError, load_quiz_file
 from quizctl.recover import recover
 from services.core.auth import Role
 from services.core.config import CommonSettings
 from services.core.errors import ServiceError
+from services.quiz.store import ENROL_BATCH, DuplicateKey
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -145,6 +150,41 @@ async def cmd_recover(args: argparse.Namespace, environ: Mapping[str, str]) -> i
         print(
             f"quiz {rebuilt.quiz_id}: rebuilt {rebuilt.players} players, {rebuilt.answers} answers"
         )
+    return EXIT_OK
+
+
+async def cmd_enrol(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    count: int = args.count
+    first: int = args.first
+    nicknames = [f"{args.prefix}{i}" for i in range(first, first + count)]
+    started = time.monotonic()
+    shown = started
+
+    def progress(done: int) -> None:
+        nonlocal shown
+        if sys.stderr.isatty() and time.monotonic() - shown >= 1.0:
+            shown = time.monotonic()
+            _err(f"enrolled {done:,} of {count:,}")
+
+    try:
+        player_ids = await enrol(args.quiz, nicknames, CommonSettings(), args.batch, progress)
+    except DuplicateKey:
+        _err(
+            f"error: a nickname {args.prefix}{first}..{args.prefix}{first + count - 1} is "
+            "already taken in this quiz; choose another --prefix or --first"
+        )
+        return EXIT_USAGE
+    except ServiceError as e:
+        _err(f"error: {e.code.name}: {e.message}")
+        return EXIT_USAGE if e.code in CLIENT_ERRORS else EXIT_FAILURE
+    seconds = time.monotonic() - started
+    if args.ids is not None:
+        lines = "".join(f"{pid}\n" for pid in player_ids)
+        await asyncio.to_thread(Path(args.ids).write_text, lines, encoding="utf-8")
+    print(
+        f"quiz {args.quiz.strip().upper()}: enrolled {len(player_ids)} players in {seconds:.1f} s "
+        f"({len(player_ids) / max(seconds, 1e-9):,.0f}/s)"
+    )
     return EXIT_OK
 
 
@@ -304,6 +344,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     recovery.add_argument("quiz", metavar="QUIZ", help="quiz code")
     recovery.set_defaults(handler=cmd_recover)
+
+    enrolment = commands.add_parser(
+        "enrol",
+        help="enrol many players in an open quiz at once (load tests, operators)",
+        description="Enrol COUNT players named PREFIX<FIRST>..PREFIX<FIRST+COUNT-1> in an open "
+        "quiz: exactly what that many JoinQuiz calls write, in batches straight to the database "
+        "and Redis, as configured by the QUIZMESH_* variables. Players get no tokens; sign one "
+        "with `quizctl token --role player --subject ID --quiz QUIZ`.",
+    )
+    enrolment.add_argument("quiz", metavar="QUIZ", help="quiz code")
+    enrolment.add_argument(
+        "--count", type=_positive_int, required=True, metavar="N", help="how many players"
+    )
+    enrolment.add_argument("--prefix", default="player", help="nickname prefix (player)")
+    enrolment.add_argument(
+        "--first", type=int, default=0, metavar="N", help="number of the first nickname (0)"
+    )
+    enrolment.add_argument(
+        "--batch",
+        type=_positive_int,
+        default=ENROL_BATCH,
+        metavar="N",
+        help=f"players per transaction ({ENROL_BATCH})",
+    )
+    enrolment.add_argument("--ids", metavar="FILE", help="write the new player ids here")
+    enrolment.set_defaults(handler=cmd_enrol)
 
     board = _rpc_command(commands, "leaderboard", "show a quiz's ranking", cmd_leaderboard)
     board.add_argument("quiz", metavar="QUIZ", help="quiz code")

@@ -15,6 +15,7 @@ from services.core.board import Board
 from services.core.errors import InvalidArgument, NotFound, Unavailable
 from services.core.paging import decode_token, encode_token, page_size
 from services.leaderboard.final_board import FinalBoard
+from services.leaderboard.live_board import LiveBoard
 from services.recovery.live_state import LiveStateRecovery
 
 DEFAULT_PAGE_SIZE = 10
@@ -57,6 +58,8 @@ class LeaderboardService(leaderboard_pb2_grpc.LeaderboardServiceServicer):
     ) -> None:
         self.verifier = verifier
         self.board = board
+        # The hot path: a live quiz's status and rows in one round trip.
+        self.live = LiveBoard(board.redis, board.prefix)
         self.final_board = final_board
         self.recovery = recovery
 
@@ -67,14 +70,19 @@ class LeaderboardService(leaderboard_pb2_grpc.LeaderboardServiceServicer):
         size = page_size(request.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         offset = decode_token(request.page_token)
         self.verifier.optional_caller(context)  # anyone may read; a token must be valid
-        board = await self._board_for(quiz_id)
-        entries, total = await board.ranking.page(quiz_id, offset, size)
+        live = await self.live.page(quiz_id, offset, size)
+        if live is not None:
+            entries, total, is_final = live.entries, live.total, live.status == "CLOSED"
+        else:
+            board = await self._board_for(quiz_id)
+            entries, total = await board.ranking.page(quiz_id, offset, size)
+            is_final = board.is_final
         end = offset + len(entries)
         return leaderboard_pb2.GetLeaderboardResponse(
             entries=entries,
             total_players=total,
             next_page_token=encode_token(end) if entries and end < total else "",
-            is_final=board.is_final,
+            is_final=is_final,
         )
 
     async def GetPlayerRank(
@@ -89,8 +97,12 @@ class LeaderboardService(leaderboard_pb2_grpc.LeaderboardServiceServicer):
                 f"neighbours must be between 0 and {MAX_NEIGHBOURS}, got {request.neighbours}"
             )
         self.verifier.optional_caller(context)
-        board = await self._board_for(quiz_id)
-        player, above, below, total = await board.ranking.around(quiz_id, player_id, neighbours)
+        live = await self.live.around(quiz_id, player_id, neighbours)
+        if live is not None:
+            player, above, below, total = live.player, live.above, live.below, live.total
+        else:
+            board = await self._board_for(quiz_id)
+            player, above, below, total = await board.ranking.around(quiz_id, player_id, neighbours)
         if player is None:
             raise NotFound(f"player {player_id} is not in quiz {quiz_id}")
         return leaderboard_pb2.GetPlayerRankResponse(
@@ -98,16 +110,15 @@ class LeaderboardService(leaderboard_pb2_grpc.LeaderboardServiceServicer):
         )
 
     async def _board_for(self, quiz_id: str) -> QuizBoard:
-        """Redis while the quiz has live state there (rebuilt from SQL plus the
-        JetStream record if Redis lost it), else its final board in SQL."""
-        # The status doubles as the existence test: the quiz service writes it first.
-        status = await self.board.status(quiz_id)
-        if status is None and await self.recovery.ensure_live(quiz_id):  # NotFound if unknown
+        """For a quiz the live read did not find in Redis: Redis again once its lost
+        live state is rebuilt from SQL plus the JetStream record (UNAVAILABLE until
+        then), else its final board in SQL; NotFound for an unknown quiz."""
+        if await self.recovery.ensure_live(quiz_id):  # the state is there (again)
+            # The status doubles as the existence test: the quiz service writes it first.
             status = await self.board.status(quiz_id)
             if status is None:
                 raise Unavailable(
                     f"the live leaderboard of quiz {quiz_id} is being restored; retry in a moment"
                 )
-        if status is not None:
             return QuizBoard(self.board, is_final=status == "CLOSED")
         return QuizBoard(self.final_board, is_final=True)

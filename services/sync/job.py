@@ -12,13 +12,12 @@ players' raised totals with the new checkpoint in ONE transaction, and so:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from nats.aio.client import Client as NatsClient
-from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from quizmesh.common.v1 import events_pb2
 from redis.asyncio import Redis
@@ -30,10 +29,14 @@ from services.core.board import QuizKeys
 from services.core.clock import now_ms
 from services.database.engine import create_engine
 from services.database.tables import players, quizzes, scores, sync_checkpoints
-from services.database.upserts import advance_checkpoint, insert_answers, raise_scores
 from services.sync.config import Settings
+from services.sync.reader import Records, read_records
+from services.sync.writes import AnswerRow, ScoreRow, write_batch
 
 log = logging.getLogger(__name__)
+
+# Batches decoded and waiting while one is written: one keeps both sides busy.
+READ_AHEAD = 1
 
 
 @dataclass
@@ -44,48 +47,47 @@ class SyncReport:
     quizzes_finalized: int = 0
 
 
-def _rows(
-    batch: list[events_pb2.AcceptedAnswer],
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Answer rows, and per player the highest total in the batch with its time."""
-    answer_rows = []
-    best: dict[tuple[str, str], dict[str, Any]] = {}
-    for a in batch:
-        answered = a.answered_at.ToMilliseconds()
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One transaction's worth: the answer rows, per player the highest total in the
+    batch with the time it was reached, and the checkpoint they move to."""
+
+    answers: list[AnswerRow]
+    scores: list[ScoreRow]
+    last_seq: int
+
+
+def decode(records: Records) -> Batch:
+    answer_rows: list[AnswerRow] = []
+    best: dict[tuple[str, str], ScoreRow] = {}
+    parse = events_pb2.AcceptedAnswer.FromString
+    for data in records.payloads:
+        a = parse(data)
+        at = a.answered_at
+        answered = at.seconds * 1000 + at.nanos // 1_000_000  # Timestamp.ToMilliseconds
+        quiz, player, points = a.quiz_id, a.player_id, a.points_awarded
         answer_rows.append(
-            {
-                "quiz_id": a.quiz_id,
-                "question_idx": a.question_index,
-                "player_id": a.player_id,
-                "choice": a.choice_index,
-                "correct": a.correct,
-                "points": a.points_awarded,
-                "answered_ms": answered,
-            }
+            (quiz, a.question_index, player, a.choice_index, a.correct, points, answered)
         )
-        if a.points_awarded <= 0:
+        if points <= 0:
             continue  # a wrong answer does not change when the total was reached
-        key = (a.quiz_id, a.player_id)
-        if key not in best or best[key]["score"] < a.total_score:
-            best[key] = {
-                "quiz_id": a.quiz_id,
-                "player_id": a.player_id,
-                "score": a.total_score,
-                "reached_ms": answered,
-            }
-    return answer_rows, list(best.values())
+        known = best.get((quiz, player))
+        if known is None or known[2] < a.total_score:
+            best[quiz, player] = (quiz, player, a.total_score, answered)
+    return Batch(answer_rows, list(best.values()), records.last_seq)
 
 
 class SyncJob:
     def __init__(
         self,
         engine: AsyncEngine,
-        js: JetStreamContext,
+        nc: NatsClient,
         redis: Redis,
         settings: Settings,
     ) -> None:
         self.engine = engine
-        self.js = js
+        self.nc = nc
+        self.js = nc.jetstream()
         self.redis = redis
         self.settings = settings
         self.subjects = messaging.Subjects(settings.nats_prefix)
@@ -100,34 +102,53 @@ class SyncJob:
         return int(seq or 0)
 
     async def copy_answers(self, report: SyncReport) -> None:
+        """Batches are read and decoded one ahead of the one being written, so JetStream
+        and the database work at the same time; they commit one by one, in order."""
         start = await self.checkpoint()
         report.checkpoint = start
-        batch: list[events_pb2.AcceptedAnswer] = []
-        last = start
-        records = messaging.replay(
-            self.js, self.subjects.answers_stream, self.subjects.all("answers"), start
-        )
-        async with contextlib.aclosing(records):
-            async for msg in records:
-                batch.append(events_pb2.AcceptedAnswer.FromString(msg.data))
-                last = msg.metadata.sequence.stream
-                if len(batch) >= self.settings.sync_batch_size:
-                    await self._commit(batch, last, report)
-                    batch = []
-        if batch or last > start:
-            await self._commit(batch, last, report)
+        ready: asyncio.Queue[Batch | Exception | None] = asyncio.Queue(maxsize=READ_AHEAD)
+        reader = asyncio.create_task(self._read(start, ready))
+        try:
+            while (batch := await ready.get()) is not None:
+                if isinstance(batch, Exception):
+                    raise batch  # as it was raised, so `main` names the failing dependency
+                await self._commit(batch, report)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
 
-    async def _commit(
-        self, batch: list[events_pb2.AcceptedAnswer], last: int, report: SyncReport
-    ) -> None:
-        answer_rows, score_rows = _rows(batch)
+    async def _read(self, start: int, ready: asyncio.Queue[Batch | Exception | None]) -> None:
+        try:
+            records = read_records(
+                self.nc,
+                self.js,
+                self.subjects.answers_stream,
+                self.subjects.all("answers"),
+                start,
+                self.settings.sync_batch_size,
+            )
+            async with contextlib.aclosing(records):
+                async for part in records:
+                    await ready.put(decode(part))
+        except Exception as e:
+            await ready.put(e)
+        else:
+            await ready.put(None)
+
+    async def _commit(self, batch: Batch, report: SyncReport) -> None:
         async with self.engine.begin() as conn:
-            await insert_answers(conn, answer_rows)
-            await raise_scores(conn, score_rows)
-            await advance_checkpoint(conn, self.subjects.answers_stream, last, now_ms())
-        report.answers += len(batch)
+            await write_batch(
+                conn,
+                batch.answers,
+                batch.scores,
+                self.subjects.answers_stream,
+                batch.last_seq,
+                now_ms(),
+            )
+        report.answers += len(batch.answers)
         report.batches += 1
-        report.checkpoint = last
+        report.checkpoint = batch.last_seq
 
     async def finalize_closed(self, report: SyncReport) -> None:
         """A closed quiz whose every answer is in SQL gets its final leaderboard: a
@@ -198,9 +219,8 @@ async def run_sync(settings: Settings) -> SyncReport:
     nc: NatsClient | None = None
     try:
         nc = await messaging.connect(settings.nats_url, name="sync", reconnect=False)
-        js = nc.jetstream()
-        await messaging.ensure_streams(js, messaging.Subjects(settings.nats_prefix))
-        return await SyncJob(engine, js, redis, settings).run()
+        await messaging.ensure_streams(nc.jetstream(), messaging.Subjects(settings.nats_prefix))
+        return await SyncJob(engine, nc, redis, settings).run()
     finally:
         if nc is not None:
             await nc.close()

@@ -10,15 +10,27 @@ import asyncio
 import logging
 import sys
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from services.core import logs
 from services.sync.config import Settings
-from services.sync.job import run_sync
+from services.sync.job import SyncReport, run_sync
 
 log = logging.getLogger("services.sync")
+
+
+def run(job: Coroutine[Any, Any, SyncReport]) -> SyncReport:
+    """On uvloop when installed, as the services run: its transport cuts the cost of
+    reading a JetStream backlog message by message."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is optional off Linux
+        return asyncio.run(job)
+    return uvloop.run(job)
 
 
 def main() -> None:
@@ -27,7 +39,7 @@ def main() -> None:
     started = time.monotonic()
     database = make_url(settings.database_url).render_as_string(hide_password=True)
     try:
-        report = asyncio.run(run_sync(settings))
+        report = run(run_sync(settings))
     except (OperationalError, DBAPIError, ConnectionError, OSError) as e:
         if isinstance(e, (OperationalError, DBAPIError)) or "database" in repr(e).lower():
             message = f"sync failed: the database at {database} did not answer: {e}"
