@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from services.core.config import CommonSettings
 
 
 class Settings(CommonSettings):
     grpc_port: int = 50052
+    # Worker processes sharing the gRPC port (SO_REUSEPORT; the kernel spreads
+    # connections, not calls). Process i serves /metrics on metrics_port + i.
+    processes: int = Field(default=1, ge=1, le=64)
     # How long to wait for JetStream to confirm an answer is stored durably.
     publish_timeout_seconds: float = 2.0
+    # A Redis reply slower than this fails the answers in flight (clients retry).
+    redis_timeout_seconds: float = 5.0
+    # Group commit: while earlier answers await Redis's reply (or JetStream's ack),
+    # new ones wait up to this long to share the next write (0: never wait).
+    batch_hold_seconds: float = 0.002
+    # Verified tokens remembered (about 1 KB each); one per player answering here.
+    token_cache_size: int = 50_000

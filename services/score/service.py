@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 
 import grpc
-from nats.js import JetStreamContext
+from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import Counter
 from quizmesh.common.v1 import events_pb2
 from quizmesh.score.v1 import score_pb2, score_pb2_grpc
 
 from services.core import ids, tracing
-from services.core.auth import Role, TokenVerifier
+from services.core.auth import Role
 from services.core.board import Answer
 from services.core.clock import now_ms, timestamp
 from services.core.errors import (
@@ -24,18 +24,20 @@ from services.core.errors import (
 )
 from services.core.messaging import Subjects
 from services.recovery.live_state import LiveStateRecovery
+from services.score.answer_log import AnswerLog
 from services.score.store import AnswerBook, Outcome
+from services.score.tokens import KnownTokens
 
 log = logging.getLogger(__name__)
 
 
-def _result(answer: Answer) -> score_pb2.AnswerResult:
+def _result(answer: Answer, answered_at: Timestamp | None = None) -> score_pb2.AnswerResult:
     return score_pb2.AnswerResult(
         question_index=answer.question_index,
         choice_index=answer.choice_index,
         correct=answer.correct,
         points_awarded=answer.points_awarded,
-        answered_at=timestamp(answer.answered_ms),
+        answered_at=answered_at or timestamp(answer.answered_ms),
     )
 
 
@@ -74,27 +76,28 @@ class ScoreService(score_pb2_grpc.ScoreServiceServicer):
     def __init__(
         self,
         book: AnswerBook,
-        js: JetStreamContext,
+        answer_log: AnswerLog,
         subjects: Subjects,
-        verifier: TokenVerifier,
+        tokens: KnownTokens,
         recovery: LiveStateRecovery,
-        publish_timeout: float,
         answers: Counter,
     ) -> None:
         self.answers = answers
+        # Children looked up once: labels() costs a lock and a dict lookup per call.
+        self._accepted = answers.labels("accepted")
+        self._replayed = answers.labels("replayed")
         self.book = book
         self.recovery = recovery
-        self.js = js
+        self.answer_log = answer_log
         self.subjects = subjects
-        self.verifier = verifier
-        self.publish_timeout = publish_timeout
+        self.tokens = tokens
 
     async def SubmitAnswer(
         self, request: score_pb2.SubmitAnswerRequest, context: grpc.aio.ServicerContext
     ) -> score_pb2.SubmitAnswerResponse:
         now = now_ms()  # the server's clock decides, never the client's
         quiz_id = ids.quiz_code(request.quiz_id)
-        player = self.verifier.caller(context).require_player_of(quiz_id)
+        player = self.tokens.caller(context).require_player_of(quiz_id)
         if request.question_index < 0:
             raise InvalidArgument(f"question_index must be 0 or more, got {request.question_index}")
         if request.choice_index < 0:
@@ -117,12 +120,13 @@ class ScoreService(score_pb2_grpc.ScoreServiceServicer):
                 f"you already answered question {answer.question_index} "
                 f"(choice {answer.choice_index}); one answer per question"
             )
+        answered_at = timestamp(answer.answered_ms)  # once: its Python setter is not cheap
         # Durable before acknowledged. A replay publishes again: the first attempt
         # may have died between Redis and JetStream; the message id de-duplicates.
-        await self._record(quiz_id, player.subject, answer, outcome.total_score)
-        self.answers.labels("replayed" if replayed else "accepted").inc()
+        await self._record(quiz_id, player.subject, answer, answered_at, outcome.total_score)
+        (self._replayed if replayed else self._accepted).inc()
         return score_pb2.SubmitAnswerResponse(
-            result=_result(answer), total_score=outcome.total_score, replayed=replayed
+            result=_result(answer, answered_at), total_score=outcome.total_score, replayed=replayed
         )
 
     async def _restored(self, quiz_id: str) -> bool:
@@ -132,7 +136,9 @@ class ScoreService(score_pb2_grpc.ScoreServiceServicer):
             return True
         raise FailedPrecondition(f"quiz {quiz_id} is closed; answers are no longer accepted")
 
-    async def _record(self, quiz_id: str, player_id: str, answer: Answer, total: int) -> None:
+    async def _record(
+        self, quiz_id: str, player_id: str, answer: Answer, answered_at: Timestamp, total: int
+    ) -> None:
         record = events_pb2.AcceptedAnswer(
             quiz_id=quiz_id,
             question_index=answer.question_index,
@@ -141,13 +147,12 @@ class ScoreService(score_pb2_grpc.ScoreServiceServicer):
             correct=answer.correct,
             points_awarded=answer.points_awarded,
             total_score=total,
-            answered_at=timestamp(answer.answered_ms),
+            answered_at=answered_at,
         )
         try:
-            await self.js.publish(
+            await self.answer_log.record(
                 self.subjects.answers(quiz_id),
                 record.SerializeToString(),
-                timeout=self.publish_timeout,
                 headers={
                     "Nats-Msg-Id": f"{quiz_id}:{answer.question_index}:{player_id}",
                     **tracing.headers(),
@@ -166,7 +171,7 @@ class ScoreService(score_pb2_grpc.ScoreServiceServicer):
     ) -> score_pb2.GetPlayerScoreResponse:
         quiz_id = ids.quiz_code(request.quiz_id)
         player_id = ids.player_ref(request.player_id)
-        caller = self.verifier.caller(context)
+        caller = self.tokens.caller(context)
         is_self = caller.role is Role.PLAYER and caller.quiz_id == quiz_id
         is_self = is_self and caller.subject == player_id
         if not is_self and not (

@@ -1,0 +1,267 @@
+"""One pipelined Redis connection for the answer script.
+
+Why (benchmarks/notes-intake.md): a redis-py pooled call cost ~190 µs of CPU per
+EVALSHA on the benchmark machine (pool locks, a shielded release task, timeouts,
+observability hooks), as much as all of the score service's own work; the same
+command pipelined on one connection cost ~15 µs. Every concurrent call shares the
+connection: commands are written in order, replies parsed by hiredis are handed
+back in the same order, as Redis guarantees. While written commands await their
+replies, new ones are held (at most `max_hold`) and go out together in one write
+(group commit); a lone call is written on the next loop turn.
+
+Errors keep redis-py's types, so callers and the error mapping see the same
+exceptions: ConnectionError/TimeoutError (the connection is dropped, every call in
+flight fails, the next call reconnects) and ResponseError/NoScriptError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+from urllib.parse import parse_qs, unquote, urlparse
+
+import hiredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+Arg = str | int
+
+
+def pack(args: Sequence[Arg]) -> bytes:
+    """A command in RESP: an array of bulk strings."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        raw = arg.encode() if isinstance(arg, str) else b"%d" % arg
+        out.append(b"$%d\r\n%b\r\n" % (len(raw), raw))
+    return b"".join(out)
+
+
+@dataclass(frozen=True)
+class RedisAddress:
+    """What a redis:// or rediss:// URL says (the forms QUIZMESH_REDIS_URL takes)."""
+
+    host: str
+    port: int
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    tls: ssl.SSLContext | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> RedisAddress:
+        parts = urlparse(url)
+        if parts.scheme not in ("redis", "rediss"):
+            raise ValueError(f"the score service needs a redis:// or rediss:// URL, got {url!r}")
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        tls = None
+        if parts.scheme == "rediss":
+            tls = ssl.create_default_context(cafile=query.get("ssl_ca_certs"))
+            if query.get("ssl_cert_reqs", "required").lower() in ("none", "optional"):
+                tls.check_hostname = False
+                tls.verify_mode = ssl.CERT_NONE
+        path = parts.path.lstrip("/")
+        return cls(
+            host=parts.hostname or "localhost",
+            port=parts.port or 6379,
+            db=int(path or query.get("db", "0")),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            tls=tls,
+        )
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(
+        self, max_hold: float, observe_batch: Callable[[float], None] | None = None
+    ) -> None:
+        self.max_hold = max_hold
+        self.observe_batch = observe_batch
+        self.transport: asyncio.Transport | None = None
+        self.reader = hiredis.Reader(encoding="utf-8")
+        # Calls in the order their commands were queued, with when that was; the
+        # first len(waiting) - len(outgoing) of them are on the wire.
+        self.waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
+        self.outgoing: list[bytes] = []
+        self.flush: asyncio.Handle | None = None
+        self.lost: Exception | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        try:
+            while (reply := self.reader.gets()) is not False:
+                future, _ = self.waiting.popleft()
+                if not future.done():
+                    future.set_result(reply)
+        except (hiredis.ProtocolError, IndexError) as e:  # garbage, or a reply nobody asked for
+            self.abort(RedisConnectionError(f"unexpected data from Redis: {e!r}"))
+            return
+        if self.flush is not None and len(self.waiting) == len(self.outgoing):
+            # Everything on the wire is answered: the held commands go now.
+            self.flush.cancel()
+            self._flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.flush is not None:
+            self.flush.cancel()
+            self.flush = None
+        self.lost = RedisConnectionError(f"connection to Redis lost: {exc or 'closed'}")
+        self._fail_all(self.lost)
+
+    def _fail_all(self, error: Exception) -> None:
+        while self.waiting:
+            future, _ = self.waiting.popleft()
+            if not future.done():
+                future.set_exception(error)
+
+    def send(self, command: bytes) -> asyncio.Future[Any]:
+        """Queues a command; it is written on the next loop turn, or, while earlier
+        commands are still unanswered, with the next write: when their replies are
+        in or after `max_hold` seconds (grpc.aio starts one call per loop turn, so
+        without holding every call would pay a write and a wakeup of its own)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if self.lost is not None:
+            future.set_exception(self.lost)
+            return future
+        self.waiting.append((future, time.monotonic()))
+        self.outgoing.append(command)
+        if self.flush is None:
+            if len(self.waiting) == len(self.outgoing) or self.max_hold <= 0:
+                self.flush = loop.call_soon(self._flush)
+            else:
+                self.flush = loop.call_later(self.max_hold, self._flush)
+        return future
+
+    def _flush(self) -> None:
+        self.flush = None
+        if self.lost is None and self.transport is not None and self.outgoing:
+            self.transport.write(b"".join(self.outgoing))
+            if self.observe_batch is not None:
+                self.observe_batch(len(self.outgoing))
+        self.outgoing.clear()
+
+    def oldest(self) -> float | None:
+        return self.waiting[0][1] if self.waiting else None
+
+    def abort(self, error: Exception) -> None:
+        if self.flush is not None:
+            self.flush.cancel()
+            self.flush = None
+        if self.lost is None:
+            self.lost = error
+            self._fail_all(error)
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class PipelinedRedis:
+    """Commands to Redis over one connection shared by all callers, opened lazily
+    and again after a failure. A reply that takes longer than `timeout` fails
+    every call in flight (they are retried by the clients, SubmitAnswer being
+    idempotent) and drops the connection."""
+
+    def __init__(
+        self,
+        address: RedisAddress,
+        timeout: float = 5.0,
+        max_hold: float = 0.002,
+        observe_batch: Callable[[float], None] | None = None,
+    ) -> None:
+        self.address = address
+        self.timeout = timeout
+        self.max_hold = max_hold
+        # Told how many commands each write carried (a metric of how well calls batch).
+        self.observe_batch = observe_batch
+        self._connection: _Connection | None = None
+        self._connecting = asyncio.Lock()
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    async def call(self, *args: Arg) -> Any:
+        connection = self._connection
+        if connection is None or connection.lost is not None:
+            connection = await self._connect()
+        reply = await connection.send(pack(args))
+        if isinstance(reply, hiredis.ReplyError):
+            message = str(reply)
+            if message.startswith("NOSCRIPT"):
+                raise NoScriptError(message)
+            raise ResponseError(message)
+        return reply
+
+    async def _connect(self) -> _Connection:
+        async with self._connecting:
+            if self._closed:
+                raise RedisConnectionError("the Redis pipeline is closed")
+            if self._connection is not None and self._connection.lost is None:
+                return self._connection
+            a = self.address
+            loop = asyncio.get_running_loop()
+            try:
+                _, connection = await asyncio.wait_for(
+                    loop.create_connection(
+                        lambda: _Connection(self.max_hold, self.observe_batch),
+                        a.host,
+                        a.port,
+                        ssl=a.tls,
+                        server_hostname=a.host if a.tls else None,
+                    ),
+                    self.timeout,
+                )
+            except (OSError, TimeoutError) as e:
+                raise RedisConnectionError(
+                    f"cannot connect to Redis at {a.host}:{a.port}: {e!r}"
+                ) from e
+            handshake: list[Sequence[Arg]] = []
+            if a.password is not None:
+                handshake.append(
+                    ("AUTH", a.username, a.password) if a.username else ("AUTH", a.password)
+                )
+            if a.db:
+                handshake.append(("SELECT", a.db))
+            try:
+                for command in handshake:
+                    reply = await asyncio.wait_for(connection.send(pack(command)), self.timeout)
+                    if isinstance(reply, hiredis.ReplyError):
+                        raise RedisConnectionError(f"Redis refused {command[0]}: {reply}")
+            except BaseException:
+                connection.abort(RedisConnectionError("Redis handshake failed"))
+                raise
+            self._connection = connection
+            self._arm_watchdog()
+            return connection
+
+    def _arm_watchdog(self) -> None:
+        if self._watchdog is None and not self._closed:
+            loop = asyncio.get_running_loop()
+            self._watchdog = loop.call_later(self.timeout / 4, self._check)
+
+    def _check(self) -> None:
+        """Fails a connection whose oldest call has waited longer than `timeout`."""
+        self._watchdog = None
+        connection = self._connection
+        if connection is None or connection.lost is not None:
+            return
+        oldest = connection.oldest()
+        if oldest is not None and time.monotonic() - oldest > self.timeout:
+            connection.abort(RedisTimeoutError(f"Redis did not answer within {self.timeout:g} s"))
+            return
+        self._arm_watchdog()
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        if self._connection is not None:
+            self._connection.abort(RedisConnectionError("the Redis pipeline is closed"))
+            self._connection = None
