@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv gen check-gen lint breaking run browser test ci clean k8s-envoy k8s-check
+.PHONY: venv gen check-gen lint breaking run browser test ci clean k8s-envoy k8s-check bench
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -56,6 +56,24 @@ browser:
 ## The whole test suite against real Redis, NATS, MySQL/SQLite, Envoy and Chromium.
 test: venv check-gen lint browser
 	$(BIN)/python -m pytest -q
+
+## Every benchmark of docs/performance.md, against the local Redis/NATS/MariaDB (own
+## prefixes and databases, removed after). Output: bench-results/ (one .txt each, the
+## last line of each is its JSON) and the intake chart. ~15 minutes on 2 cores;
+## smaller with e.g. `make bench BENCH_PLAYERS=100000 BENCH_WATCHERS=1000,5000`.
+BENCH_PLAYERS ?= 1000000
+BENCH_WATCHERS ?= 1000,5000,10000
+BENCH_OUT := bench-results
+bench: venv
+	mkdir -p $(BENCH_OUT)
+	$(BIN)/python -m benchmarks.intake | tee $(BENCH_OUT)/intake.txt
+	$(BIN)/python -m benchmarks.chart $(BENCH_OUT)/intake.txt -o $(BENCH_OUT)/performance-intake.png
+	$(BIN)/python -m benchmarks.leaderboard_scale --players $(BENCH_PLAYERS) | tee $(BENCH_OUT)/leaderboard_scale.txt
+	$(BIN)/python -m benchmarks.fanout --watchers $(BENCH_WATCHERS) | tee $(BENCH_OUT)/fanout.txt
+	$(BIN)/python -m benchmarks.fanout --watchers 20000 --processes 2 | tee $(BENCH_OUT)/fanout-2.txt
+	$(BIN)/python -m benchmarks.end_to_end --players 1000 --questions 10 | tee $(BENCH_OUT)/end_to_end.txt
+	$(BIN)/python -m benchmarks.sync_job --players 100000 --changed 1000 | tee $(BENCH_OUT)/sync_100k.txt
+	$(BIN)/python -m benchmarks.sync_job --players $(BENCH_PLAYERS) --changed 1000 | tee $(BENCH_OUT)/sync_1m.txt
 
 clean:
 	rm -rf $(VENV) .quizmesh .pytest_cache .mypy_cache .ruff_cache

@@ -49,7 +49,7 @@ from typing import Any
 import grpc
 import httpx
 import nats
-import psutil  # type: ignore[import-untyped]  # no stubs in the dev extras
+import psutil
 import uvloop
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc

@@ -35,7 +35,7 @@ from typing import Any, cast
 
 import grpc
 import nats
-import psutil  # type: ignore[import-untyped]
+import psutil
 import uvloop
 from quizmesh.leaderboard.v1 import leaderboard_pb2, leaderboard_pb2_grpc
 from quizmesh.quiz.v1 import quiz_pb2, quiz_pb2_grpc
