@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from services.core.config import CommonSettings
 
 
@@ -14,3 +16,12 @@ class Settings(CommonSettings):
     # A watcher this many lifecycle events behind is disconnected; it resumes with
     # after_sequence instead of holding memory for ever.
     max_queued_events: int = 1000
+    # At most one leaderboard per watcher per this many seconds (0: every snapshot
+    # the leaderboard service publishes, ~7 a second in a busy quiz). Each board is
+    # a message for this process, Envoy (JSON for SSE) and every client: at 1,000
+    # players on 2 cores, 0.5 s cut the stream service's CPU 3.5x, Envoy's 2.3x and
+    # answer-to-every-watcher p50 from 1.3 s to 0.6 s (benchmarks/notes-fanout.md).
+    board_interval_seconds: float = Field(default=0.25, ge=0.0, le=10.0)
+    # Worker processes sharing the gRPC port (SO_REUSEPORT), to use more than one
+    # core per replica; see services/stream/workers.py.
+    processes: int = Field(default=1, ge=1, le=64)

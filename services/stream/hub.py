@@ -31,6 +31,7 @@ from services.core.board import Board
 from services.core.clock import now_ms, timestamp
 from services.core.errors import ResourceExhausted, ServiceError, Unavailable
 from services.core.messaging import Subjects
+from services.stream.standings import Standings
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +50,68 @@ def is_newer(
     return mine != theirs and all(a >= b for a, b in zip(mine, theirs, strict=True))
 
 
+class Wake:
+    """asyncio.Event for one waiter at a time: the hub sets it, the watch's own stream
+    waits.
+
+    Every message to every watcher passes through here, so it does less than
+    asyncio.Event: no deque of waiters, and the loop is looked up once (asyncio's
+    lookup costs a getpid() system call)."""
+
+    __slots__ = ("_is_set", "_loop", "_waiter")
+
+    def __init__(self) -> None:
+        self._is_set = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    def is_set(self) -> bool:
+        return self._is_set
+
+    def set(self) -> None:
+        self._is_set = True
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._is_set = False
+
+    def wait(self) -> asyncio.Future[None]:
+        """Completes once set. A future rather than a coroutine: no frame is kept per
+        idle watcher, and none is made per message."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        if self._is_set:
+            waiter.set_result(None)
+        else:
+            self._waiter = waiter
+        return waiter
+
+
 class Watch(abc.ABC):
     """One open stream's outbox: its hub fills it, the RPC empties it."""
 
+    __slots__ = ("beat_due", "ended", "quiet_ticks", "wake")
+
     def __init__(self) -> None:
-        self.wake = asyncio.Event()
+        self.wake = Wake()
         self.ended: ServiceError | None = None
+        # Ticks (every half heartbeat period) since the stream last sent something.
+        self.quiet_ticks = 0
+        self.beat_due = False
+
+    def tick(self) -> None:
+        """Two quiet ticks in a row call for a heartbeat."""
+        self.quiet_ticks += 1
+        if self.quiet_ticks >= 2:
+            self.beat_due = True
+            self.wake.set()
+
+    def sending(self) -> None:
+        self.quiet_ticks = 0
+        self.beat_due = False
 
     def end(self, reason: ServiceError) -> None:
         if self.ended is None:
@@ -74,6 +131,8 @@ class LeaderboardWatch(Watch):
     """A WatchLeaderboard stream; `player_id` is set when a player of the quiz watches."""
 
     HEARTBEAT = stream_pb2.WatchLeaderboardResponse(heartbeat=True).SerializeToString()
+
+    __slots__ = ("_latest", "player_id")
 
     def __init__(self, player_id: str | None) -> None:
         super().__init__()
@@ -109,6 +168,8 @@ class QuizFeed(Protocol):
 class QuizWatch(Watch):
     """A WatchQuiz stream: lifecycle events queue up in order (never dropped), the
     leaderboard is a flag whose message is built when it is sent."""
+
+    __slots__ = ("_events", "_feed", "_leaderboard_changed", "_limit")
 
     def __init__(self, feed: QuizFeed, replay: list[bytes], limit: int) -> None:
         super().__init__()
@@ -164,6 +225,7 @@ class QuizHub:
         top: int,
         max_queued_events: int,
         answer_to_watchers: Histogram,
+        board_interval_seconds: float = 0.0,
     ) -> None:
         self.answer_to_watchers = answer_to_watchers
         self.quiz_id = quiz_id
@@ -173,6 +235,12 @@ class QuizHub:
         self.subjects = subjects
         self.top = top
         self.max_queued_events = max_queued_events
+        self.standings = Standings(board.redis, board.keys(quiz_id))
+        self.board_interval = board_interval_seconds
+        self._board_sent_at = float("-inf")
+        self._board_timer: asyncio.TimerHandle | None = None
+        # The changed_at of the last board sent (None before the hub's first one).
+        self._board_changed_ms: int | None = None
         # Streams that use this hub, counted from before it has started.
         self.users = 0
         self._snapshot = common_pb2.LeaderboardSnapshot(quiz_id=quiz_id, question_index=-1)
@@ -232,6 +300,8 @@ class QuizHub:
         if self._closed:
             return
         self._closed = True
+        if self._board_timer is not None:
+            self._board_timer.cancel()
         tasks = [t for t in (self.ready, self._standings_task) if t is not None and not t.done()]
         for task in tasks:
             task.cancel()
@@ -260,11 +330,11 @@ class QuizHub:
             return
         message = self._leaderboard_message
         try:
-            standings = await self.board.standings(self.quiz_id, [watch.player_id])
+            yours = await self.standings.yours([watch.player_id], self._snapshot.total_players)
         except Exception as e:
             log.warning("standing not read", extra={"quiz_id": self.quiz_id, "error": repr(e)})
-            standings = {}
-        watch.offer_first(message + _you(standings.get(watch.player_id)))
+            yours = {}
+        watch.offer_first(message + yours.get(watch.player_id, b""))
 
     def watch_quiz(self, after_sequence: int) -> QuizWatch:
         replay = [message for sequence, message in self._events if sequence > after_sequence]
@@ -276,6 +346,8 @@ class QuizHub:
         if isinstance(watch, LeaderboardWatch):
             self._spectators.discard(watch)
             self._players.discard(watch)
+            if watch.player_id is not None:
+                self.standings.forget(watch.player_id)
         elif isinstance(watch, QuizWatch):
             self._quiz_watches.discard(watch)
 
@@ -321,23 +393,41 @@ class QuizHub:
             return
         if self._have_snapshot and not is_newer(snapshot, self._snapshot):
             return
-        changed = snapshot.changed_at.ToMilliseconds()
-        if self._have_snapshot and changed > self._snapshot.changed_at.ToMilliseconds():
-            # A new answer's board, measured as it leaves for every watcher's outbox.
-            delay = now_ms() - changed
-            self.answer_to_watchers.observe(max(0, delay) / 1000)
         self._have_snapshot = True
         self._snapshot = snapshot
         self._leaderboard_message = stream_pb2.WatchLeaderboardResponse(
             snapshot=snapshot
         ).SerializeToString()
         self._leaderboard_event = None
+        self._send_board()
+
+    def _send_board(self) -> None:
+        """The latest board to every watcher; with a board interval, at most once per
+        interval (later boards replace one that waits: fewer messages for this
+        process, Envoy and every client, for at most that much delay)."""
+        if self.board_interval > 0:
+            loop = asyncio.get_running_loop()
+            wait = self._board_sent_at + self.board_interval - loop.time()
+            if wait > 0:
+                if self._board_timer is None:
+                    self._board_timer = loop.call_later(wait, self._board_due)
+                return
+            self._board_sent_at = loop.time()
+        changed = self._snapshot.changed_at.ToMilliseconds()
+        if self._board_changed_ms is not None and changed > self._board_changed_ms:
+            # A new answer's board, measured as it leaves for every watcher's outbox.
+            self.answer_to_watchers.observe(max(0, now_ms() - changed) / 1000)
+        self._board_changed_ms = changed
         for spectator in self._spectators:
             spectator.offer(self._leaderboard_message)
         for watch in self._quiz_watches:
             watch.leaderboard_changed()
         if self._players:
             self._standings_due.set()
+
+    def _board_due(self) -> None:
+        self._board_timer = None
+        self._send_board()
 
     async def _on_event(self, msg: Msg) -> None:
         sequence = msg.metadata.sequence.stream
@@ -379,7 +469,7 @@ class QuizHub:
 
     async def _send_standings(self) -> None:
         """Per snapshot, every watching player's rank and score in one Redis round trip;
-        the shared snapshot bytes are reused and only `you` is serialized per player."""
+        the shared snapshot bytes are reused and only `you` is added per player."""
         while True:
             await self._standings_due.wait()
             self._standings_due.clear()
@@ -387,24 +477,15 @@ class QuizHub:
             if not watches:
                 continue
             shared = self._leaderboard_message
-            player_ids = sorted({w.player_id for w in watches if w.player_id is not None})
+            player_ids = list({w.player_id for w in watches if w.player_id is not None})
             try:
-                standings = await self.board.standings(self.quiz_id, player_ids)
+                yours = await self.standings.yours(player_ids, self._snapshot.total_players)
             except Exception as e:
                 # Better the board without `you` than no board at all.
                 log.warning("standings not read", extra={"quiz_id": self.quiz_id, "error": repr(e)})
-                standings = {}
-            yours = {pid: _you(standing) for pid, standing in standings.items()}
+                yours = {}
             for watch in watches:
                 watch.offer(shared + yours.get(watch.player_id or "", b""))
-
-
-def _you(standing: common_pb2.PlayerStanding | None) -> bytes:
-    # Concatenated protobuf messages merge, so shared snapshot bytes + these bytes
-    # parse as one WatchLeaderboardResponse carrying both.
-    if standing is None:
-        return b""
-    return stream_pb2.WatchLeaderboardResponse(you=standing).SerializeToString()
 
 
 class QuizHubs:
@@ -420,6 +501,10 @@ class QuizHubs:
     @property
     def active(self) -> int:
         return len(self._hubs)
+
+    def watching(self, quiz_id: str) -> bool:
+        """True while this process has a hub for the quiz."""
+        return quiz_id in self._hubs
 
     async def acquire(self, quiz_id: str) -> QuizHub:
         """The quiz's started hub; the caller must `release` it when its stream ends."""

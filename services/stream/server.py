@@ -4,8 +4,9 @@ for tests."""
 from __future__ import annotations
 
 import functools
+import gc
 
-from services.core import runtime
+from services.core import logs, runtime
 from services.core.board import Board
 from services.core.connections import Connections, token_verifier
 from services.core.metrics import Metrics
@@ -13,6 +14,7 @@ from services.stream.config import Settings
 from services.stream.hub import QuizHub, QuizHubs
 from services.stream.metrics import StreamMetrics
 from services.stream.service import SERVICE_NAME, StreamService
+from services.stream.workers import supervise
 
 
 async def create_server(settings: Settings) -> runtime.ServiceApp:
@@ -31,6 +33,7 @@ async def create_server(settings: Settings) -> runtime.ServiceApp:
             top=settings.snapshot_top,
             max_queued_events=settings.max_queued_events,
             answer_to_watchers=measured.answer_to_watchers,
+            board_interval_seconds=settings.board_interval_seconds,
         )
     )
     service = StreamService(board, hubs, verifier, settings.heartbeat_seconds, measured)
@@ -46,8 +49,25 @@ async def create_server(settings: Settings) -> runtime.ServiceApp:
     return app
 
 
+def tune_garbage_collector() -> None:
+    """Fewer, cheaper collections for a process holding many long-lived streams.
+
+    With the default threshold (700 new objects) collections ran in the middle of
+    every fan-out, promoted the writes in flight, and every few updates a full
+    collection walked every object of every stream (~200 ms at 2,000 watchers;
+    measured with gc.callbacks). Objects that exist before serving (modules,
+    classes) are never garbage, so they are frozen out of all collections."""
+    gc.freeze()
+    gc.set_threshold(50_000, 10, 10)
+
+
 def main() -> None:
-    runtime.serve("stream", Settings(), create_server)
+    settings = Settings()
+    if settings.processes > 1:
+        logs.configure("stream", settings.log_level)
+        raise SystemExit(supervise(settings))
+    tune_garbage_collector()
+    runtime.serve("stream", settings, create_server)
 
 
 if __name__ == "__main__":
