@@ -102,8 +102,11 @@ def _strip_times(value: Any) -> Any:
 async def snapshot(stack: Stack, t: Target) -> Any:
     """Everything a stray write could change, read over gRPC by the host."""
     api = GrpcApi(stack.channels)
-    listed = await api.call("ListQuizzes", {"page_size": 100})
-    state: dict[str, Any] = {"list": listed}
+    listed = (await api.call("ListQuizzes", {"page_size": 100}))["quizzes"]
+    # Every quiz id (a stray CreateQuiz shows), but only the targets' own details:
+    # other tests' quizzes still move on by themselves (deadline sweeps, final boards).
+    own = [q for q in listed if q["quiz_id"] in (t.open_id, t.running_id)]
+    state: dict[str, Any] = {"ids": [q["quiz_id"] for q in listed], "own": own}
     for qid, (pid, _) in ((t.open_id, t.open_player), (t.running_id, t.running_player)):
         state[qid] = (
             await api.call("GetQuiz", {"quiz_id": qid}, t.host),
