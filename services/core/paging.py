@@ -1,4 +1,7 @@
-"""Opaque page tokens (AIP-158) over an offset: clients must not build them."""
+"""Opaque page tokens (AIP-158) over an offset: clients must not build them.
+
+Page sizes need no code here: the contracts bound them (0 means the default)
+and the server interceptor refuses what is out of range before a handler runs."""
 
 from __future__ import annotations
 
@@ -23,13 +26,3 @@ def decode_token(token: str) -> int:
     raise InvalidArgument.field(
         "page_token", "is not valid; use next_page_token from a previous response"
     )
-
-
-def page_size(requested: int, default: int, maximum: int) -> int:
-    if requested == 0:
-        return default
-    if not 1 <= requested <= maximum:
-        raise InvalidArgument.field(
-            "page_size", f"must be between 1 and {maximum}, got {requested}"
-        )
-    return requested

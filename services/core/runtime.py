@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -22,7 +23,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.core import auth, logs, tracing, validation
+from services.core import auth, logs, tracing, validation, workers
 from services.core.config import CommonSettings
 from services.core.errors import InvalidArgument, ServiceError
 from services.core.metrics import Metrics, dependency_of
@@ -59,6 +60,9 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
 class _Handling:
     """Maps what a handler raised to a status with a message, and records the RPC's
     count by code (and latency, for unary calls) in the service's metrics."""
+
+    # One per call, and one held per open watch: no per-instance dict.
+    __slots__ = ("code", "context", "method", "metrics", "name", "started", "timed", "trace")
 
     def __init__(
         self, context: grpc.aio.ServicerContext, method: str, metrics: Metrics, timed: bool
@@ -363,16 +367,63 @@ def build_server(
 
 
 def serve(
-    name: str, settings: CommonSettings, create_server: Callable[[Any], Awaitable[ServiceApp]]
+    name: str,
+    settings: CommonSettings,
+    create_server: Callable[[Any], Awaitable[ServiceApp]],
+    *,
+    processes: int = 1,
+    young_gc_threshold: int | None = None,
 ) -> None:
-    """The `main()` of every service: JSON logs, then run until SIGTERM."""
+    """The `main()` of every service: JSON logs, then run until SIGTERM.
+
+    `processes` > 1 runs that many workers on one port (services/core/workers.py).
+    `young_gc_threshold` tunes the cyclic GC for a long-running process: once the
+    server is built, what is alive (modules, classes, connections) is frozen out
+    of collections, so full ones no longer re-scan it, and a larger young
+    generation lets most calls' objects die before a collection promotes them
+    (measured in benchmarks/notes-intake.md and notes-fanout.md)."""
     logs.configure(name, settings.log_level)
     try:  # before touching any backend
         for key_file in (settings.jwks_file, settings.signing_key_file):
             auth.refuse_dev_key(settings.environment, key_file)
     except auth.DevKeyInProduction as e:
         raise SystemExit(f"quizmesh-{name} will not start: {e}") from None
-    run(lambda: create_server(settings), settings.shutdown_grace_seconds)
+    if processes > 1:
+        if settings.grpc_port == 0:
+            raise SystemExit(
+                f"quizmesh-{name} will not start: QUIZMESH_PROCESSES > 1 needs a fixed "
+                "QUIZMESH_GRPC_PORT (with port 0 each worker would listen on a port of its own)"
+            )
+        base = settings.metrics_port
+        args_of = [
+            (
+                name,
+                settings.model_copy(update={"metrics_port": base + i if base else 0}),
+                create_server,
+                young_gc_threshold,
+            )
+            for i in range(processes)
+        ]
+        grace = settings.shutdown_grace_seconds
+        raise SystemExit(workers.supervise(name, _serve_worker, args_of, grace))
+
+    async def build() -> ServiceApp:
+        app = await create_server(settings)
+        if young_gc_threshold is not None:
+            gc.freeze()
+            gc.set_threshold(young_gc_threshold, *gc.get_threshold()[1:])
+        return app
+
+    run(build, settings.shutdown_grace_seconds)
+
+
+def _serve_worker(
+    name: str,
+    settings: CommonSettings,
+    create_server: Callable[[Any], Awaitable[ServiceApp]],
+    young_gc_threshold: int | None,
+) -> None:
+    serve(name, settings, create_server, young_gc_threshold=young_gc_threshold)
 
 
 def run(build: Callable[[], Awaitable[ServiceApp]], grace: float) -> None:

@@ -11,7 +11,7 @@ from services.core import ids
 from services.core.auth import Caller, Role, TokenIssuer, TokenVerifier
 from services.core.clock import now_ms, timestamp
 from services.core.errors import AlreadyExists, FailedPrecondition, PermissionDenied
-from services.core.paging import decode_token, encode_token, page_size
+from services.core.paging import decode_token, encode_token
 from services.quiz import rules
 from services.quiz.announcer import Announcer
 from services.quiz.lifecycle import Lifecycle, QuestionCache, question_view
@@ -87,7 +87,7 @@ class QuizService(quiz_pb2_grpc.QuizServiceServicer):
         self, request: quiz_pb2.ListQuizzesRequest, context: grpc.aio.ServicerContext
     ) -> quiz_pb2.ListQuizzesResponse:
         self.verifier.optional_caller(context)  # anyone may list; a token present must be valid
-        size = page_size(request.page_size, default=20, maximum=100)
+        size = request.page_size or 20
         offset = decode_token(request.page_token)
         rows = await self.store.page(offset, size + 1)
         response = quiz_pb2.ListQuizzesResponse(

@@ -4,9 +4,8 @@ for tests."""
 from __future__ import annotations
 
 import functools
-import gc
 
-from services.core import logs, runtime
+from services.core import runtime
 from services.core.board import Board
 from services.core.connections import Connections, token_verifier
 from services.core.metrics import Metrics
@@ -14,7 +13,6 @@ from services.stream.config import Settings
 from services.stream.hub import QuizHub, QuizHubs
 from services.stream.metrics import StreamMetrics
 from services.stream.service import SERVICE_NAME, StreamService
-from services.stream.workers import supervise
 
 
 async def create_server(settings: Settings) -> runtime.ServiceApp:
@@ -49,25 +47,18 @@ async def create_server(settings: Settings) -> runtime.ServiceApp:
     return app
 
 
-def tune_garbage_collector() -> None:
-    """Fewer, cheaper collections for a process holding many long-lived streams.
-
-    With the default threshold (700 new objects) collections ran in the middle of
-    every fan-out, promoted the writes in flight, and every few updates a full
-    collection walked every object of every stream (~200 ms at 2,000 watchers;
-    measured with gc.callbacks). Objects that exist before serving (modules,
-    classes) are never garbage, so they are frozen out of all collections."""
-    gc.freeze()
-    gc.set_threshold(50_000, 10, 10)
-
-
 def main() -> None:
     settings = Settings()
-    if settings.processes > 1:
-        logs.configure("stream", settings.log_level)
-        raise SystemExit(supervise(settings))
-    tune_garbage_collector()
-    runtime.serve("stream", settings, create_server)
+    runtime.serve(
+        "stream",
+        settings,
+        create_server,
+        processes=settings.processes,
+        # With the default (700 new objects) collections ran in the middle of every
+        # fan-out and promoted the writes in flight; every few updates a full one
+        # walked every object of every stream (~200 ms at 2,000 watchers).
+        young_gc_threshold=50_000,
+    )
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from quizmesh.stream.v1 import stream_pb2
 from services.core import ids
 from services.core.auth import Role, TokenVerifier
 from services.core.board import Board
-from services.core.errors import InvalidArgument, NotFound
+from services.core.errors import NotFound
 from services.stream.hub import QuizHub, QuizHubs, Watch
 from services.stream.metrics import StreamMetrics
 
@@ -129,11 +129,6 @@ class StreamService:
         self, request: stream_pb2.WatchQuizRequest, context: grpc.aio.ServicerContext
     ) -> None:
         quiz_id = ids.quiz_code(request.quiz_id)
-        if request.after_sequence < 0:
-            raise InvalidArgument(
-                f"after_sequence must not be negative, got {request.after_sequence}; "
-                "0 replays every event"
-            )
         # Anyone may watch, but a token that is present must be valid.
         self.verifier.optional_caller(context, request.access_token)
         hub = await self._acquire(quiz_id)
