@@ -118,6 +118,9 @@ class GatewaySettings:
     unary_timeout_seconds: float = 15.0
     stream_idle_timeout_seconds: float = 60.0
     max_upstream_requests: int = 1_000_000
+    # Calls on one upstream connection before Envoy opens another to the same address,
+    # so that a service's SO_REUSEPORT workers all get connections (and calls).
+    max_streams_per_upstream_connection: int = 100
     max_downstream_connections: int = 100_000
     # Proxies in front of Envoy that append to X-Forwarded-For (0: clients connect directly).
     xff_num_trusted_hops: int = 0
@@ -277,6 +280,7 @@ def _placeholders(settings: GatewaySettings, services: Sequence[str]) -> dict[st
         "unary_timeout": _seconds(settings.unary_timeout_seconds),
         "stream_idle_timeout": _seconds(settings.stream_idle_timeout_seconds),
         "max_upstream_requests": settings.max_upstream_requests,
+        "max_streams_per_upstream_connection": settings.max_streams_per_upstream_connection,
         "max_downstream_connections": settings.max_downstream_connections,
         "local_reply_mappers": local_reply_mappers(settings.max_request_bytes),
         "web_path_mappings": (

@@ -48,6 +48,7 @@ SERVICE_KEYS = ("quiz", "score", "leaderboard", "stream")
 JOIN_BURST = 3
 ANSWER_BURST = 2
 MAX_BODY = 4096
+STREAMS_PER_UPSTREAM_CONNECTION = 10
 # GetQuiz of a quiz id named after a status code fails with that code.
 FAILING = {code.name: code for code in grpc.StatusCode if code is not grpc.StatusCode.OK}
 
@@ -67,6 +68,8 @@ class Backend:
     calls: list[Call] = field(default_factory=list)
     # WatchQuiz sends its second event only once a test sets this.
     second_event: asyncio.Event = field(default_factory=asyncio.Event)
+    # The peer (Envoy's upstream connection) of every WatchLeaderboard call.
+    watch_peers: list[str] = field(default_factory=list)
 
     def record(self, method: str, request: Message, context: grpc.aio.ServicerContext) -> None:
         metadata = {m.key: m.value for m in context.invocation_metadata() or ()}
@@ -195,8 +198,11 @@ class Stream(stream_pb2_grpc.StreamServiceServicer):
     async def WatchLeaderboard(
         self, request: stream_pb2.WatchLeaderboardRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[stream_pb2.WatchLeaderboardResponse]:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in this test")
+        # Which upstream connection of Envoy's carries this watch; then stay open.
+        self.backend.record("WatchLeaderboard", request, context)
+        self.backend.watch_peers.append(context.peer())
         yield stream_pb2.WatchLeaderboardResponse()
+        await asyncio.Event().wait()
 
 
 # --- fixtures: backend -> Envoy -> clients -------------------------------------------------
@@ -270,6 +276,7 @@ async def envoy(
         max_request_bytes=MAX_BODY,
         xff_num_trusted_hops=1,
         web_root=web_root,
+        max_streams_per_upstream_connection=STREAMS_PER_UPSTREAM_CONNECTION,
     )
     config = write_envoy_config(folder / "envoy.yaml", settings)
     async with EnvoyProcess(config, log_file=folder / "envoy.log") as envoy:
@@ -529,6 +536,28 @@ async def test_native_grpc_watch_streams_messages(
     replies = [r async for r in stub.WatchQuiz(stream_pb2.WatchQuizRequest(quiz_id=QUIZ_ID))]
 
     assert [r.event.sequence for r in replies] == [1, 2]
+
+
+async def test_many_watches_are_spread_over_several_upstream_connections(
+    channel: grpc.aio.Channel, backend: Backend
+) -> None:
+    """One client connection's watches reach the service over several of Envoy's
+    connections, so that SO_REUSEPORT workers (QUIZMESH_PROCESSES) share them."""
+    stub = stream_pb2_grpc.StreamServiceStub(channel)
+    watches = 3 * STREAMS_PER_UPSTREAM_CONNECTION
+    calls = [
+        stub.WatchLeaderboard(stream_pb2.WatchLeaderboardRequest(quiz_id=QUIZ_ID))
+        for _ in range(watches)
+    ]
+    try:
+        for call in calls:
+            await call.read()  # each watch is open at the service
+
+        assert len(backend.watch_peers) == watches
+        assert len(set(backend.watch_peers)) >= 3, backend.watch_peers
+    finally:
+        for call in calls:
+            call.cancel()
 
 
 async def test_access_log_is_json_and_never_records_tokens(
