@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv gen check-gen lint breaking run browser test ci clean k8s-envoy k8s-check bench
+.PHONY: venv gen check-gen lint breaking run browser wrk test ci clean k8s-envoy k8s-check bench
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -53,6 +53,14 @@ browser:
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 	@test -x $(CHROMIUM)
 
+## wrk (C HTTP load generator) for benchmarks/gateway.py, from Debian's packages.
+wrk:
+	@command -v wrk >/dev/null || { \
+	  echo "installing Debian's wrk for the gateway benchmark"; \
+	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update -q && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
+
 ## The whole test suite against real Redis, NATS, MySQL/SQLite, Envoy and Chromium.
 test: venv check-gen lint browser
 	$(BIN)/python -m pytest -q
@@ -64,10 +72,11 @@ test: venv check-gen lint browser
 BENCH_PLAYERS ?= 1000000
 BENCH_WATCHERS ?= 1000,5000,10000
 BENCH_OUT := bench-results
-bench: venv
+bench: venv wrk
 	mkdir -p $(BENCH_OUT)
 	$(BIN)/python -m benchmarks.intake | tee $(BENCH_OUT)/intake.txt
 	$(BIN)/python -m benchmarks.chart $(BENCH_OUT)/intake.txt -o $(BENCH_OUT)/performance-intake.png
+	$(BIN)/python -m benchmarks.gateway | tee $(BENCH_OUT)/gateway.txt
 	$(BIN)/python -m benchmarks.leaderboard_scale --players $(BENCH_PLAYERS) | tee $(BENCH_OUT)/leaderboard_scale.txt
 	$(BIN)/python -m benchmarks.fanout --watchers $(BENCH_WATCHERS) | tee $(BENCH_OUT)/fanout.txt
 	$(BIN)/python -m benchmarks.fanout --watchers 20000 --processes 2 | tee $(BENCH_OUT)/fanout-2.txt

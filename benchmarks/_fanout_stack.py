@@ -9,36 +9,53 @@ SO_REUSEPORT port (QUIZMESH_PROCESSES) or as separate processes on separate port
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
-import os
 import signal
-import sys
-import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
 import httpx
-import nats
 import psutil
-from quizmesh.quiz.v1 import quiz_pb2, quiz_pb2_grpc
+from quizmesh.quiz.v1 import quiz_pb2
 from quizmesh.score.v1 import score_pb2, score_pb2_grpc
 from redis.asyncio import Redis
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
+from benchmarks._stack import (
+    ServiceStack,
+    Space,
+    add_server_args,
+    bearer,
+    py_spy_command,
+)
 from devstack import infra
 from devstack.run import ServiceProcess
-from services.core.auth import Role, TokenIssuer, ensure_dev_keys
-from services.core.messaging import Subjects
-from services.database.engine import create_engine
-from services.database.migrate import upgrade
 
-DEFAULT_MYSQL = "mysql+aiomysql://root@127.0.0.1:3306/test"
-BACKENDS = ("quiz", "score", "leaderboard")
+
+def add_stack_args(parser: argparse.ArgumentParser) -> None:
+    """py-spy, the stream service's environment and code, and the servers: the
+    options BenchStack.from_args reads (besides --processes)."""
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy output folder")
+    parser.add_argument(
+        "--native", action="store_true", help="py-spy --native (C frames; pauses the process)"
+    )
+    parser.add_argument(
+        "--stream-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="environment of the stream service, e.g. GRPC_EXPERIMENTS=fuse_filters",
+    )
+    parser.add_argument(
+        "--stream-source",
+        type=Path,
+        default=None,
+        help="run the stream service from this checkout (A/B comparisons)",
+    )
+    add_server_args(parser, sqlite=True)
 
 
 def run(main: Coroutine[Any, Any, None]) -> None:
@@ -67,7 +84,7 @@ async def profile(
         out = folder / f"{label}-{pid}.txt"
         spies.append(
             await asyncio.create_subprocess_exec(
-                str(Path(sys.executable).with_name("py-spy")),
+                py_spy_command(),
                 *("record", "-p", str(pid), "--duration", str(int(seconds) + 1)),
                 *("--rate", "250", "--format", "raw", "-o", str(out)),
                 *(("--native",) if native else ("--nonblocking",)),
@@ -84,10 +101,6 @@ def _free_ports_in_a_row(count: int) -> int:
         base = infra.free_port()
         if all(infra.port_is_free(base + i) for i in range(1, count)):
             return base
-
-
-def bearer(token: str) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {token}"),)
 
 
 @dataclass(frozen=True)
@@ -131,81 +144,39 @@ def sample(pids: Sequence[int], children: bool = True) -> ProcessSample:
 
 
 @dataclass
-class BenchStack:
-    workdir: Path
-    redis_url: str
-    nats_url: str
-    mysql_url: str | None
+class BenchStack(ServiceStack):
+    """Every service as its own process; the stream service apart, restartable."""
+
     # Stream service: how many processes, and whether they share one port.
     stream_processes: int = 1
     stream_shared_port: bool = True
     stream_env: dict[str, str] = field(default_factory=dict)
-    # Where the services' code is (default: this checkout); for A/B comparisons.
+    # Where the stream service's code is (default: this checkout); for A/B comparisons.
     stream_source: Path | None = None
-    backend_source: Path | None = None
-    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
-    database_url: str = ""
-    ports: dict[str, int] = field(default_factory=dict)
     stream_ports: list[int] = field(default_factory=list)
     # Each stream worker's /metrics port.
     stream_metrics_ports: list[int] = field(default_factory=list)
-    services: dict[str, ServiceProcess] = field(default_factory=dict)
     streams: list[ServiceProcess] = field(default_factory=list)
-    channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
-    _database: str | None = None
 
-    @property
-    def key_prefix(self) -> str:
-        return f"fanout{self.tag}:"
+    @classmethod
+    def from_args(cls, workdir: Path, args: argparse.Namespace, **options: Any) -> BenchStack:
+        """The stack add_stack_args's options ask for."""
+        return cls(
+            workdir=workdir,
+            space=Space.from_args("fanout", args),
+            stream_processes=args.processes,
+            stream_env=dict(item.split("=", 1) for item in args.stream_env),
+            stream_source=args.stream_source,
+            **options,
+        )
 
-    @property
-    def nats_prefix(self) -> str:
-        return f"fanout{self.tag}"
-
-    @property
-    def signing_key(self) -> Path:
-        return self.workdir / "keys" / "signing-key.pem"
-
-    @property
-    def jwks(self) -> Path:
-        return self.workdir / "keys" / "jwks.json"
-
-    def issuer(self) -> TokenIssuer:
-        return TokenIssuer.from_file(self.signing_key, "quizmesh", "quizmesh")
-
-    def env(self, port: int, extra: dict[str, str] | None = None) -> dict[str, str]:
-        return {
-            **os.environ,
-            "QUIZMESH_ENVIRONMENT": "test",
-            "QUIZMESH_GRPC_HOST": "127.0.0.1",
-            "QUIZMESH_GRPC_PORT": str(port),
-            "QUIZMESH_METRICS_PORT": "0",
-            "QUIZMESH_REDIS_URL": self.redis_url,
-            "QUIZMESH_NATS_URL": self.nats_url,
-            "QUIZMESH_DATABASE_URL": self.database_url,
-            "QUIZMESH_KEY_PREFIX": self.key_prefix,
-            "QUIZMESH_NATS_PREFIX": self.nats_prefix,
-            "QUIZMESH_JWKS_FILE": str(self.jwks),
-            "QUIZMESH_SIGNING_KEY_FILE": str(self.signing_key),
-            "QUIZMESH_LOG_LEVEL": "WARNING",
-            # Every benchmark watcher comes from 127.0.0.1 (and through Envoy, from
-            # one client address): the per-client cap on open watches would refuse them.
-            "QUIZMESH_MAX_STREAMS_PER_CLIENT": "1000000",
-            "PYTHONUNBUFFERED": "1",
-            **(extra or {}),
-        }
+    def env(self, port: int, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        # Every benchmark watcher comes from 127.0.0.1 (and through Envoy, from one
+        # client address): the per-client cap on open watches would refuse them.
+        return super().env(port, {"QUIZMESH_MAX_STREAMS_PER_CLIENT": "1000000", **(extra or {})})
 
     async def start(self) -> None:
-        ensure_dev_keys(self.signing_key, self.jwks)
-        await self._create_database()
-        self.ports = {name: infra.free_port() for name in BACKENDS}
-        self.services = {
-            name: self._process(name, port, self.env(port), self.backend_source, name)
-            for name, port in self.ports.items()
-        }
-        await asyncio.gather(*(s.start() for s in self.services.values()))
-        for name, port in self.ports.items():
-            self.channels[name] = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        await super().start()
         await self.start_stream()
 
     async def start_stream(self) -> None:
@@ -224,13 +195,13 @@ class BenchStack:
                 "QUIZMESH_METRICS_PORT": str(base),
             }
             self.streams = [
-                self._process("stream", port, self.env(port, extra), self.stream_source, "stream")
+                self.process("stream", port, self.env(port, extra), self.stream_source, "stream")
             ]
         else:
             self.stream_ports = [infra.free_port() for _ in range(count)]
             self.stream_metrics_ports = [infra.free_port() for _ in range(count)]
             self.streams = [
-                self._process(
+                self.process(
                     "stream",
                     port,
                     self.env(
@@ -249,14 +220,6 @@ class BenchStack:
         await asyncio.gather(*(s.start() for s in self.streams))
         # The forked workers bind the port after the first answers health checks.
         await self.wait_for_stream_workers(seconds=30.0)
-
-    def _process(
-        self, name: str, port: int, env: dict[str, str], source: Path | None, log: str
-    ) -> ServiceProcess:
-        process = ServiceProcess(name, port, env, log_file=self.workdir / f"{log}.log")
-        if source is not None:
-            process.cwd = source
-        return process
 
     async def wait_for_stream_workers(self, seconds: float) -> None:
         """Until every stream worker listens (forked workers bind after the first
@@ -327,67 +290,16 @@ class BenchStack:
         self.streams = []
 
     async def close(self) -> None:
-        for channel in self.channels.values():
-            await channel.close()
         await self.stop_stream()
-        await asyncio.gather(*(s.stop() for s in self.services.values()))
-        await self._forget()
-
-    async def _create_database(self) -> None:
-        if self.mysql_url is None:
-            self.database_url = f"sqlite+aiosqlite:///{self.workdir / 'quizmesh.db'}"
-        else:
-            self._database = f"quizmesh_fanout_{self.tag}"
-            admin = create_engine(self.mysql_url)
-            try:
-                async with admin.connect() as conn:
-                    await conn.execute(text(f"CREATE DATABASE `{self._database}`"))
-            finally:
-                await admin.dispose()
-            self.database_url = (
-                make_url(self.mysql_url)
-                .set(database=self._database)
-                .render_as_string(hide_password=False)
-            )
-        await upgrade(self.database_url)
-
-    async def _forget(self) -> None:
-        """Removes the run's Redis keys, JetStream streams and database."""
-        redis = Redis.from_url(self.redis_url)
-        try:
-            async for key in redis.scan_iter(match=f"{self.key_prefix}*", count=1000):
-                await redis.delete(key)
-        finally:
-            await redis.aclose()
-        nc = await nats.connect(self.nats_url)
-        try:
-            js = nc.jetstream()
-            subjects = Subjects(self.nats_prefix)
-            for stream in (subjects.events_stream, subjects.answers_stream):
-                with contextlib.suppress(Exception):
-                    await js.delete_stream(stream)
-        finally:
-            await nc.close()
-        if self._database is not None and self.mysql_url is not None:
-            admin = create_engine(self.mysql_url)
-            try:
-                async with admin.connect() as conn:
-                    await conn.execute(text(f"DROP DATABASE IF EXISTS `{self._database}`"))
-            finally:
-                await admin.dispose()
+        await super().close()
 
     # The game, over native gRPC.
-
-    @property
-    def quiz(self) -> quiz_pb2_grpc.QuizServiceStub:
-        return quiz_pb2_grpc.QuizServiceStub(self.channels["quiz"])
 
     @property
     def score(self) -> score_pb2_grpc.ScoreServiceStub:
         return score_pb2_grpc.ScoreServiceStub(self.channels["score"])
 
     async def create_quiz(self, questions: int, time_limit_ms: int = 600_000) -> str:
-        host = self.issuer().issue(Role.HOST, "bench", 3600)
         created = await self.quiz.CreateQuiz(
             quiz_pb2.CreateQuizRequest(
                 title="bench",
@@ -402,7 +314,7 @@ class BenchStack:
                     for i in range(questions)
                 ],
             ),
-            metadata=bearer(host),
+            metadata=self.host_metadata(),
         )
         return str(created.quiz.quiz_id)
 
@@ -419,13 +331,13 @@ class BenchStack:
         return list(await asyncio.gather(*(one(i) for i in range(count))))
 
     async def start_quiz(self, quiz_id: str) -> None:
-        host = self.issuer().issue(Role.HOST, "bench", 3600)
-        await self.quiz.StartQuiz(quiz_pb2.StartQuizRequest(quiz_id=quiz_id), metadata=bearer(host))
+        await self.quiz.StartQuiz(
+            quiz_pb2.StartQuizRequest(quiz_id=quiz_id), metadata=self.host_metadata()
+        )
 
     async def advance(self, quiz_id: str) -> None:
-        host = self.issuer().issue(Role.HOST, "bench", 3600)
         await self.quiz.AdvanceQuestion(
-            quiz_pb2.AdvanceQuestionRequest(quiz_id=quiz_id), metadata=bearer(host)
+            quiz_pb2.AdvanceQuestionRequest(quiz_id=quiz_id), metadata=self.host_metadata()
         )
 
     async def answer(self, quiz_id: str, player: Player, question: int, choice: int) -> None:

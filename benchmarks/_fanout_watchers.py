@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
 import multiprocessing.synchronize
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue
 from typing import Any
 
@@ -42,6 +45,34 @@ class WatcherSpec:
     client: str = "h2"
     # Streams opened before waiting for their opening messages.
     ramp: int = 500
+
+
+# Spawned, not forked: the driver already runs grpc threads.
+SPAWN = multiprocessing.get_context("spawn")
+
+
+class ClientProcesses:
+    """The driver's side: watcher client processes, each running `target(spec,
+    queue, stop)` (this module's `main`, or _fanout_sse's), reporting on `queue`
+    until `stop` is set."""
+
+    def __init__(self) -> None:
+        self.queue: Queue[Report | None] = SPAWN.Queue()
+        self.stop = SPAWN.Event()
+        self.processes: list[BaseProcess] = []
+
+    def start(self, target: Callable[..., None], specs: Iterable[object]) -> None:
+        for spec in specs:
+            process = SPAWN.Process(target=target, args=(spec, self.queue, self.stop), daemon=True)
+            process.start()
+            self.processes.append(process)
+
+    def reap(self) -> None:
+        """Waits for the processes to exit, killing any still there after 10 s."""
+        for process in self.processes:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
 
 
 def version_of(rpc: str, raw: bytes) -> int:
@@ -76,6 +107,21 @@ class Tally:
             self.batch_open.set()
         if self.opened == self.streams:
             self.all_open.set()
+
+    async def open_all(self, open_streams: Callable[[int, int], None], stop: Any) -> None:
+        """Opens the streams `spec.ramp` at a time (`open_streams(start, end)`), each
+        step once the previous one's streams have their opening message; reports
+        "ready" once all have, then holds them open until the driver says stop."""
+        for start in range(0, self.streams, self.spec.ramp):
+            end = min(start + self.spec.ramp, self.streams)
+            self.batch_target = end
+            self.batch_open.clear()
+            open_streams(start, end)
+            async with asyncio.timeout(60):
+                await self.batch_open.wait()
+        await self.all_open.wait()
+        self.reports.put(("ready", self.spec.index, self.streams, time.process_time()))
+        await asyncio.to_thread(stop.wait)
 
     def seen(self, before: int, version: int, now: float) -> None:
         # A slow stream may skip versions (watchers get the newest board): a newer
@@ -155,26 +201,21 @@ async def run_h2(spec: WatcherSpec, reports: Queue[Report], stop: Any) -> None:
     path = SERVICE + rpc
     request = request_of(spec)
     headers: dict[str, bytes] = {}
+
+    def open_streams(start: int, end: int) -> None:
+        batches: list[list[tuple[int, bytes, bytes]]] = [[] for _ in connections]
+        for i in range(start, end):
+            token = spec.tokens[i]
+            if token not in headers:
+                authority = spec.targets[(i % len(connections)) % len(spec.targets)]
+                headers[token] = h2.request_headers(authority, path, token)
+            batches[i % len(connections)].append((i, headers[token], request))
+        for connection, batch in zip(connections, batches, strict=True):
+            if batch:
+                connection.open(batch)
+
     try:
-        for start in range(0, tally.streams, spec.ramp):
-            end = min(start + spec.ramp, tally.streams)
-            tally.batch_target = end
-            tally.batch_open.clear()
-            batches: list[list[tuple[int, bytes, bytes]]] = [[] for _ in connections]
-            for i in range(start, end):
-                token = spec.tokens[i]
-                if token not in headers:
-                    authority = spec.targets[(i % len(connections)) % len(spec.targets)]
-                    headers[token] = h2.request_headers(authority, path, token)
-                batches[i % len(connections)].append((i, headers[token], request))
-            for connection, batch in zip(connections, batches, strict=True):
-                if batch:
-                    connection.open(batch)
-            async with asyncio.timeout(60):
-                await tally.batch_open.wait()
-        await tally.all_open.wait()
-        reports.put(("ready", spec.index, tally.streams, time.process_time()))
-        await asyncio.to_thread(stop.wait)
+        await tally.open_all(open_streams, stop)
     finally:
         stopping = True
         for connection in connections:
@@ -206,22 +247,16 @@ async def run(spec: WatcherSpec, reports: Queue[Report], stop: Any) -> None:
         if not task.cancelled() and task.exception() is not None:
             reports.put(("error", spec.index, repr(task.exception())))
 
+    def open_streams(start: int, end: int) -> None:
+        for i in range(start, end):
+            task = asyncio.create_task(
+                watch_one(methods[i % len(methods)], request, spec.tokens[i], tally)
+            )
+            task.add_done_callback(failed)
+            tasks.append(task)
+
     try:
-        for start in range(0, tally.streams, spec.ramp):
-            end = min(start + spec.ramp, tally.streams)
-            tally.batch_target = end
-            tally.batch_open.clear()
-            for i in range(start, end):
-                task = asyncio.create_task(
-                    watch_one(methods[i % len(methods)], request, spec.tokens[i], tally)
-                )
-                task.add_done_callback(failed)
-                tasks.append(task)
-            async with asyncio.timeout(60):
-                await tally.batch_open.wait()
-        await tally.all_open.wait()
-        reports.put(("ready", spec.index, tally.streams, time.process_time()))
-        await asyncio.to_thread(stop.wait)
+        await tally.open_all(open_streams, stop)
     finally:
         for task in tasks:
             task.cancel()

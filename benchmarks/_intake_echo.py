@@ -3,6 +3,9 @@ process, as a service runs, parsing a SubmitAnswerRequest and answering with a
 SubmitAnswerResponse of a real one's size. No interceptor, no Redis, no NATS.
 
     .venv/bin/python -m benchmarks._intake_echo --port 0   # prints the bound port
+
+With --as-score it also answers as ScoreService.SubmitAnswer, so that Envoy can
+transcode JSON to it (benchmarks/gateway.py: Envoy's own cost per request).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ def sample_response() -> score_pb2.SubmitAnswerResponse:
     )
 
 
-async def serve(port: int) -> None:
+async def serve(port: int, as_score: bool = False) -> None:
     reply = sample_response()
 
     async def echo(
@@ -58,6 +61,11 @@ async def serve(port: int) -> None:
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(SERVICE, {"Echo": handler}),)
     )
+    if as_score:
+        score = score_pb2.DESCRIPTOR.services_by_name["ScoreService"].full_name
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(score, {"SubmitAnswer": handler}),)
+        )
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     print(bound, flush=True)
@@ -72,7 +80,9 @@ async def serve(port: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=0)
-    uvloop.run(serve(parser.parse_args().port))
+    parser.add_argument("--as-score", action="store_true", help="also serve SubmitAnswer")
+    args = parser.parse_args()
+    uvloop.run(serve(args.port, args.as_score))
 
 
 if __name__ == "__main__":

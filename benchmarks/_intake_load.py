@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Literal, cast
+from typing import Literal, TypeAlias, cast
 
 import grpc
 import uvloop
@@ -41,6 +41,9 @@ CALL_TIMEOUT_SECONDS = 10.0
 MAX_IN_FLIGHT = 2000
 
 Kind = Literal["echo", "grpc", "http"]
+Submitter: TypeAlias = grpc.aio.UnaryUnaryMultiCallable[
+    score_pb2.SubmitAnswerRequest, score_pb2.SubmitAnswerResponse
+]
 
 
 @dataclass(frozen=True)
@@ -306,18 +309,22 @@ class Worker:
             ]
         return self.channels[target]
 
+    def _submitters(self, target: str, method: str) -> list[Submitter]:
+        """`method` (SubmitAnswer, or the echo of its messages), one per connection."""
+        return [
+            ch.unary_unary(
+                method,
+                request_serializer=score_pb2.SubmitAnswerRequest.SerializeToString,
+                response_deserializer=score_pb2.SubmitAnswerResponse.FromString,
+            )
+            for ch in self._channels(target)
+        ]
+
     def _caller(self, phase: Phase, errors: Counter[str]) -> Callable[[], Awaitable[bool]]:
         """One call of the phase's kind; True when it succeeded as expected."""
         source = self.source
         if phase.kind == "echo":
-            echoes = [
-                ch.unary_unary(
-                    ECHO_METHOD,
-                    request_serializer=score_pb2.SubmitAnswerRequest.SerializeToString,
-                    response_deserializer=score_pb2.SubmitAnswerResponse.FromString,
-                )
-                for ch in self._channels(phase.target)
-            ]
+            echoes = self._submitters(phase.target, ECHO_METHOD)
             # The client does what it does for SubmitAnswer (a request built per
             # call, a player's token, the reply parsed); only the server differs.
             seats = [(c, p) for c in source.cursors for p in range(len(c.plan.players))]
@@ -344,14 +351,7 @@ class Worker:
             return echo
 
         if phase.kind == "grpc":
-            submits = [
-                ch.unary_unary(
-                    SUBMIT_METHOD,
-                    request_serializer=score_pb2.SubmitAnswerRequest.SerializeToString,
-                    response_deserializer=score_pb2.SubmitAnswerResponse.FromString,
-                )
-                for ch in self._channels(phase.target)
-            ]
+            submits = self._submitters(phase.target, SUBMIT_METHOD)
 
             async def submit() -> bool:
                 ticket = await source.next()

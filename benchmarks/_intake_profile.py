@@ -22,19 +22,16 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+from benchmarks._stack import py_spy_command
+
 # "function (path/to/file.py:123)" -> "function (file.py)": lines split one function.
 _FRAME = re.compile(r"^(?P<fn>.*?) \((?P<file>[^:()]+)(?::\d+)?\)$")
-
-
-def py_spy() -> str:
-    beside = Path(sys.executable).parent / "py-spy"
-    return str(beside) if beside.exists() else shutil.which("py-spy") or "py-spy"
 
 
 async def record(pid: int, seconds: float, output: Path, native: bool = False) -> int:
     """Samples `pid` and its children for `seconds` into a raw collapsed-stack file."""
     argv = [
-        py_spy(),
+        py_spy_command(),
         "record",
         *("--pid", str(pid)),
         *("--duration", str(max(1, round(seconds)))),

@@ -29,7 +29,6 @@ import asyncio
 import bisect
 import contextlib
 import json
-import multiprocessing
 import os
 import random
 import sys
@@ -46,10 +45,9 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from benchmarks import _fanout_sse as sse
 from benchmarks._fanout_http import HttpError, HttpPool
-from benchmarks._fanout_stack import DEFAULT_MYSQL, BenchStack, Player, profile, run, sample
-from benchmarks._fanout_watchers import Report
-from devstack import infra
-from devstack.gateway import EnvoyProcess, GatewaySettings, RateLimit, write_envoy_config
+from benchmarks._fanout_stack import BenchStack, Player, add_stack_args, profile, run, sample
+from benchmarks._fanout_watchers import ClientProcesses, Report
+from devstack.gateway import EnvoyProcess, RateLimit, local_gateway, write_envoy_config
 from services.core.auth import Role
 from services.core.board import QuizKeys
 
@@ -220,15 +218,7 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="quizmesh-e2e-") as temporary:
         workdir = str(args.logs or temporary)
         await asyncio.to_thread(Path(workdir).mkdir, parents=True, exist_ok=True)
-        stack = BenchStack(
-            workdir=Path(workdir),
-            redis_url=args.redis,
-            nats_url=args.nats,
-            mysql_url=None if args.sqlite else args.mysql,
-            stream_processes=args.processes,
-            stream_env=dict(item.split("=", 1) for item in args.stream_env),
-            stream_source=args.stream_source,
-        )
+        stack = BenchStack.from_args(Path(workdir), args)
         envoy: EnvoyProcess | None = None
         # Hundreds of answers land at once; their version reads wait for a connection.
         pool = BlockingConnectionPool.from_url(
@@ -241,12 +231,9 @@ async def main(args: argparse.Namespace) -> None:
             upstreams["stream"] = f"127.0.0.1:{stack.stream_ports[0]}"
             config = write_envoy_config(
                 Path(workdir) / "envoy.yaml",
-                GatewaySettings(
-                    upstreams=upstreams,
-                    listen_port=0,
-                    listen_address="127.0.0.1",
-                    admin_port=0,
-                    jwks_path=stack.jwks,
+                local_gateway(
+                    upstreams,
+                    stack.jwks,
                     # A whole class joins from 127.0.0.1 here.
                     join_limit=RateLimit(burst=1_000_000, refill=1_000_000),
                 ),
@@ -297,26 +284,25 @@ async def play(
     game = Game(http, stack, redis)
     quiz_id = await game.create(args.questions)
     players = await game.join(quiz_id, args.players)
-    state = QuizKeys(stack.key_prefix, quiz_id).state
+    state = QuizKeys(stack.space.key_prefix, quiz_id).state
     tokens = [p.token for p in players]
     clients = max(1, min(args.clients, (sse_watchers + natives) // 50))
-    context = multiprocessing.get_context("spawn")
-    queue: Queue[Report | None] = context.Queue()
-    stop = context.Event()
-    watchers = Watchers(queue)
-    processes = []
-    for i in range(clients):
-        spec = sse.E2eWatcherSpec(
-            index=i,
-            host="127.0.0.1",
-            port=envoy.port,
-            quiz_id=quiz_id,
-            sse_tokens=tuple(tokens[:sse_watchers][i::clients]),
-            native_tokens=tuple(tokens[:natives][i::clients]),
-        )
-        process = context.Process(target=sse.main, args=(spec, queue, stop), daemon=True)
-        process.start()
-        processes.append(process)
+    spawned = ClientProcesses()
+    watchers = Watchers(spawned.queue)
+    spawned.start(
+        sse.main,
+        (
+            sse.E2eWatcherSpec(
+                index=i,
+                host="127.0.0.1",
+                port=envoy.port,
+                quiz_id=quiz_id,
+                sse_tokens=tuple(tokens[:sse_watchers][i::clients]),
+                native_tokens=tuple(tokens[:natives][i::clients]),
+            )
+            for i in range(clients)
+        ),
+    )
     answers: list[Answer] = []
     per_worker: list[int] = []
     cpu: dict[str, float] = {}
@@ -335,7 +321,7 @@ async def play(
             "stream": streams,
             **{name: [service.pid or 0] for name, service in stack.services.items()},
             "envoy": [envoy.pid or 0],
-            "watcher_clients": [p.pid or 0 for p in processes],
+            "watcher_clients": [p.pid or 0 for p in spawned.processes],
             "benchmark_driver": [os.getpid()],
         }
         # The driver alone: every other process here is its child.
@@ -378,14 +364,11 @@ async def play(
             with contextlib.suppress(Exception):
                 await spy.wait()
     finally:
-        stop.set()
+        spawned.stop.set()
         with contextlib.suppress(TimeoutError):
             await watchers.until(lambda: len(watchers.arrivals) == clients, 120, False)
-        queue.put(None)
-        for process in processes:
-            process.join(timeout=10)
-            if process.is_alive():
-                process.kill()
+        spawned.queue.put(None)
+        spawned.reap()
     if watchers.errors:
         print("watcher errors:", *watchers.errors[:5], sep="\n  ", file=sys.stderr)
     arrivals = [seen for i in sorted(watchers.arrivals) for seen in watchers.arrivals[i][0]]
@@ -469,29 +452,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--http-connections", type=int, default=200, help="players' keep-alive HTTP connections"
     )
-    parser.add_argument(
-        "--stream-env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="environment of the stream service, e.g. GRPC_EXPERIMENTS=fuse_filters",
-    )
-    parser.add_argument(
-        "--stream-source",
-        type=Path,
-        default=None,
-        help="run the stream service from this checkout (A/B comparisons)",
-    )
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--profile", type=Path, default=None, help="py-spy output folder")
-    parser.add_argument(
-        "--native", action="store_true", help="py-spy --native (C frames; pauses the process)"
-    )
     parser.add_argument("--logs", type=Path, default=None, help="keep service and Envoy logs here")
-    parser.add_argument("--redis", default=infra.DEFAULT_REDIS_URL)
-    parser.add_argument("--nats", default=infra.DEFAULT_NATS_URL)
-    parser.add_argument("--mysql", default=DEFAULT_MYSQL)
-    parser.add_argument("--sqlite", action="store_true", help="SQLite instead of MySQL")
+    add_stack_args(parser)
     return parser.parse_args(argv)
 
 

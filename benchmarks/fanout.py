@@ -27,8 +27,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import multiprocessing
-import multiprocessing.synchronize
 import os
 import sys
 import tempfile
@@ -42,8 +40,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from benchmarks import _fanout_watchers as watchers
-from benchmarks._fanout_stack import DEFAULT_MYSQL, BenchStack, Player, profile, run, sample
-from devstack import infra
+from benchmarks._fanout_stack import BenchStack, Player, add_stack_args, profile, run, sample
 from services.core.board import QuizKeys
 
 MiB = 1024 * 1024
@@ -167,24 +164,23 @@ async def measure(stack: BenchStack, args: argparse.Namespace, n: int) -> Result
 
     targets = tuple(f"127.0.0.1:{port}" for port in stack.stream_ports)
     clients = max(1, min(args.clients, n // 100))
-    context = multiprocessing.get_context("spawn")
-    queue: Queue[watchers.Report | None] = context.Queue()
-    stop = context.Event()
-    reports = Reports(queue)
-    processes = []
-    for i in range(clients):
-        spec = watchers.WatcherSpec(
-            index=i,
-            targets=targets,
-            quiz_id=quiz_id,
-            rpc=args.rpc,
-            tokens=tuple(tokens[i::clients]),
-            connections=args.connections,
-            client=args.client,
-        )
-        process = context.Process(target=watchers.main, args=(spec, queue, stop), daemon=True)
-        process.start()
-        processes.append(process)
+    spawned = watchers.ClientProcesses()
+    reports = Reports(spawned.queue)
+    spawned.start(
+        watchers.main,
+        (
+            watchers.WatcherSpec(
+                index=i,
+                targets=targets,
+                quiz_id=quiz_id,
+                rpc=args.rpc,
+                tokens=tuple(tokens[i::clients]),
+                connections=args.connections,
+                client=args.client,
+            )
+            for i in range(clients)
+        ),
+    )
     try:
         started = time.perf_counter()
         await reports.until(lambda: len(reports.ready) == clients, seconds=600)
@@ -202,8 +198,8 @@ async def measure(stack: BenchStack, args: argparse.Namespace, n: int) -> Result
         idle_main_rate = (idle_to.main - idle_from.main) / 3.0
         result.idle_cpu_percent = idle_rate * 100
 
-        redis = Redis.from_url(stack.redis_url, decode_responses=True)
-        state = QuizKeys(stack.key_prefix, quiz_id).state
+        redis = Redis.from_url(stack.space.redis_url, decode_responses=True)
+        state = QuizKeys(stack.space.key_prefix, quiz_id).state
         spies = []
         if args.profile:
             seconds = args.updates * (args.gap + 0.2 + n / 20000)
@@ -238,14 +234,11 @@ async def measure(stack: BenchStack, args: argparse.Namespace, n: int) -> Result
         result.main_thread_us_per_message = busy_main / delivered * 1e6
         result.rss_after = sample(workers).rss
     finally:
-        stop.set()
+        spawned.stop.set()
         with contextlib.suppress(TimeoutError):
             await reports.until(lambda: len(reports.done) == clients, seconds=60)
         reports.close()
-        for process in processes:
-            process.join(timeout=10)
-            if process.is_alive():
-                process.kill()
+        spawned.reap()
     client_cpu = sum(reports.client_cpu.values()) - client_cpu_ready
     result.client_cpu_us_per_message = client_cpu / (len(answering) * n) * 1e6
     return result
@@ -295,15 +288,10 @@ def table(results: list[Result]) -> str:
 async def main(args: argparse.Namespace) -> None:
     counts = [int(x) for x in args.watchers.split(",")]
     with tempfile.TemporaryDirectory(prefix="quizmesh-fanout-") as workdir:
-        stack = BenchStack(
-            workdir=Path(workdir),
-            redis_url=args.redis,
-            nats_url=args.nats,
-            mysql_url=None if args.sqlite else args.mysql,
-            stream_processes=args.processes,
+        stack = BenchStack.from_args(
+            Path(workdir),
+            args,
             stream_shared_port=not args.separate_ports,
-            stream_env=dict(item.split("=", 1) for item in args.stream_env),
-            stream_source=args.stream_source,
             backend_source=args.backend_source,
         )
         results: list[Result] = []
@@ -361,30 +349,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="watch with player tokens (each stream also gets its own rank)",
     )
-    parser.add_argument("--profile", type=Path, default=None, help="py-spy output folder")
-    parser.add_argument(
-        "--native", action="store_true", help="py-spy --native (C frames; pauses the process)"
-    )
-    parser.add_argument(
-        "--stream-env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="environment of the stream service, e.g. GRPC_EXPERIMENTS=fuse_filters",
-    )
-    parser.add_argument(
-        "--stream-source",
-        type=Path,
-        default=None,
-        help="run the stream service from this checkout (A/B comparisons)",
-    )
     parser.add_argument(
         "--backend-source", type=Path, default=None, help="the other services from here"
     )
-    parser.add_argument("--redis", default=infra.DEFAULT_REDIS_URL)
-    parser.add_argument("--nats", default=infra.DEFAULT_NATS_URL)
-    parser.add_argument("--mysql", default=DEFAULT_MYSQL)
-    parser.add_argument("--sqlite", action="store_true", help="SQLite instead of MySQL")
+    add_stack_args(parser)
     return parser.parse_args(argv)
 
 

@@ -29,7 +29,7 @@ from quizmesh.quiz.v1 import quiz_pb2
 from quizmesh.stream.v1 import stream_pb2, stream_pb2_grpc
 
 from devstack import infra
-from devstack.gateway import EnvoyProcess, GatewaySettings, write_envoy_config
+from devstack.gateway import EnvoyProcess, local_gateway, write_envoy_config
 from services.core.auth import ensure_dev_keys
 from services.database.migrate import upgrade
 from services.stream.config import Settings as StreamSettings
@@ -104,12 +104,9 @@ async def soak(minutes: float, watchers: int) -> dict[str, object]:
         services = await stack.enter_async_context(
             running_stack(backends, max_streams_per_client=4 * watchers)
         )
-        gateway = GatewaySettings(
-            upstreams={name: f"127.0.0.1:{services.port(name)}" for name in services.apps},
-            listen_port=0,
-            listen_address="127.0.0.1",
-            admin_port=0,
-            jwks_path=backends.jwks_file,
+        gateway = local_gateway(
+            {name: f"127.0.0.1:{services.port(name)}" for name in services.apps},
+            backends.jwks_file,
         )
         envoy = await stack.enter_async_context(
             EnvoyProcess(write_envoy_config(folder / "envoy.yaml", gateway))

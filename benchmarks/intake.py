@@ -38,9 +38,8 @@ import re
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -48,24 +47,19 @@ from typing import Any
 
 import grpc
 import httpx
-import nats
 import psutil
 import uvloop
 import yaml
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from quizmesh.quiz.v1 import quiz_pb2, quiz_pb2_grpc
-from redis.asyncio import Redis
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from benchmarks._intake_load import Kind, Phase, PhaseResult, QuizPlan, WorkerSpec, worker_main
 from benchmarks._intake_profile import perf_record, record
-from devstack.gateway import EnvoyProcess, GatewaySettings, write_envoy_config
+from benchmarks._stack import Space, add_server_args, bearer
+from devstack.gateway import EnvoyProcess, local_gateway, write_envoy_config
 from devstack.infra import ManagedProcess, free_port
+from devstack.run import ServiceProcess
 from services.core.auth import Role, TokenIssuer, ensure_dev_keys
-from services.core.messaging import Subjects
-from services.database.engine import create_engine
-from services.database.migrate import upgrade
 
 REPO = Path(__file__).resolve().parent.parent
 QUESTIONS = 100
@@ -77,22 +71,23 @@ QUICK_SWEEP_FRACTIONS = (0.4, 0.8, 1.0)
 # --- processes --------------------------------------------------------------------------
 
 
-class GrpcProcess(ManagedProcess):
-    """A gRPC server process on a fixed port, ready when its health says SERVING
-    (or, without a health service, when the port accepts connections)."""
+class Service(ServiceProcess):
+    """A service's process as `make run` starts it (ready once its health says
+    SERVING), addressed by its gRPC target."""
 
-    def __init__(
-        self,
-        name: str,
-        argv: Sequence[str],
-        port: int,
-        log_file: Path,
-        env: Mapping[str, str] | None = None,
-        health: bool = True,
-    ) -> None:
-        super().__init__(name, argv, env=env, cwd=REPO, log_file=log_file, ready_timeout=60.0)
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+class EchoProcess(ManagedProcess):
+    """The bare grpc.aio echo (benchmarks/_intake_echo.py): without a health
+    service, ready once its port accepts connections."""
+
+    def __init__(self, port: int, log_file: Path) -> None:
+        argv = [sys.executable, "-m", "benchmarks._intake_echo", "--port", str(port)]
+        super().__init__("echo", argv, cwd=REPO, log_file=log_file, ready_timeout=60.0)
         self.port = port
-        self.health = health
 
     @property
     def target(self) -> str:
@@ -100,19 +95,11 @@ class GrpcProcess(ManagedProcess):
 
     async def ready(self) -> bool:
         async with grpc.aio.insecure_channel(self.target) as channel:
-            if not self.health:
-                try:
-                    await asyncio.wait_for(channel.channel_ready(), 1.0)
-                except TimeoutError:
-                    return False
-                return True
             try:
-                reply = await health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(service=""), timeout=1.0
-                )
-            except grpc.aio.AioRpcError:
+                await asyncio.wait_for(channel.channel_ready(), 1.0)
+            except TimeoutError:
                 return False
-        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+        return True
 
 
 def service_process(
@@ -121,18 +108,12 @@ def service_process(
     folder: Path,
     suffix: str = "",
     source: Path = REPO,
-) -> GrpcProcess:
+) -> Service:
     """`python -m services.<name>.server` run from `source` (a checkout: its
     services/ come first on sys.path), configured by QUIZMESH_* variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUIZMESH_")}
     env.update({f"QUIZMESH_{k.upper()}": str(v) for k, v in settings.items()})
-    process = GrpcProcess(
-        name,
-        [sys.executable, "-m", f"services.{name}.server"],
-        int(settings["grpc_port"]),
-        folder / f"{name}{suffix}.log",
-        env=env,
-    )
+    process = Service(name, int(settings["grpc_port"]), env, folder / f"{name}{suffix}.log")
     process.cwd = source
     return process
 
@@ -270,54 +251,10 @@ class Options:
     native_frames: bool = False
 
 
-@contextlib.asynccontextmanager
-async def private_database(server_url: str, folder: Path) -> AsyncIterator[str]:
-    """A fresh, migrated database of our own on the MySQL server, else SQLite."""
-    name = f"quizmesh_intake_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(server_url)
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-    except Exception as e:
-        await admin.dispose()
-        print(f"MySQL at {server_url} not reachable ({e.__class__.__name__}); using SQLite")
-        url = f"sqlite+aiosqlite:///{folder / 'quizmesh.db'}"
-        await upgrade(url)
-        yield url
-        return
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        await upgrade(url)
-        yield url
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        await admin.dispose()
-
-
-async def forget(redis_url: str, nats_url: str, key_prefix: str, nats_prefix: str) -> None:
-    """Deletes our Redis keys and JetStream streams."""
-    redis = Redis.from_url(redis_url)
-    try:
-        async for key in redis.scan_iter(match=f"{key_prefix}*", count=1000):
-            await redis.delete(key)
-    finally:
-        await redis.aclose()
-    nc = await nats.connect(nats_url)
-    try:
-        js = nc.jetstream()
-        subjects = Subjects(nats_prefix)
-        for stream in (subjects.events_stream, subjects.answers_stream):
-            with contextlib.suppress(Exception):
-                await js.delete_stream(stream)
-    finally:
-        await nc.close()
-
-
 async def create_quizzes(target: str, host_token: str, count: int, players: int) -> list[QuizPlan]:
     """`count` running quizzes of QUESTIONS questions of 600 s, `players` each, all
     through the public API (directly on gRPC: Envoy rate-limits joins per address)."""
-    host = (("authorization", f"Bearer {host_token}"),)
+    host = bearer(host_token)
     questions = [
         quiz_pb2.QuestionSpec(
             text=f"question {i}",
@@ -357,9 +294,7 @@ class Bench:
     def __init__(self, options: Options, folder: Path) -> None:
         self.options = options
         self.folder = folder
-        tag = uuid.uuid4().hex[:8]
-        self.key_prefix = f"intake{tag}:"
-        self.nats_prefix = f"intake{tag}"
+        self.space = Space("intake", options.redis, options.nats, options.mysql)
         self.conns: list[Connection] = []
         self.procs: list[multiprocessing.process.BaseProcess] = []
         self.probes: dict[str, psutil.Process | None] = {}
@@ -373,16 +308,17 @@ class Bench:
         ensure_dev_keys(keys / "signing-key.pem", keys / "jwks.json")
         issuer = TokenIssuer.from_file(keys / "signing-key.pem", "quizmesh", "quizmesh")
         async with contextlib.AsyncExitStack() as stack:
-            database_url = await stack.enter_async_context(private_database(o.mysql, self.folder))
-            stack.push_async_callback(forget, o.redis, o.nats, self.key_prefix, self.nats_prefix)
+            database_url = await stack.enter_async_context(
+                self.space.claim(self.folder, fallback=True)
+            )
             common = {
                 "environment": "test",
                 "metrics_port": 0,
                 "redis_url": o.redis,
                 "nats_url": o.nats,
                 "database_url": database_url,
-                "key_prefix": self.key_prefix,
-                "nats_prefix": self.nats_prefix,
+                "key_prefix": self.space.key_prefix,
+                "nats_prefix": self.space.nats_prefix,
                 "jwks_file": keys / "jwks.json",
                 "signing_key_file": keys / "signing-key.pem",
             }
@@ -390,14 +326,7 @@ class Bench:
             await stack.enter_async_context(quiz)
             score_port = free_port()
             score_settings = {**common, "grpc_port": score_port}
-            echo_port = free_port()
-            echo = GrpcProcess(
-                "echo",
-                [sys.executable, "-m", "benchmarks._intake_echo", "--port", str(echo_port)],
-                echo_port,
-                self.folder / "echo.log",
-                health=False,
-            )
+            echo = EchoProcess(free_port(), self.folder / "echo.log")
             await stack.enter_async_context(echo)
 
             started = time.perf_counter()
@@ -494,17 +423,9 @@ class Bench:
     ) -> list[Measured]:
         folder = self.folder / "envoy"
         dead = f"127.0.0.1:{free_port()}"  # services this benchmark does not call
-        settings = GatewaySettings(
-            upstreams={
-                "quiz": quiz_target,
-                "score": score_target,
-                "leaderboard": dead,
-                "stream": dead,
-            },
-            listen_port=0,
-            listen_address="127.0.0.1",
-            admin_port=0,
-            jwks_path=jwks,
+        settings = local_gateway(
+            {"quiz": quiz_target, "score": score_target, "leaderboard": dead, "stream": dead},
+            jwks,
         )
         config = write_envoy_config(folder / "envoy.yaml", settings)
         o = self.options
@@ -755,7 +676,7 @@ def add_jwt_cache(config: Path, size: int) -> Path:
     return cached
 
 
-async def metrics_urls(score: GrpcProcess, processes: int) -> list[str]:
+async def metrics_urls(score: Service, processes: int) -> list[str]:
     """The /metrics URLs of the score service's processes, from their "listening"
     log lines (each process takes a free metrics port)."""
     assert score.log_file is not None
@@ -900,9 +821,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         help="also measure the score service of the checkout in DIR (same load, same "
         "run), e.g. services/score as it was before a change; see benchmarks/notes-intake.md",
     )
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
-    parser.add_argument("--nats", default="nats://127.0.0.1:4222")
-    parser.add_argument("--mysql", default="mysql+aiomysql://root@127.0.0.1:3306/test")
+    add_server_args(parser)
     args = parser.parse_args(argv)
     seconds = 2.0 if args.quick and args.seconds == 10.0 else args.seconds
     return Options(

@@ -18,52 +18,36 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import os
 import random
-import signal
 import statistics
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-import grpc
-import nats
 import psutil
 import uvloop
 from quizmesh.leaderboard.v1 import leaderboard_pb2, leaderboard_pb2_grpc
 from quizmesh.quiz.v1 import quiz_pb2, quiz_pb2_grpc
 from redis.asyncio import Redis
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from devstack import infra
-from devstack.run import ServiceProcess
-from services.core.auth import Role, TokenIssuer, ensure_dev_keys
+from benchmarks._stack import ServiceStack, Space, add_server_args, py_spy
 from services.core.board import QuizKeys
-from services.core.messaging import Subjects
 from services.core.paging import encode_token
 from services.database.engine import create_engine
-from services.database.migrate import upgrade
 from services.quiz.store import ENROL_BATCH, QuizStore
 
-DEFAULT_MYSQL = "mysql+aiomysql://root@127.0.0.1:3306/test"
 SERVICES = ("quiz", "leaderboard")
 # The targets of issue 7.
 TARGET_RATIO = 3.0
 TARGET_ENROL_SECONDS = 60.0
 
 Call = Callable[[], Awaitable[object]]
-
-
-def bearer(token: str) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {token}"),)
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -95,112 +79,6 @@ async def timed_calls(call: Call, count: int, into: Latency) -> None:
         started = clock()
         await call()
         into.samples.append(clock() - started)
-
-
-@dataclass
-class Stack:
-    """The quiz and leaderboard services as processes, with their own namespace."""
-
-    workdir: Path
-    mysql_url: str
-    redis_url: str
-    nats_url: str
-    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
-    database_url: str = ""
-    processes: dict[str, ServiceProcess] = field(default_factory=dict)
-    channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
-    _database: str | None = None
-
-    @property
-    def key_prefix(self) -> str:
-        return f"lbscale{self.tag}:"
-
-    @property
-    def nats_prefix(self) -> str:
-        return f"lbscale{self.tag}"
-
-    @property
-    def signing_key(self) -> Path:
-        return self.workdir / "keys" / "signing-key.pem"
-
-    def issuer(self) -> TokenIssuer:
-        return TokenIssuer.from_file(self.signing_key, "quizmesh", "quizmesh")
-
-    def env(self, port: int) -> dict[str, str]:
-        return {
-            **os.environ,
-            "QUIZMESH_ENVIRONMENT": "test",
-            "QUIZMESH_GRPC_HOST": "127.0.0.1",
-            "QUIZMESH_GRPC_PORT": str(port),
-            "QUIZMESH_METRICS_PORT": "0",
-            "QUIZMESH_REDIS_URL": self.redis_url,
-            "QUIZMESH_NATS_URL": self.nats_url,
-            "QUIZMESH_DATABASE_URL": self.database_url,
-            "QUIZMESH_KEY_PREFIX": self.key_prefix,
-            "QUIZMESH_NATS_PREFIX": self.nats_prefix,
-            "QUIZMESH_JWKS_FILE": str(self.workdir / "keys" / "jwks.json"),
-            "QUIZMESH_SIGNING_KEY_FILE": str(self.signing_key),
-            "QUIZMESH_LOG_LEVEL": "WARNING",
-        }
-
-    async def start(self) -> None:
-        ensure_dev_keys(self.signing_key, self.workdir / "keys" / "jwks.json")
-        if self.mysql_url == "sqlite":
-            self.database_url = f"sqlite+aiosqlite:///{self.workdir / 'quizmesh.db'}"
-        else:
-            self._database = f"quizmesh_bench_{self.tag}"
-            admin = create_engine(self.mysql_url)
-            try:
-                async with admin.connect() as conn:
-                    await conn.execute(text(f"CREATE DATABASE `{self._database}`"))
-            finally:
-                await admin.dispose()
-            self.database_url = (
-                make_url(self.mysql_url)
-                .set(database=self._database)
-                .render_as_string(hide_password=False)
-            )
-        await upgrade(self.database_url)
-        for name in SERVICES:
-            port = infra.free_port()
-            process = ServiceProcess(name, port, self.env(port), self.workdir / f"{name}.log")
-            self.processes[name] = process
-            await process.start()
-            self.channels[name] = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-
-    def pid(self, name: str) -> int:
-        pid = self.processes[name].pid
-        assert pid is not None
-        return pid
-
-    async def close(self) -> None:
-        for channel in self.channels.values():
-            await channel.close()
-        for process in self.processes.values():
-            await process.stop()
-        redis = Redis.from_url(self.redis_url)
-        try:
-            # UNLINK: a board of a million members is freed off Redis's main thread.
-            async for key in redis.scan_iter(match=f"{self.key_prefix}*", count=1000):
-                await redis.unlink(key)
-        finally:
-            await redis.aclose()
-        nc = await nats.connect(self.nats_url)
-        try:
-            js = nc.jetstream()
-            subjects = Subjects(self.nats_prefix)
-            for stream in (subjects.events_stream, subjects.answers_stream):
-                with contextlib.suppress(Exception):
-                    await js.delete_stream(stream)
-        finally:
-            await nc.close()
-        if self._database is not None:
-            admin = create_engine(self.mysql_url)
-            try:
-                async with admin.connect() as conn:
-                    await conn.execute(text(f"DROP DATABASE IF EXISTS `{self._database}`"))
-            finally:
-                await admin.dispose()
 
 
 async def api_joins(
@@ -359,40 +237,11 @@ async def measure(
     return results, {name: cpu / (per_round * rounds) for name, cpu in server_cpu.items()}
 
 
-@contextlib.asynccontextmanager
-async def py_spy(pid: int, output: Path) -> AsyncIterator[None]:
-    """py-spy recording the process `pid` (raw collapsed stacks) while the block runs;
-    with native frames, so grpc core shows (unwinding pauses the process: it runs
-    slower while profiled, figures from a profiled run are not comparable)."""
-    spy = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "py-spy"),
-        "record",
-        "--pid",
-        str(pid),
-        "--rate",
-        "500",
-        "--native",
-        "--threads",
-        "--format",
-        "raw",
-        "--output",
-        str(output),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    await asyncio.sleep(1.0)  # attached
-    try:
-        yield
-    finally:
-        spy.send_signal(signal.SIGINT)
-        await spy.wait()
-
-
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     if args.api_joins > args.players:
         raise SystemExit("--api-joins must not exceed --players")
     with tempfile.TemporaryDirectory(prefix="lbscale-") as folder:
-        stack = Stack(Path(folder), args.mysql, args.redis, args.nats)
+        stack = ServiceStack(Path(folder), Space.from_args("lbscale", args), backends=SERVICES)
         try:
             await stack.start()
             return await run(stack, args)
@@ -400,9 +249,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             await stack.close()
 
 
-async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
-    quiz = quiz_pb2_grpc.QuizServiceStub(stack.channels["quiz"])
-    host = stack.issuer().issue(Role.HOST, "bench", 3600)
+async def run(stack: ServiceStack, args: argparse.Namespace) -> dict[str, Any]:
+    quiz = stack.quiz
     created = await quiz.CreateQuiz(
         quiz_pb2.CreateQuizRequest(
             title="leaderboard at scale",
@@ -410,7 +258,7 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
                 quiz_pb2.QuestionSpec(text="q", choices=["a", "b"], correct_choice=1, points=1000)
             ],
         ),
-        metadata=bearer(host),
+        metadata=stack.host_metadata(),
     )
     quiz_id = str(created.quiz.quiz_id)
     print(f"leaderboard at scale: quiz {quiz_id}, {args.players:,} players", file=sys.stderr)
@@ -420,12 +268,12 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     )
     bulk_count = args.players - len(joined)
     engine = create_engine(stack.database_url)
-    redis = Redis.from_url(stack.redis_url, decode_responses=True)
+    redis = Redis.from_url(stack.space.redis_url, decode_responses=True)
     try:
         started = time.perf_counter()
         enrolled = await QuizStore(engine).enrol_players(
             redis,
-            stack.key_prefix,
+            stack.space.key_prefix,
             quiz_id,
             [f"bulk{i}" for i in range(bulk_count)],
             batch_size=args.enrol_batch,
@@ -439,7 +287,7 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         reads = Reads(
             leaderboard_pb2_grpc.LeaderboardServiceStub(stack.channels["leaderboard"]),
             redis,
-            QuizKeys(stack.key_prefix, quiz_id),
+            QuizKeys(stack.space.key_prefix, quiz_id),
             quiz_id,
             players,
             deep_offset=args.players // 2,
@@ -448,11 +296,13 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
             reads, args.calls, args.rounds, stack.pid("leaderboard")
         )
         if args.profile:
-            args.profile.mkdir(parents=True, exist_ok=True)
             profiled: dict[str, Call] = {"top10": reads.rpc_top, "rank": reads.rpc_rank}
             for name, call in profiled.items():
                 out = args.profile / f"leaderboard-{name}.raw"
-                async with py_spy(stack.pid("leaderboard"), out):
+                # With native frames, so grpc core shows (unwinding pauses the process:
+                # it runs slower while profiled, its figures are not comparable).
+                native = ("--rate", "500", "--native", "--threads")
+                async with py_spy(stack.pid("leaderboard"), out, *native):
                     await timed_calls(call, args.calls, Latency())
                 print(f"  profile of {name}: {out}", file=sys.stderr)
     finally:
@@ -535,11 +385,7 @@ def cli() -> None:
     parser.add_argument("--enrol-batch", type=int, default=ENROL_BATCH)
     parser.add_argument("--calls", type=int, default=3_000, help="timed calls per read kind")
     parser.add_argument("--rounds", type=int, default=10, help="RPC/raw interleaving rounds")
-    parser.add_argument(
-        "--mysql", default=DEFAULT_MYSQL, help="MySQL/MariaDB server URL, or 'sqlite'"
-    )
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
-    parser.add_argument("--nats", default="nats://127.0.0.1:4222")
+    add_server_args(parser, mysql_help="MySQL/MariaDB server URL, or 'sqlite'")
     parser.add_argument(
         "--profile",
         type=Path,

@@ -15,14 +15,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import signal
 import sys
 import time
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +28,14 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from quizmesh.common.v1 import events_pb2
 from redis.asyncio import Redis
-from sqlalchemy import insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from benchmarks._stack import Space, add_server_args, py_spy
 from services.core import messaging
 from services.core.clock import now_ms, timestamp
 from services.database.engine import create_engine
-from services.database.migrate import upgrade
-from services.database.tables import players, questions, quizzes
+from services.quiz.store import Question, QuizStore, insert_players
 from services.sync.config import Settings
 from services.sync.job import SyncJob, SyncReport
 
@@ -111,77 +106,22 @@ async def publish_answers(
 async def add_players(
     engine: AsyncEngine, quiz_id: str, player_ids: list[str], joined: int
 ) -> None:
-    """The quiz's SQL rows: the quiz, two questions, a `players` row per player."""
+    """The quiz's SQL rows: the quiz (running its first question), two questions, a
+    `players` row per player."""
+    store = QuizStore(engine)
+    questions = [
+        Question(i, "q", ["a", "b"], correct_choice=1, points=1000, time_limit_ms=20_000)
+        for i in range(2)
+    ]
+    await store.create(quiz_id, "bench", "bench", joined, questions)
     async with engine.begin() as conn:
-        await conn.execute(
-            insert(quizzes).values(
-                id=quiz_id,
-                title="bench",
-                host="bench",
-                state="RUNNING",
-                question_count=2,
-                current_question=0,
-                closed_question=-1,
-                close_reason=0,
-                created_ms=joined,
-            )
-        )
-        await conn.execute(
-            insert(questions),
-            [
-                {
-                    "quiz_id": quiz_id,
-                    "idx": i,
-                    "text": "q",
-                    "choices": '["a","b"]',
-                    "correct_choice": 1,
-                    "points": 1000,
-                    "time_limit_ms": 20000,
-                }
-                for i in range(2)
-            ],
-        )
-    # Ids and nicknames are hex: rendered directly, 20,000 rows a statement (an
-    # executemany would spend most of a million-row setup escaping values).
+        await store.transition(conn, quiz_id, {}, state="RUNNING", current_question=0)
+    # The bulk insert of quizctl enrol, 20,000 rows a statement.
     for i in range(0, len(player_ids), 20_000):
-        values = ",".join(
-            f"('{pid}','{quiz_id}','p{pid}',{joined})" for pid in player_ids[i : i + 20_000]
-        )
         async with engine.begin() as conn:
-            await conn.exec_driver_sql(
-                f"INSERT INTO {players.name} (id, quiz_id, nickname, joined_ms) VALUES {values}",
-                execution_options={"no_parameters": True},
+            await insert_players(
+                conn, quiz_id, [(pid, f"p{pid}") for pid in player_ids[i : i + 20_000]], joined
             )
-
-
-@contextlib.asynccontextmanager
-async def py_spy(output: Path | None) -> AsyncIterator[None]:
-    """py-spy recording this process (raw collapsed stacks) while the block runs."""
-    if output is None:
-        yield
-        return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    spy = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "py-spy"),
-        "record",
-        "--pid",
-        str(os.getpid()),
-        "--rate",
-        "250",
-        "--format",
-        "raw",
-        "--output",
-        str(output),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    await asyncio.sleep(1.0)  # attached
-    try:
-        yield
-    finally:
-        spy.send_signal(signal.SIGINT)
-        await spy.wait()
-        print(f"  profile of the full sync: {output}", file=sys.stderr)
 
 
 async def timed_sync(job: SyncJob) -> tuple[SyncReport, float]:
@@ -191,68 +131,57 @@ async def timed_sync(job: SyncJob) -> tuple[SyncReport, float]:
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    tag = uuid.uuid4().hex[:8]
-    database = f"quizmesh_bench_{tag}"
-    server = make_url(args.mysql)
-    admin = create_engine(args.mysql)
-    async with admin.connect() as conn:
-        await conn.execute(text(f"CREATE DATABASE `{database}`"))
-    url = server.set(database=database).render_as_string(hide_password=False)
-    settings = Settings(
-        database_url=url,
-        nats_url=args.nats,
-        redis_url=args.redis,
-        nats_prefix=f"bench{tag}",
-        key_prefix=f"bench{tag}:",
-        sync_batch_size=args.batch,
-    )
-    subjects = messaging.Subjects(settings.nats_prefix)
-    nc = await nats.connect(args.nats)
-    js = nc.jetstream()
-    engine = create_engine(url)
-    redis = Redis.from_url(args.redis, decode_responses=True)
-    try:
-        await upgrade(url)
-        await messaging.ensure_streams(js, subjects)
-        quiz_id = "BENCH" + tag[:3].upper()
-        created = now_ms()
-        player_ids = [f"{i:016x}" for i in range(args.players)]
-        t0 = time.perf_counter()
-        await add_players(engine, quiz_id, player_ids, created)
-        seeded = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        await publish_answers(nc, subjects, quiz_id, 0, player_ids, created + 1000)
-        published = time.perf_counter() - t0
-        print(
-            f"  set up: {args.players:,} player rows in {seeded:.1f} s, "
-            f"{args.players:,} answers in JetStream in {published:.1f} s",
-            file=sys.stderr,
+    space = Space.from_args("bench", args)
+    async with space.claim() as url:
+        settings = Settings(
+            database_url=url,
+            nats_url=args.nats,
+            redis_url=args.redis,
+            nats_prefix=space.nats_prefix,
+            key_prefix=space.key_prefix,
+            sync_batch_size=args.batch,
         )
+        subjects = messaging.Subjects(settings.nats_prefix)
+        nc = await nats.connect(args.nats)
+        engine = create_engine(url)
+        redis = Redis.from_url(args.redis, decode_responses=True)
+        try:
+            await messaging.ensure_streams(nc.jetstream(), subjects)
+            quiz_id = "BENCH" + space.tag[:3].upper()
+            created = now_ms()
+            player_ids = [f"{i:016x}" for i in range(args.players)]
+            t0 = time.perf_counter()
+            await add_players(engine, quiz_id, player_ids, created)
+            seeded = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            await publish_answers(nc, subjects, quiz_id, 0, player_ids, created + 1000)
+            published = time.perf_counter() - t0
+            print(
+                f"  set up: {args.players:,} player rows in {seeded:.1f} s, "
+                f"{args.players:,} answers in JetStream in {published:.1f} s",
+                file=sys.stderr,
+            )
 
-        job = SyncJob(engine, nc, redis, settings)
-        profile = args.profile / "sync-full.raw" if args.profile else None
-        async with py_spy(profile):
-            full, full_s = await timed_sync(job)
-        changed = player_ids[:: max(1, args.players // args.changed)][: args.changed]
-        await publish_answers(nc, subjects, quiz_id, 1, changed, created + 10_000_000)
-        incremental, incr_s = await timed_sync(job)
-    finally:
-        await redis.aclose()
-        await engine.dispose()
-        for stream in (subjects.events_stream, subjects.answers_stream):
-            with contextlib.suppress(Exception):
-                await js.delete_stream(stream)
-        await nc.close()
-        async with admin.connect() as conn:
-            await conn.execute(text(f"DROP DATABASE IF EXISTS `{database}`"))
-        await admin.dispose()
+            job = SyncJob(engine, nc, redis, settings)
+            profile = args.profile / "sync-full.raw" if args.profile else None
+            async with py_spy(os.getpid(), profile, "--rate", "250"):
+                full, full_s = await timed_sync(job)
+            if profile:
+                print(f"  profile of the full sync: {profile}", file=sys.stderr)
+            changed = player_ids[:: max(1, args.players // args.changed)][: args.changed]
+            await publish_answers(nc, subjects, quiz_id, 1, changed, created + 10_000_000)
+            incremental, incr_s = await timed_sync(job)
+        finally:
+            await redis.aclose()
+            await engine.dispose()
+            await nc.close()
 
     # Rows written: one answer row plus one score row per accepted answer here.
     full_rows = full.answers * 2
     incr_rows = incremental.answers * 2
     result: dict[str, Any] = {
         "benchmark": "sync_job",
-        "database": server.get_backend_name(),
+        "database": make_url(args.mysql).get_backend_name(),
         "players": args.players,
         "batch": args.batch,
         "publish_answers_per_s": round(args.players / published),
@@ -287,9 +216,7 @@ def cli() -> None:
     parser.add_argument("--players", type=int, default=100_000)
     parser.add_argument("--changed", type=int, default=1_000)
     parser.add_argument("--batch", type=int, default=Settings().sync_batch_size)
-    parser.add_argument("--mysql", default="mysql+aiomysql://root@127.0.0.1:3306/test")
-    parser.add_argument("--nats", default="nats://127.0.0.1:4222")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    add_server_args(parser)
     parser.add_argument(
         "--profile",
         type=Path,

@@ -135,6 +135,19 @@ class GatewaySettings:
             )
 
 
+def local_gateway(upstreams: Mapping[str, str], jwks: Path, **options: Any) -> GatewaySettings:
+    """Envoy rendered from the project's template for this machine alone: on free
+    127.0.0.1 ports (its admin too), in front of `upstreams`."""
+    return GatewaySettings(
+        upstreams=dict(upstreams),
+        listen_port=0,
+        listen_address="127.0.0.1",
+        admin_port=0,
+        jwks_path=jwks,
+        **options,
+    )
+
+
 def service_key(full_name: str) -> str:
     """`quizmesh.quiz.v1.QuizService` -> `quiz` (the cluster and upstream name)."""
     parts = full_name.split(".")

@@ -20,42 +20,22 @@ import nats
 import pytest
 from nats.aio.client import Client as NatsClient
 from redis.asyncio import Redis
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
-from devstack import infra
-from devstack.gateway import REPO, EnvoyProcess, GatewaySettings, write_envoy_config
+from devstack import infra, scratch
+from devstack.gateway import REPO, EnvoyProcess, local_gateway, write_envoy_config
 from services.core.auth import ensure_dev_keys
-from services.database.engine import create_engine
-from services.database.migrate import upgrade
 from tests.stack import Backends, Stack, forget, running_stack
 
 DEFAULT_MYSQL = "mysql+aiomysql://root@127.0.0.1:3306/test"
 
 
-@contextlib.asynccontextmanager
-async def private_database(server_url: str, fallback_dir: Path) -> AsyncIterator[str]:
-    """A fresh, migrated database of our own on the MySQL server, else SQLite."""
+def private_database(
+    server_url: str, fallback_dir: Path, *, migrate: bool = True
+) -> contextlib.AbstractAsyncContextManager[str]:
+    """A fresh database of our own (migrated unless told not to) on the MySQL
+    server, else SQLite."""
     name = f"quizmesh_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(server_url)
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-    except Exception as e:
-        await admin.dispose()
-        print(f"\nMySQL at {server_url} not reachable ({e.__class__.__name__}); using SQLite")
-        url = f"sqlite+aiosqlite:///{fallback_dir / 'quizmesh.db'}"
-        await upgrade(url)
-        yield url
-        return
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        await upgrade(url)
-        yield url
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        await admin.dispose()
+    return scratch.private_database(server_url, name, fallback_dir, migrate=migrate)
 
 
 @pytest.fixture(scope="session")
@@ -97,12 +77,9 @@ async def gateway(
     """A real Envoy in front of the stack, rendered from the same template as `make run`,
     serving the web client (web/) at / as `make run` does."""
     folder = tmp_path_factory.mktemp("envoy")
-    settings = GatewaySettings(
-        upstreams={name: f"127.0.0.1:{stack.port(name)}" for name in stack.apps},
-        listen_port=0,
-        listen_address="127.0.0.1",
-        admin_port=0,
-        jwks_path=backends.jwks_file,
+    settings = local_gateway(
+        {name: f"127.0.0.1:{stack.port(name)}" for name in stack.apps},
+        backends.jwks_file,
         web_root=REPO / "web",
     )
     config = write_envoy_config(folder / "envoy.yaml", settings)

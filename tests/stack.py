@@ -11,16 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import nats
 from quizmesh.leaderboard.v1 import leaderboard_pb2_grpc
 from quizmesh.quiz.v1 import quiz_pb2_grpc
 from quizmesh.score.v1 import score_pb2_grpc
 from quizmesh.stream.v1 import stream_pb2_grpc
-from redis.asyncio import Redis
 
+from devstack import scratch
 from services.core import runtime
 from services.core.auth import Role, TokenIssuer
-from services.core.messaging import Subjects
 from services.leaderboard import server as leaderboard_server
 from services.leaderboard.config import Settings as LeaderboardSettings
 from services.quiz import server as quiz_server
@@ -140,18 +138,4 @@ async def running_stack(backends: Backends, **overrides: Any) -> AsyncIterator[S
 
 async def forget(backends: Backends, key_prefix: str, nats_prefix: str) -> None:
     """Deletes a test's Redis keys and JetStream streams."""
-    redis = Redis.from_url(backends.redis_url)
-    try:
-        async for key in redis.scan_iter(match=f"{key_prefix}*", count=1000):
-            await redis.delete(key)
-    finally:
-        await redis.aclose()
-    nc = await nats.connect(backends.nats_url)
-    try:
-        js = nc.jetstream()
-        subjects = Subjects(nats_prefix)
-        for stream in (subjects.events_stream, subjects.answers_stream):
-            with contextlib.suppress(Exception):
-                await js.delete_stream(stream)
-    finally:
-        await nc.close()
+    await scratch.forget(backends.redis_url, backends.nats_url, key_prefix, nats_prefix)

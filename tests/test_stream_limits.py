@@ -26,7 +26,13 @@ import yaml
 from quizmesh.quiz.v1 import quiz_pb2
 from quizmesh.stream.v1 import stream_pb2, stream_pb2_grpc
 
-from devstack.gateway import EnvoyProcess, GatewaySettings, render_envoy_config, write_envoy_config
+from devstack.gateway import (
+    EnvoyProcess,
+    GatewaySettings,
+    local_gateway,
+    render_envoy_config,
+    write_envoy_config,
+)
 from services.stream.config import Settings as StreamSettings
 from tests.stack import Backends, Stack, bearer, running_stack, start_service
 
@@ -68,12 +74,9 @@ def envoy_for(
         folder = tmp_path / f"envoy-{stream_port}"
         folder.mkdir()
         upstreams = {name: f"127.0.0.1:{limited.port(name)}" for name in limited.apps}
-        settings = GatewaySettings(
-            upstreams={**upstreams, "stream": f"127.0.0.1:{stream_port}"},
-            listen_port=0,
-            listen_address="127.0.0.1",
-            admin_port=0,
-            jwks_path=limited.backends.jwks_file,
+        settings = local_gateway(
+            {**upstreams, "stream": f"127.0.0.1:{stream_port}"},
+            limited.backends.jwks_file,
             stream_idle_timeout_seconds=idle_timeout,
         )
         config = write_envoy_config(folder / "envoy.yaml", settings)
