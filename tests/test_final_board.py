@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.core.board import QuizKeys, pack
 from services.core.paging import encode_token
 from services.database.engine import create_engine
-from services.database.tables import players, quizzes, scores
+from services.database.tables import nickname_key, players, quizzes, scores
 from tests.retry import until_available
 from tests.stack import Backends, Stack
 
@@ -127,6 +127,7 @@ async def insert_quiz(
                         "id": s.player_id,
                         "quiz_id": quiz_id,
                         "nickname": s.nickname,
+                        "nickname_key": nickname_key(s.nickname),
                         # Everyone who scored joined before the first question.
                         "joined_ms": CREATED_MS + (s.reached_ms if s.points == 0 else 1_000),
                     }

@@ -41,7 +41,8 @@ async def test_nicknames_are_trimmed_and_nfc_normalised(api: Api, quiz_id: str) 
 
 @pytest.mark.parametrize(
     "taken",
-    ["Zoë", "Zoe\u0308", " Zoë "],  # the same name, composed or not, padded or not
+    # The same name composed or not, padded or not, in other case or width.
+    ["Zoë", "Zoe\u0308", " Zoë ", "ZOË", "zoë", "\uff3a\uff4f\u00eb"],
 )
 async def test_a_nickname_is_taken_once_per_quiz_however_it_is_written(
     api: Api, stack: Stack, quiz_id: str, taken: str
@@ -76,3 +77,12 @@ async def test_a_bad_nickname_is_refused_by_name_and_nobody_joins(
     assert error.code == grpc.StatusCode.INVALID_ARGUMENT
     assert error.violations == [("nickname", problem)]
     assert await board_names(api, quiz_id) == []
+
+
+async def test_names_that_differ_only_in_accents_belong_to_two_players(
+    api: Api, quiz_id: str
+) -> None:
+    await api.call("JoinQuiz", {"quiz_id": quiz_id, "nickname": "José"})
+    await api.call("JoinQuiz", {"quiz_id": quiz_id, "nickname": "Jose"})
+
+    assert await board_names(api, quiz_id) == ["Jose", "José"]

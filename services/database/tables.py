@@ -6,6 +6,8 @@ integer milliseconds since the epoch (UTC), exactly as Redis holds them.
 
 from __future__ import annotations
 
+import unicodedata
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -19,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects import mysql
 
 metadata = MetaData(
     naming_convention={
@@ -65,14 +68,27 @@ questions = Table(
     Column("time_limit_ms", Integer, nullable=False),
 )
 
+# Compared byte for byte: uniqueness is what `nickname_key` says, on every database
+# (MariaDB's default collation would also fold accents; SQLite's folds nothing).
+NICKNAME_KEY = String(192).with_variant(mysql.VARCHAR(192, collation="utf8mb4_bin"), "mysql")
+
+
+def nickname_key(nickname: str) -> str:
+    """What makes two nicknames the same: compatibility forms and case ("ANN",
+    "ann", its full-width letters), not accents ("José" and "Jose" are two people).
+    Case folding can triple a string's length, hence the column's 192."""
+    return unicodedata.normalize("NFKC", nickname).casefold()
+
+
 players = Table(
     "players",
     metadata,
     Column("id", String(32), primary_key=True),
     Column("quiz_id", String(16), ForeignKey("quizzes.id"), nullable=False),
     Column("nickname", String(64), nullable=False),
+    Column("nickname_key", NICKNAME_KEY, nullable=False),
     Column("joined_ms", BigInteger, nullable=False),
-    UniqueConstraint("quiz_id", "nickname"),
+    UniqueConstraint("quiz_id", "nickname_key"),
 )
 
 answers = Table(

@@ -17,7 +17,7 @@ from services.core import ids
 from services.core.board import QuizKeys, pack
 from services.core.clock import now_ms
 from services.core.errors import FailedPrecondition, NotFound, Unavailable
-from services.database.tables import players, questions, quizzes
+from services.database.tables import nickname_key, players, questions, quizzes
 from services.quiz import rules
 
 # The bulk form of services.quiz.live.ADD_PLAYER: the same three writes per player
@@ -88,7 +88,7 @@ def _quiz(row: object) -> QuizRecord:
     )
 
 
-async def _insert_players(
+async def insert_players(
     conn: AsyncConnection, quiz_id: str, rows: Iterable[tuple[str, str]], joined_ms: int
 ) -> None:
     """Many new `players` rows (id from `ids.new_player_id`, nickname) in one
@@ -105,15 +105,24 @@ async def _insert_players(
         await conn.execute(
             insert(players),
             [
-                {"id": p, "quiz_id": quiz_id, "nickname": n, "joined_ms": joined_ms}
+                {
+                    "id": p,
+                    "quiz_id": quiz_id,
+                    "nickname": n,
+                    "nickname_key": nickname_key(n),
+                    "joined_ms": joined_ms,
+                }
                 for p, n in ordered
             ],
         )
         return
     quiz = escape(quiz_id)
-    values = ",".join(f"('{p}',{quiz},{escape(n)},{int(joined_ms)})" for p, n in ordered)
+    values = ",".join(
+        f"('{p}',{quiz},{escape(n)},{escape(nickname_key(n))},{int(joined_ms)})" for p, n in ordered
+    )
     await conn.exec_driver_sql(
-        f"INSERT INTO {players.name} (id, quiz_id, nickname, joined_ms) VALUES {values}",
+        f"INSERT INTO {players.name} (id, quiz_id, nickname, nickname_key, joined_ms) "
+        f"VALUES {values}",
         execution_options={"no_parameters": True},
     )
 
@@ -213,7 +222,11 @@ class QuizStore:
         try:
             await conn.execute(
                 insert(players).values(
-                    id=player_id, quiz_id=quiz_id, nickname=nickname, joined_ms=joined_ms
+                    id=player_id,
+                    quiz_id=quiz_id,
+                    nickname=nickname,
+                    nickname_key=nickname_key(nickname),
+                    joined_ms=joined_ms,
                 )
             )
         except IntegrityError as e:
@@ -287,7 +300,7 @@ class QuizStore:
         try:
             async with self.engine.begin() as conn:
                 try:
-                    await _insert_players(conn, quiz.id, zip(batch, names, strict=True), joined)
+                    await insert_players(conn, quiz.id, zip(batch, names, strict=True), joined)
                 except IntegrityError as e:
                     raise DuplicateKey(quiz.id) from e
                 # Inside the transaction, as in JoinQuiz: if Redis fails, the rows roll back.

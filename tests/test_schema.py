@@ -1,0 +1,129 @@
+"""The migrations build exactly the tables the code declares, on MariaDB and on
+SQLite, and both databases agree on which nicknames are the same."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import column, insert, select, table
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.database.engine import create_engine
+from services.database.migrate import upgrade
+from services.database.tables import metadata, players, quizzes
+from services.quiz.store import DuplicateKey, QuizStore
+from tests.conftest import DEFAULT_MYSQL, private_database
+
+# The players table as revision 0002 left it.
+PLAYERS_0002 = table(
+    "players", column("id"), column("quiz_id"), column("nickname"), column("joined_ms")
+)
+
+
+@pytest.fixture(params=["mariadb", "sqlite"])
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """An empty database of our own (not migrated) on either kind of server."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'schema.db'}"
+        return
+    server = os.environ.get("QUIZMESH_TEST_MYSQL_URL", DEFAULT_MYSQL)
+    async with private_database(server, tmp_path, migrate=False) as url:
+        if url.startswith("sqlite"):
+            pytest.skip("no MySQL server here; the sqlite case covers the rest")
+        yield url
+
+
+@pytest.fixture
+async def engine(database: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database)
+    yield engine
+    await engine.dispose()
+
+
+def differences(conn: Connection) -> list[object]:
+    return list(compare_metadata(MigrationContext.configure(conn), metadata))
+
+
+async def test_the_migrations_build_the_declared_tables(database: str, engine: AsyncEngine) -> None:
+    await upgrade(database)
+
+    async with engine.connect() as conn:
+        assert await conn.run_sync(differences) == []
+
+
+async def add_quiz(engine: AsyncEngine, quiz_id: str) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(quizzes).values(
+                id=quiz_id, title="t", host="h", state="OPEN", question_count=1, created_ms=1
+            )
+        )
+
+
+async def join(store: QuizStore, quiz_id: str, player_id: str, nickname: str) -> None:
+    async with store.engine.begin() as conn:
+        await store.add_player(conn, quiz_id, player_id, nickname, joined_ms=1)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("Ann", "ann"), ("ZOË", "zoë"), ("\uff22\uff4f\uff42", "bob"), ("straße", "STRASSE")],
+)
+async def test_nicknames_that_differ_in_case_or_width_are_the_same(
+    database: str, engine: AsyncEngine, first: str, second: str
+) -> None:
+    await upgrade(database)
+    await add_quiz(engine, "QUIZ1")
+    store = QuizStore(engine)
+    await join(store, "QUIZ1", "p1", first)
+
+    with pytest.raises(DuplicateKey):
+        await join(store, "QUIZ1", "p2", second)
+
+
+async def test_nicknames_that_differ_in_accents_are_different_people(
+    database: str, engine: AsyncEngine
+) -> None:
+    await upgrade(database)
+    await add_quiz(engine, "QUIZ1")
+    store = QuizStore(engine)
+
+    await join(store, "QUIZ1", "p1", "José")
+    await join(store, "QUIZ1", "p2", "Jose")
+
+    async with engine.connect() as conn:
+        names = (await conn.execute(select(players.c.nickname).order_by(players.c.id))).scalars()
+        assert list(names) == ["José", "Jose"]
+
+
+async def test_upgrading_keeps_players_whose_names_now_collide(
+    database: str, engine: AsyncEngine
+) -> None:
+    """Before revision 0003, SQLite told "Ann" from "ann": both players stay, and
+    the name is taken for anyone who joins later."""
+    await upgrade(database, "0002")
+    await add_quiz(engine, "QUIZ1")
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(PLAYERS_0002).values(id="p1", quiz_id="QUIZ1", nickname="Ann", joined_ms=1)
+        )
+    if database.startswith("sqlite"):
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(PLAYERS_0002).values(id="p2", quiz_id="QUIZ1", nickname="ann", joined_ms=1)
+            )
+
+    await upgrade(database)
+
+    store = QuizStore(engine)
+    with pytest.raises(DuplicateKey):
+        await join(store, "QUIZ1", "p3", "ANN")
+    async with engine.connect() as conn:
+        kept = (await conn.execute(select(players.c.id).order_by(players.c.id))).scalars()
+        assert len(list(kept)) == (2 if database.startswith("sqlite") else 1)
