@@ -4,6 +4,9 @@ idempotently; a quiz's live state is rebuilt exactly from SQL plus JetStream."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +21,7 @@ from services.database.tables import answers, quizzes, scores
 from services.sync.config import Settings as SyncSettings
 from services.sync.job import run_sync
 from tests.api import GrpcApi
+from tests.conftest import DEFAULT_MYSQL, private_database
 from tests.game import Player, answer, join
 from tests.retry import until_available
 from tests.stack import Backends, Stack, running_stack
@@ -37,9 +41,20 @@ QUIZ = {
 
 
 @pytest.fixture(scope="module")
-async def own_stack(backends: Backends) -> AsyncIterator[Stack]:
+async def own_backends(
+    backends: Backends, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Backends]:
+    """The shared servers with a database of this module's own: the quiz service's
+    restore sweep sees this module's active quizzes only, not every other test's."""
+    server = os.environ.get("QUIZMESH_TEST_MYSQL_URL", DEFAULT_MYSQL)
+    async with private_database(server, tmp_path_factory.mktemp("recovery-db")) as url:
+        yield dataclasses.replace(backends, database_url=url)
+
+
+@pytest.fixture(scope="module")
+async def own_stack(own_backends: Backends) -> AsyncIterator[Stack]:
     # Its own prefixes, so the sync job sees only this module's answers.
-    async with running_stack(backends, recovery_settle_seconds=0.2) as stack:
+    async with running_stack(own_backends, recovery_settle_seconds=0.2) as stack:
         yield stack
 
 
@@ -182,6 +197,30 @@ async def test_lost_live_state_is_rebuilt_exactly_from_sql_and_jetstream(
             break
         await asyncio.sleep(0.2)
     assert after == before
+
+
+async def test_a_redis_that_lost_every_quiz_gets_them_back_together(
+    own_backends: Backends,
+) -> None:
+    """Each rebuild waits out the settle delay (answers still on their way to
+    JetStream); the quizzes wait it out side by side, not one after another."""
+    settle, quizzes_lost = 2.0, 4
+    async with running_stack(own_backends, recovery_settle_seconds=settle) as stack:
+        played = [await played_quiz(stack) for _ in range(quizzes_lost)]
+        redis = Redis.from_url(stack.backends.redis_url)
+        try:
+            for quiz_id, _ in played:
+                await redis.delete(*QuizKeys(stack.key_prefix, quiz_id).all())
+        finally:
+            await redis.aclose()
+        lost_at = time.monotonic()
+
+        pending = {quiz_id for quiz_id, _ in played}
+        while pending and time.monotonic() - lost_at < quizzes_lost * settle:
+            pending = {q for q in pending if not (await live_state(stack, q))["state"]}
+            await asyncio.sleep(0.1)
+
+        assert not pending  # one by one, the last would still wait for its turn
 
 
 async def test_an_answer_to_a_lost_quiz_rebuilds_it_and_counts_once(own_stack: Stack) -> None:

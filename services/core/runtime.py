@@ -45,6 +45,9 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     TimeoutError,
 )
 
+# How long each step of a graceful stop after the server's own grace may take.
+STOP_STEP_SECONDS = 5.0
+
 # A reconnect storm opens thousands of streams at once; grpc-core's defaults
 # (1,000 / 3,000 pending) would cancel many of them.
 SERVER_OPTIONS: list[tuple[str, Any]] = [
@@ -326,12 +329,15 @@ class ServiceApp:
         await self.server.stop(grace)
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        # Bounded: a task stuck in a dependency's client must not turn SIGTERM
+        # into a hang (the orchestrator would SIGKILL us without closing anything).
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=STOP_STEP_SECONDS)
+            if stuck:
+                log.warning("background tasks did not stop", extra={"count": len(stuck)})
         for hook in self.after_stop:
             with contextlib.suppress(Exception):
-                await hook()
+                await asyncio.wait_for(hook(), STOP_STEP_SECONDS)
         self.metrics.stop()
         log.info("stopped", extra={"seconds": round(time.monotonic() - started, 3)})
 
