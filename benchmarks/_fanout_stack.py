@@ -12,8 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,21 +55,6 @@ def add_stack_args(parser: argparse.ArgumentParser) -> None:
         help="run the stream service from this checkout (A/B comparisons)",
     )
     add_server_args(parser, sqlite=True)
-
-
-def run(main: Coroutine[Any, Any, None]) -> None:
-    """asyncio.run, with SIGTERM/SIGINT cancelling `main` so that its cleanup (stop
-    the services, delete keys, streams and database) still runs."""
-
-    async def guarded() -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
-        await main
-
-    asyncio.run(guarded())
 
 
 async def profile(

@@ -14,11 +14,13 @@ import shutil
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import grpc
+import uvloop
 from quizmesh.quiz.v1 import quiz_pb2_grpc
 
 from devstack import infra, scratch
@@ -209,3 +211,25 @@ async def py_spy(pid: int, output: Path | None, *options: str) -> AsyncIterator[
     finally:
         spy.send_signal(signal.SIGINT)
         await spy.wait()
+
+
+T = TypeVar("T")
+
+
+def run_cleanly(main: Coroutine[Any, Any, T], *, fast_loop: bool = False) -> T:
+    """Runs `main` (on uvloop with `fast_loop`, as the services do), with SIGTERM and
+    SIGINT cancelling it so that its cleanup still runs: a benchmark stopped by
+    `timeout` or Ctrl-C leaves no service process, database, key or stream behind."""
+
+    async def guarded() -> T:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        return await main
+
+    try:
+        return uvloop.run(guarded()) if fast_loop else asyncio.run(guarded())
+    except asyncio.CancelledError:
+        raise SystemExit("interrupted; what the run had set up is removed") from None

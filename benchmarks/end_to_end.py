@@ -45,8 +45,9 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from benchmarks import _fanout_sse as sse
 from benchmarks._fanout_http import HttpError, HttpPool
-from benchmarks._fanout_stack import BenchStack, Player, add_stack_args, profile, run, sample
+from benchmarks._fanout_stack import BenchStack, Player, add_stack_args, profile, sample
 from benchmarks._fanout_watchers import ClientProcesses, Report
+from benchmarks._stack import run_cleanly
 from devstack.gateway import EnvoyProcess, RateLimit, local_gateway, write_envoy_config
 from services.core.auth import Role
 from services.core.board import QuizKeys
@@ -459,4 +460,4 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    run(main(parse_args()))
+    run_cleanly(main(parse_args()))

@@ -40,7 +40,8 @@ from typing import Any
 from redis.asyncio import Redis
 
 from benchmarks import _fanout_watchers as watchers
-from benchmarks._fanout_stack import BenchStack, Player, add_stack_args, profile, run, sample
+from benchmarks._fanout_stack import BenchStack, Player, add_stack_args, profile, sample
+from benchmarks._stack import run_cleanly
 from services.core.board import QuizKeys
 
 MiB = 1024 * 1024
@@ -357,4 +358,4 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    run(main(parse_args()))
+    run_cleanly(main(parse_args()))

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import psutil
 
+from benchmarks._stack import run_cleanly
 from devstack.gateway import EnvoyProcess, RateLimit, local_gateway, write_envoy_config
 from devstack.infra import free_port
 from services.core.auth import Role, TokenIssuer, ensure_dev_keys
@@ -141,7 +142,7 @@ def main() -> None:
         echo.stdout.readline()  # listening
         args.echo_pid = echo.pid
         with tempfile.TemporaryDirectory(prefix="quizmesh-gateway-") as folder:
-            rows = asyncio.run(measure(args, Path(folder), port))
+            rows = run_cleanly(measure(args, Path(folder), port))
     finally:
         echo.terminate()
         echo.wait()

@@ -28,6 +28,7 @@ import httpx
 from quizmesh.quiz.v1 import quiz_pb2
 from quizmesh.stream.v1 import stream_pb2, stream_pb2_grpc
 
+from benchmarks._stack import run_cleanly
 from devstack import infra
 from devstack.gateway import EnvoyProcess, local_gateway, write_envoy_config
 from services.core.auth import ensure_dev_keys
@@ -178,7 +179,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--watchers", type=int, default=50, help="SSE watches (and as many gRPC)")
     args = parser.parse_args()
-    result = asyncio.run(soak(args.minutes, args.watchers))
+    result = run_cleanly(soak(args.minutes, args.watchers))
     print(f"held {result['minutes_held']} min: {result['still_open']}/{result['watches']} open")
     print(
         f"heartbeats per watch: min {result['heartbeats_min']}, "

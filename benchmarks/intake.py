@@ -48,14 +48,13 @@ from typing import Any
 import grpc
 import httpx
 import psutil
-import uvloop
 import yaml
 from quizmesh.quiz.v1 import quiz_pb2, quiz_pb2_grpc
 from sqlalchemy.engine import make_url
 
 from benchmarks._intake_load import Kind, Phase, PhaseResult, QuizPlan, WorkerSpec, worker_main
 from benchmarks._intake_profile import perf_record, record
-from benchmarks._stack import Space, add_server_args, bearer
+from benchmarks._stack import Space, add_server_args, bearer, run_cleanly
 from devstack.gateway import EnvoyProcess, local_gateway, write_envoy_config
 from devstack.infra import ManagedProcess, free_port
 from devstack.run import ServiceProcess
@@ -852,7 +851,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             stack.enter_context(tempfile.TemporaryDirectory(prefix="quizmesh-intake-"))
         )
         folder.mkdir(parents=True, exist_ok=True)
-        report = uvloop.run(Bench(options, folder)())
+        report = run_cleanly(Bench(options, folder)(), fast_loop=True)
     print_summary(report)
     print(json.dumps(report, separators=(",", ":")))
 

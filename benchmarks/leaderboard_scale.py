@@ -31,7 +31,6 @@ from typing import Any, cast
 
 import grpc
 import psutil
-import uvloop
 from quizmesh.leaderboard.v1 import leaderboard_pb2, leaderboard_pb2_grpc
 from quizmesh.quiz.v1 import quiz_pb2, quiz_pb2_grpc
 from quizmesh.score.v1 import score_pb2
@@ -40,7 +39,7 @@ from sqlalchemy.engine import make_url
 
 from benchmarks._intake_echo import METHOD as ECHO_METHOD
 from benchmarks._intake_echo import sample_request
-from benchmarks._stack import ServiceStack, Space, add_server_args, py_spy
+from benchmarks._stack import ServiceStack, Space, add_server_args, py_spy, run_cleanly
 from services.core.board import QuizKeys
 from services.core.paging import encode_token
 from services.database.engine import create_engine
@@ -429,7 +428,7 @@ def cli() -> None:
     )
     args = parser.parse_args()
     # The services run on uvloop; so does the client, so both sides compare alike.
-    uvloop.run(main(args))
+    run_cleanly(main(args), fast_loop=True)
 
 
 if __name__ == "__main__":

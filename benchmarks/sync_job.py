@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import nats
-import uvloop
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from quizmesh.common.v1 import events_pb2
@@ -31,7 +30,7 @@ from redis.asyncio import Redis
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from benchmarks._stack import Space, add_server_args, py_spy
+from benchmarks._stack import Space, add_server_args, py_spy, run_cleanly
 from services.core import messaging
 from services.core.clock import now_ms, timestamp
 from services.database.engine import create_engine
@@ -225,7 +224,7 @@ def cli() -> None:
         help="record a py-spy profile of the full sync into DIR",
     )
     # On uvloop, as `quizmesh-sync` runs the job.
-    uvloop.run(main(parser.parse_args()))
+    run_cleanly(main(parser.parse_args()), fast_loop=True)
 
 
 if __name__ == "__main__":
