@@ -17,14 +17,14 @@ RUN python -m venv /opt/quizmesh
 WORKDIR /src
 # Only what the package needs (see .dockerignore): gen/ is committed, so the image
 # needs no protoc.
-COPY pyproject.toml ./
+COPY pyproject.toml constraints.txt ./
 COPY gen ./gen
 COPY services ./services
 COPY quizctl ./quizctl
 COPY devstack ./devstack
 # A regular (not editable) install: the runtime stage copies only the virtualenv,
 # with its bytecode compiled here, because the root filesystem is read-only there.
-RUN /opt/quizmesh/bin/pip install --no-cache-dir . \
+RUN /opt/quizmesh/bin/pip install --no-cache-dir -c constraints.txt . \
  && /opt/quizmesh/bin/python -c "import services.quiz.server, services.score.server, services.leaderboard.server, services.stream.server, services.sync.main, services.database.migrate"
 
 FROM ${PYTHON_IMAGE}

@@ -4,14 +4,21 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv gen check-gen lint breaking run browser wrk test ci clean k8s-envoy k8s-check bench
+.PHONY: venv lock gen check-gen lint breaking run browser wrk test ci clean k8s-envoy k8s-check bench
 
 venv: $(STAMP)
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
+
+## Re-resolve constraints.txt (the exact versions) from pyproject.toml's ranges.
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install -q -e ".[dev]"
+	{ sed -n '/^#/p' constraints.txt; .venv-lock/bin/python -m pip freeze --exclude-editable; } > constraints.new
+	mv constraints.new constraints.txt && rm -rf .venv-lock
 
 ## Regenerate gen/ (messages, gRPC stubs, .pyi stubs, Envoy descriptor set).
 gen: venv
