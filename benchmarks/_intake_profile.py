@@ -60,7 +60,7 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("token verification", ("KnownTokens", "TokenVerifier", "jwt/", "cryptography/")),
     ("metrics", ("prometheus_client/",)),
     ("JetStream record", ("nats/", "_record", "score/answer_log.py")),
-    ("Redis script", ("redis/", "AnswerBook", "score/pipeline.py")),
+    ("Redis script", ("redis/", "AnswerBook", "core/pipeline.py")),
     (
         "interceptor (services/core)",
         ("ErrorInterceptor", "_Handling", "_parser", "core/validation.py", "core/tracing.py"),

@@ -94,6 +94,25 @@ async def test_leaderboard_lists_best_players_first_with_ranks(
     assert not page.is_final
 
 
+async def test_reads_survive_a_redis_that_forgot_its_scripts(
+    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceStub, lb_seed: Seed, redis_client: Redis
+) -> None:
+    """After a Redis restart the script cache is empty (NOSCRIPT): the reads load
+    their scripts again instead of failing."""
+    quiz_id = await lb_seed(SEVEN)
+    request = leaderboard_pb2.GetLeaderboardRequest(quiz_id=quiz_id, page_size=3)
+    before = await lb_stub.GetLeaderboard(request)
+
+    await redis_client.script_flush()
+
+    after = await lb_stub.GetLeaderboard(request)
+    rank = await lb_stub.GetPlayerRank(
+        leaderboard_pb2.GetPlayerRankRequest(quiz_id=quiz_id, player_id="p7", neighbours=1)
+    )
+    assert rows(after.entries) == rows(before.entries)
+    assert rows([rank.player]) == [(3, "p7", "Gus", 500)]
+
+
 async def test_next_page_token_walks_the_whole_board_and_ends_empty(
     lb_stub: leaderboard_pb2_grpc.LeaderboardServiceStub, lb_seed: Seed
 ) -> None:

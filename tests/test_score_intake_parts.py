@@ -20,8 +20,8 @@ from devstack.infra import ValkeyServer
 from services.core.auth import Caller, Role, TokenVerifier
 from services.core.errors import Unauthenticated
 from services.core.messaging import Subjects, ensure_streams
+from services.core.pipeline import PipelinedRedis, RedisAddress
 from services.score.answer_log import AnswerLog
-from services.score.pipeline import PipelinedRedis, RedisAddress
 from services.score.tokens import KnownTokens
 from tests.stack import Backends, forget
 

@@ -10,10 +10,12 @@ from services.core import runtime
 from services.core.board import Board
 from services.core.connections import Connections, token_verifier
 from services.core.metrics import Metrics
+from services.core.pipeline import PipelinedRedis, RedisAddress
 from services.database.engine import create_engine, health_check
 from services.leaderboard.coalescer import SnapshotCoalescer
 from services.leaderboard.config import Settings
 from services.leaderboard.final_board import FinalBoard
+from services.leaderboard.live_board import LiveBoard
 from services.leaderboard.service import LeaderboardService
 from services.recovery.live_state import LiveStateRecovery
 
@@ -25,11 +27,13 @@ async def create_server(settings: Settings) -> runtime.ServiceApp:
     metrics = Metrics("leaderboard")
     conn = await Connections.open(settings, "leaderboard")
     board = Board(conn.redis, settings.key_prefix)
+    pipe = PipelinedRedis(RedisAddress.parse(settings.redis_url))
     service = LeaderboardService(
         board,
         FinalBoard(engine),
         LiveStateRecovery.of(engine, conn, settings),
         token_verifier(settings),
+        LiveBoard(pipe, settings.key_prefix),
     )
     coalescer = SnapshotCoalescer(
         conn.nc,
@@ -50,7 +54,7 @@ async def create_server(settings: Settings) -> runtime.ServiceApp:
         metrics,
     )
     app.background.append(coalescer.run)
-    app.after_stop += [conn.close, engine.dispose]
+    app.after_stop += [pipe.close, conn.close, engine.dispose]
     return app
 
 

@@ -53,11 +53,12 @@ class LeaderboardService(leaderboard_pb2_grpc.LeaderboardServiceServicer):
         final_board: FinalBoard,
         recovery: LiveStateRecovery,
         verifier: TokenVerifier,
+        live: LiveBoard,
     ) -> None:
         self.verifier = verifier
         self.board = board
         # The hot path: a live quiz's status and rows in one round trip.
-        self.live = LiveBoard(board.redis, board.prefix)
+        self.live = live
         self.final_board = final_board
         self.recovery = recovery
 

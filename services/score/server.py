@@ -10,11 +10,11 @@ from quizmesh.score.v1 import score_pb2, score_pb2_grpc
 from services.core import runtime
 from services.core.connections import Connections, token_verifier
 from services.core.metrics import Metrics
+from services.core.pipeline import PipelinedRedis, RedisAddress
 from services.database.engine import create_engine
 from services.recovery.live_state import LiveStateRecovery
 from services.score.answer_log import AnswerLog
 from services.score.config import Settings
-from services.score.pipeline import PipelinedRedis, RedisAddress
 from services.score.service import ScoreService
 from services.score.store import AnswerBook
 from services.score.tokens import KnownTokens

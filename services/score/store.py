@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
 
 from services.core.board import SCALE, Answer, QuizKeys, points_of
-from services.score.pipeline import PipelinedRedis
+from services.core.pipeline import PipelinedRedis, Script
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,35 +28,18 @@ class AnswerBook:
         self.redis = redis
         # The answer script goes through one pipelined connection (see pipeline.py);
         # the rare reads below use the ordinary client.
-        self.script_pipe = script_pipe
+        source = resources.files("services.score").joinpath("submit_answer.lua").read_text()
+        self._submit = Script(script_pipe, source)
         self.prefix = prefix
-        self._source = resources.files("services.score").joinpath("submit_answer.lua").read_text()
-        self._sha = hashlib.sha1(self._source.encode()).hexdigest()
 
     async def submit(
         self, quiz_id: str, question_index: int, player_id: str, choice_index: int, now: int
     ) -> Outcome:
         keys = QuizKeys(self.prefix, quiz_id)
-        command = (
-            "EVALSHA",
-            self._sha,
-            4,
-            keys.state,
-            keys.questions,
-            keys.answers,
-            keys.board,
-            player_id,
-            question_index,
-            choice_index,
-            now,
-            SCALE,
+        result: list[Any] = await self._submit(
+            [keys.state, keys.questions, keys.answers, keys.board],
+            [player_id, question_index, choice_index, now, SCALE],
         )
-        try:
-            result: list[Any] = await self.script_pipe.call(*command)
-        except NoScriptError:
-            # Redis restarted (or was flushed) since the script was last loaded.
-            await self.script_pipe.call("SCRIPT", "LOAD", self._source)
-            result = await self.script_pipe.call(*command)
         kind = result[0]
         if kind == "error":
             return Outcome(kind, error=result[1], detail=result[2] if len(result) > 2 else "")

@@ -1,4 +1,4 @@
-"""One pipelined Redis connection for the answer script.
+"""One pipelined Redis connection for the hot scripts (answers, leaderboard reads).
 
 Why (benchmarks/notes-intake.md): a redis-py pooled call cost ~190 µs of CPU per
 EVALSHA on the benchmark machine (pool locks, a shielded release task, timeouts,
@@ -17,6 +17,7 @@ flight fails, the next call reconnects) and ResponseError/NoScriptError.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ssl
 import time
 from collections import deque
@@ -265,3 +266,21 @@ class PipelinedRedis:
         if self._connection is not None:
             self._connection.abort(RedisConnectionError("the Redis pipeline is closed"))
             self._connection = None
+
+
+class Script:
+    """A Lua script run by EVALSHA over a PipelinedRedis, and loaded again when
+    Redis answers NOSCRIPT (restarted or flushed since it was last loaded)."""
+
+    def __init__(self, pipe: PipelinedRedis, source: str) -> None:
+        self.pipe = pipe
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    async def __call__(self, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
+        command = ("EVALSHA", self.sha, len(keys), *keys, *args)
+        try:
+            return await self.pipe.call(*command)
+        except NoScriptError:
+            await self.pipe.call("SCRIPT", "LOAD", self.source)
+            return await self.pipe.call(*command)
