@@ -12,43 +12,41 @@ import nats
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.core.messaging import Subjects
 from services.database.engine import create_engine
 from services.database.migrate import upgrade
 
 
-async def _on_server(server_url: str, statement: str) -> None:
-    """One statement (CREATE/DROP DATABASE) on a connection of its own: a long run
-    does not hold an idle one."""
-    admin = create_engine(server_url)
+@contextlib.asynccontextmanager
+async def _admin(server_url: str) -> AsyncIterator[AsyncConnection]:
+    """A connection to the MySQL server of its own, for CREATE/DROP DATABASE: a long
+    run does not hold an idle one in between."""
+    engine = create_engine(server_url)
     try:
-        async with admin.connect() as conn:
-            await conn.execute(text(statement))
+        async with engine.connect() as conn:
+            yield conn
     finally:
-        await admin.dispose()
+        await engine.dispose()
 
 
 async def _drop_database(server_url: str, name: str) -> None:
     """DROP DATABASE waits for every open transaction on its tables: connections
     a killed process or a cancelled task left open would hold it for ever, so they
     are ended first."""
-    admin = create_engine(server_url)
-    try:
-        async with admin.connect() as conn:
-            others = await conn.execute(
-                text(
-                    "SELECT id FROM information_schema.processlist "
-                    "WHERE db = :db AND id <> CONNECTION_ID()"
-                ),
-                {"db": name},
-            )
-            for (connection_id,) in others.all():
-                with contextlib.suppress(Exception):  # it may have ended meanwhile
-                    await conn.execute(text(f"KILL {int(connection_id)}"))
-            await conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-    finally:
-        await admin.dispose()
+    async with _admin(server_url) as conn:
+        others = await conn.execute(
+            text(
+                "SELECT id FROM information_schema.processlist "
+                "WHERE db = :db AND id <> CONNECTION_ID()"
+            ),
+            {"db": name},
+        )
+        for (connection_id,) in others.all():
+            with contextlib.suppress(Exception):  # it may have ended meanwhile
+                await conn.execute(text(f"KILL {int(connection_id)}"))
+        await conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
 
 
 @contextlib.asynccontextmanager
@@ -60,7 +58,8 @@ async def private_database(
     does not answer while `fallback_dir` is given, an SQLite file there instead."""
     if server_url is not None:
         try:
-            await _on_server(server_url, f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+            async with _admin(server_url) as conn:
+                await conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
         except Exception as e:
             if fallback_dir is None:
                 raise

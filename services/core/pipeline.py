@@ -58,7 +58,7 @@ class RedisAddress:
     def parse(cls, url: str) -> RedisAddress:
         parts = urlparse(url)
         if parts.scheme not in ("redis", "rediss"):
-            raise ValueError(f"the score service needs a redis:// or rediss:// URL, got {url!r}")
+            raise ValueError(f"QUIZMESH_REDIS_URL must be a redis:// or rediss:// URL, got {url!r}")
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         tls = None
         if parts.scheme == "rediss":

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import grpc
 from quizmesh.score.v1 import score_pb2, score_pb2_grpc
 
@@ -18,8 +16,6 @@ from services.score.config import Settings
 from services.score.service import ScoreService
 from services.score.store import AnswerBook
 from services.score.tokens import KnownTokens
-
-log = logging.getLogger(__name__)
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 SERVICE_NAME = score_pb2.DESCRIPTOR.services_by_name["ScoreService"].full_name
