@@ -3,7 +3,9 @@ their own key prefix, NATS prefix and database, against real Redis/NATS/SQL."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -129,11 +131,30 @@ async def running_stack(backends: Backends, **overrides: Any) -> AsyncIterator[S
             await start_service(stack, name, **overrides)
         yield stack
     finally:
-        for app in stack.apps.values():
-            await app.stop(1.0)
+        for name, app in stack.apps.items():
+            async with _reporting_if_slow(f"stopping the {name} service"):
+                await app.stop(1.0)
         for channel in stack.channels.values():
             await channel.close()
         await forget(backends, stack.key_prefix, stack.nats_prefix)
+
+
+@contextlib.asynccontextmanager
+async def _reporting_if_slow(doing: str, seconds: float = 20.0) -> AsyncIterator[None]:
+    """Prints every task's stack when `doing` takes longer than it ever should, so a
+    hang in teardown says where it is before pytest-timeout ends it."""
+
+    async def report() -> None:
+        await asyncio.sleep(seconds)
+        print(f"\n{doing} has taken over {seconds:g} s; tasks:", file=sys.stderr)
+        for task in asyncio.all_tasks():
+            task.print_stack(file=sys.stderr)
+
+    reporter = asyncio.create_task(report())
+    try:
+        yield
+    finally:
+        reporter.cancel()
 
 
 async def forget(backends: Backends, key_prefix: str, nats_prefix: str) -> None:

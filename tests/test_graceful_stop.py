@@ -52,3 +52,45 @@ async def test_a_stuck_background_task_and_closer_do_not_stop_the_stop(
 
     assert stopped_in < 3.0
     assert closed == ["closed"]  # the closers after a stuck one still ran
+
+
+
+async def test_a_dependency_check_that_completes_as_the_stop_begins_does_not_outlive_it() -> None:
+    # Python 3.11's asyncio.wait_for returns normally, swallowing the cancel, when
+    # the call it wraps completes just as the cancel lands; a health loop stopped
+    # only by cancelling it then kept checking, and the stop waited for ever.
+    settings = CommonSettings(environment="test", grpc_port=0, metrics_port=0)
+    answer: asyncio.Future[None] | None = None
+    checks = 0
+
+    async def dependency_check() -> None:
+        nonlocal answer, checks
+        checks += 1
+        answer = asyncio.get_running_loop().create_future()
+        await answer
+
+    def register(server: grpc.aio.Server) -> None:
+        pass
+
+    app = runtime.build_server(
+        settings, register, [], {"dependency": dependency_check}, Metrics("race")
+    )
+    start = asyncio.create_task(app.start())
+    while checks < 1:
+        await asyncio.sleep(0.01)
+    assert answer is not None
+    answer.set_result(None)  # the first check, made by start()
+    await start
+    while checks < 2:  # the periodic check is waiting for its answer
+        await asyncio.sleep(0.05)
+
+    answer.set_result(None)
+    started = time.monotonic()
+    async with asyncio.timeout(2 * runtime.STOP_STEP_SECONDS):  # it used to hang
+        await app.stop(0.1)  # cancels the check in the same turn of the loop
+    stopped_in = time.monotonic() - started
+    checks_at_stop = checks
+    await asyncio.sleep(1.5)  # longer than the check interval
+
+    assert stopped_in < runtime.STOP_STEP_SECONDS
+    assert checks == checks_at_stop  # nothing checks dependencies after the stop

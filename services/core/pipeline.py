@@ -208,16 +208,14 @@ class PipelinedRedis:
             a = self.address
             loop = asyncio.get_running_loop()
             try:
-                _, connection = await asyncio.wait_for(
-                    loop.create_connection(
+                async with asyncio.timeout(self.timeout):
+                    _, connection = await loop.create_connection(
                         lambda: _Connection(self.max_hold, self.observe_batch),
                         a.host,
                         a.port,
                         ssl=a.tls,
                         server_hostname=a.host if a.tls else None,
-                    ),
-                    self.timeout,
-                )
+                    )
             except (OSError, TimeoutError) as e:
                 raise RedisConnectionError(
                     f"cannot connect to Redis at {a.host}:{a.port}: {e!r}"
@@ -231,7 +229,8 @@ class PipelinedRedis:
                 handshake.append(("SELECT", a.db))
             try:
                 for command in handshake:
-                    reply = await asyncio.wait_for(connection.send(pack(command)), self.timeout)
+                    async with asyncio.timeout(self.timeout):
+                        reply = await connection.send(pack(command))
                     if isinstance(reply, hiredis.ReplyError):
                         raise RedisConnectionError(f"Redis refused {command[0]}: {reply}")
             except BaseException:

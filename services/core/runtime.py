@@ -28,6 +28,7 @@ from services.core.config import CommonSettings
 from services.core.errors import InvalidArgument, ServiceError
 from services.core.metrics import Metrics, dependency_of
 from services.core.stream_quota import StreamQuota, client_address
+from services.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +250,8 @@ class DependencyHealth:
         failing = []
         for name, check in self._checks.items():
             try:
-                await asyncio.wait_for(check(), timeout=max(self._interval, 1.0))
+                async with asyncio.timeout(max(self._interval, 1.0)):
+                    await check()
             except Exception:
                 failing.append(name)
                 self._metrics.dependency_errors.labels(name).inc()
@@ -275,16 +277,16 @@ class DependencyHealth:
         self._task = asyncio.create_task(self._loop(), name="dependency-health")
 
     async def _loop(self) -> None:
-        while True:
+        # The flag, not only cancellation, ends the loop: Python 3.11's wait_for (as
+        # in a dependency's client) swallows a cancel that lands as its call finishes.
+        while not self._stopping:
             await asyncio.sleep(self._interval)
             await self.check_once()
 
     async def shutting_down(self) -> None:
         self._stopping = True
         if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task], STOP_STEP_SECONDS)
         await self._set(False)
 
 
@@ -327,17 +329,13 @@ class ServiceApp:
         for hook in self.before_stop:
             await hook()
         await self.server.stop(grace)
-        for task in self._tasks:
-            task.cancel()
         # Bounded: a task stuck in a dependency's client must not turn SIGTERM
         # into a hang (the orchestrator would SIGKILL us without closing anything).
-        if self._tasks:
-            _, stuck = await asyncio.wait(self._tasks, timeout=STOP_STEP_SECONDS)
-            if stuck:
-                log.warning("background tasks did not stop", extra={"count": len(stuck)})
+        await cancel_and_wait(self._tasks, STOP_STEP_SECONDS)
         for hook in self.after_stop:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(hook(), STOP_STEP_SECONDS)
+                async with asyncio.timeout(STOP_STEP_SECONDS):
+                    await hook()
         self.metrics.stop()
         log.info("stopped", extra={"seconds": round(time.monotonic() - started, 3)})
 

@@ -31,12 +31,15 @@ from services.core.board import Board
 from services.core.clock import now_ms, timestamp
 from services.core.errors import ResourceExhausted, ServiceError, Unavailable
 from services.core.messaging import Subjects
+from services.core.tasks import cancel_and_wait
 from services.stream.standings import Standings
 
 log = logging.getLogger(__name__)
 
 # A new hub reads the quiz's past lifecycle events before serving its watchers.
 HISTORY_TIMEOUT_SECONDS = 5.0
+# How long closing a hub waits for each of its tasks to end.
+CLOSE_STEP_SECONDS = 5.0
 SHUTTING_DOWN = "this server is shutting down; reconnect to resume"
 
 
@@ -302,12 +305,11 @@ class QuizHub:
         self._closed = True
         if self._board_timer is not None:
             self._board_timer.cancel()
-        tasks = [t for t in (self.ready, self._standings_task) if t is not None and not t.done()]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        # `ready` first: a start that finishes anyway (a NATS call can swallow the
+        # cancel) has made the standings task by the time it is looked at.
+        await cancel_and_wait([self.ready], CLOSE_STEP_SECONDS)
+        if self._standings_task is not None:
+            await cancel_and_wait([self._standings_task], CLOSE_STEP_SECONDS)
         for subscription in self._subscriptions:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
@@ -470,7 +472,7 @@ class QuizHub:
     async def _send_standings(self) -> None:
         """Per snapshot, every watching player's rank and score in one Redis round trip;
         the shared snapshot bytes are reused and only `you` is added per player."""
-        while True:
+        while not self._closed:
             await self._standings_due.wait()
             self._standings_due.clear()
             watches = list(self._players)

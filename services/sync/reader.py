@@ -105,7 +105,8 @@ async def read_records(
                 PULL.format(stream=stream, consumer=name), json.dumps(request).encode(), inbox
             )
             try:
-                await asyncio.wait_for(pull.done, wait)
+                async with asyncio.timeout(wait):
+                    await pull.done
             except TimeoutError:
                 raise TimeoutError(f"JetStream sent nothing for {wait} s on {stream}") from None
             if pull.status is not None and pull.status[0] not in END_OF_PULL:
