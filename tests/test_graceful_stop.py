@@ -54,19 +54,19 @@ async def test_a_stuck_background_task_and_closer_do_not_stop_the_stop(
     assert closed == ["closed"]  # the closers after a stuck one still ran
 
 
-
 async def test_a_dependency_check_that_completes_as_the_stop_begins_does_not_outlive_it() -> None:
     # Python 3.11's asyncio.wait_for returns normally, swallowing the cancel, when
     # the call it wraps completes just as the cancel lands; a health loop stopped
     # only by cancelling it then kept checking, and the stop waited for ever.
     settings = CommonSettings(environment="test", grpc_port=0, metrics_port=0)
-    answer: asyncio.Future[None] | None = None
+    asked: asyncio.Queue[asyncio.Future[None]] = asyncio.Queue()
     checks = 0
 
     async def dependency_check() -> None:
-        nonlocal answer, checks
+        nonlocal checks
         checks += 1
         answer = asyncio.get_running_loop().create_future()
+        asked.put_nowait(answer)
         await answer
 
     def register(server: grpc.aio.Server) -> None:
@@ -76,13 +76,9 @@ async def test_a_dependency_check_that_completes_as_the_stop_begins_does_not_out
         settings, register, [], {"dependency": dependency_check}, Metrics("race")
     )
     start = asyncio.create_task(app.start())
-    while checks < 1:
-        await asyncio.sleep(0.01)
-    assert answer is not None
-    answer.set_result(None)  # the first check, made by start()
+    (await asked.get()).set_result(None)  # the first check, made by start()
     await start
-    while checks < 2:  # the periodic check is waiting for its answer
-        await asyncio.sleep(0.05)
+    answer = await asked.get()  # the periodic check is waiting for its answer
 
     answer.set_result(None)
     started = time.monotonic()
