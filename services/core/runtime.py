@@ -28,7 +28,7 @@ from services.core.config import CommonSettings
 from services.core.errors import InvalidArgument, ServiceError
 from services.core.metrics import Metrics, dependency_of
 from services.core.stream_quota import StreamQuota, client_address
-from services.core.tasks import cancel_and_wait
+from services.core.tasks import cancel_and_wait, run_bounded
 
 log = logging.getLogger(__name__)
 
@@ -325,17 +325,16 @@ class ServiceApp:
             return
         self._stopped = True
         started = time.monotonic()
+        # Every step bounded: a task stuck in a dependency's client must not turn
+        # SIGTERM into a hang (the orchestrator would SIGKILL us without closing
+        # anything).
         await self.health.shutting_down()
         for hook in self.before_stop:
-            await hook()
+            await run_bounded(hook(), STOP_STEP_SECONDS)
         await self.server.stop(grace)
-        # Bounded: a task stuck in a dependency's client must not turn SIGTERM
-        # into a hang (the orchestrator would SIGKILL us without closing anything).
         await cancel_and_wait(self._tasks, STOP_STEP_SECONDS)
         for hook in self.after_stop:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(STOP_STEP_SECONDS):
-                    await hook()
+            await run_bounded(hook(), STOP_STEP_SECONDS)
         self.metrics.stop()
         log.info("stopped", extra={"seconds": round(time.monotonic() - started, 3)})
 

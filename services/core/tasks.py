@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 
 log = logging.getLogger(__name__)
 
@@ -38,3 +38,20 @@ def _where(task: asyncio.Task[object]) -> str:
         return "?"
     code = frames[-1].f_code
     return f"{code.co_filename}:{frames[-1].f_lineno} in {code.co_name}"
+
+
+async def run_bounded(step: Awaitable[object], seconds: float) -> bool:
+    """Runs `step` for at most `seconds` (then cancels it, see `cancel_and_wait`);
+    True if it finished without an error. An error is logged, not raised: one
+    closing step that fails must not skip the next."""
+    name = getattr(step, "__qualname__", repr(step))
+    task = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait([task], timeout=seconds)
+    if not done:
+        log.warning("step did not finish in time", extra={"step": name, "at": _where(task)})
+        await cancel_and_wait([task], seconds)
+        return False
+    if task.exception() is not None:
+        log.warning("step failed", extra={"step": name, "error": repr(task.exception())})
+        return False
+    return True
