@@ -52,7 +52,12 @@ quizzes = Table(
     # Set by the sync job once every accepted answer of a closed quiz is in SQL:
     # from then on its leaderboard may be served from here and Redis may expire.
     Column("board_final", Boolean, nullable=False, default=False, server_default="0"),
+    # When the last host transition (start, advance, close) committed, until its
+    # announcement on JetStream succeeded: the deadline sweep announces it should
+    # the replica die or NATS fail in between.
+    Column("unannounced_ms", BigInteger),
     Index(None, "state", "question_deadline_ms"),
+    Index(None, "unannounced_ms"),
     Index(None, "created_ms"),
 )
 

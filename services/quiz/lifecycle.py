@@ -2,9 +2,11 @@
 
 Every transition is a compare-and-set on the quiz row, with the matching Redis
 write inside the same SQL transaction (so a failed Redis write rolls it back),
-followed by its announcement on JetStream. A question's close is a fact derived
-from its stored deadline: every replica sweeps for passed deadlines and announces
-them with the same message id, so duplicates vanish.
+followed by its announcement on JetStream. A host's transition marks the row
+until it has been announced; should its replica die or NATS fail in between, the
+sweep announces it from the row. A question's close is a fact derived from its
+stored deadline: every replica sweeps for passed deadlines and announces them.
+Message ids are deterministic, so an announcement made twice is stored once.
 """
 
 from __future__ import annotations
@@ -12,17 +14,23 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from dataclasses import replace
+from typing import Any, cast
 
 from quizmesh.common.v1 import common_pb2, events_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.core.clock import now_ms, timestamp
-from services.core.errors import FailedPrecondition
+from services.core.errors import FailedPrecondition, Unavailable
 from services.quiz.announcer import Announcer
 from services.quiz.live import LiveQuizzes
 from services.quiz.store import Question, QuizRecord, QuizStore
 
 log = logging.getLogger(__name__)
+
+# How long a host's request has to announce its own transition before the sweep
+# does (its publish retries take about as long).
+ANNOUNCE_GRACE_MS = 3_000
 
 
 def question_view(
@@ -87,24 +95,20 @@ class Lifecycle:
         qs = await self.questions.get(quiz.id)
         now = now_ms()
         deadline = now + qs[0].time_limit_ms
+        changes: dict[str, Any] = {
+            "state": "RUNNING",
+            "current_question": 0,
+            "question_opened_ms": now,
+            "question_deadline_ms": deadline,
+            "started_ms": now,
+            "unannounced_ms": now,
+        }
         async with self.engine.begin() as conn:
-            won = await self.store.transition(
-                conn,
-                quiz.id,
-                {"state": "OPEN"},
-                state="RUNNING",
-                current_question=0,
-                question_opened_ms=now,
-                question_deadline_ms=deadline,
-                started_ms=now,
-            )
+            won = await self.store.transition(conn, quiz.id, {"state": "OPEN"}, **changes)
             if not won:
                 raise FailedPrecondition(f"quiz {quiz.id} has already been started")
             await self.live.open_question(quiz.id, 0, now, deadline)
-        await self.announcer.quiz_started(quiz.id, len(qs), now)
-        await self.announcer.question_opened(
-            quiz.id, question_view(qs[0], now, deadline, reveal=False), len(qs), now
-        )
+        await self._announce_committed(replace(quiz, **changes))
 
     async def advance(self, quiz: QuizRecord) -> None:
         if quiz.state != "RUNNING":
@@ -115,51 +119,111 @@ class Lifecycle:
         if current + 1 >= len(qs):
             await self.close(quiz, events_pb2.CLOSE_REASON_HOST)
             return
+        await self._previous_announced(quiz)
         now = now_ms()
         nxt = qs[current + 1]
         deadline = now + nxt.time_limit_ms
+        changes: dict[str, Any] = {
+            "current_question": current + 1,
+            "question_opened_ms": now,
+            "question_deadline_ms": deadline,
+            "closed_question": current,
+            "unannounced_ms": now,
+        }
         async with self.engine.begin() as conn:
             won = await self.store.transition(
-                conn,
-                quiz.id,
-                {"state": "RUNNING", "current_question": current},
-                current_question=current + 1,
-                question_opened_ms=now,
-                question_deadline_ms=deadline,
-                closed_question=current,
+                conn, quiz.id, {"state": "RUNNING", "current_question": current}, **changes
             )
             if not won:
                 raise FailedPrecondition(f"quiz {quiz.id} changed meanwhile; look again and retry")
             await self.live.open_question(quiz.id, nxt.index, now, deadline)
-        await self.announcer.question_closed(quiz.id, current, qs[current].correct_choice, now)
-        await self.announcer.question_opened(
-            quiz.id, question_view(nxt, now, deadline, reveal=False), len(qs), now
-        )
+        await self._announce_committed(replace(quiz, **changes))
 
     async def close(self, quiz: QuizRecord, reason: events_pb2.CloseReason.ValueType) -> None:
         if quiz.state == "CLOSED":
             raise FailedPrecondition(f"quiz {quiz.id} is already closed")
+        await self._previous_announced(quiz)
         now = now_ms()
+        changes: dict[str, Any] = {
+            "state": "CLOSED",
+            "closed_ms": now,
+            "close_reason": int(reason),
+            "closed_question": quiz.current_question,
+            "unannounced_ms": now,
+        }
         async with self.engine.begin() as conn:
             won = await self.store.transition(
                 conn,
                 quiz.id,
                 {"state": quiz.state, "current_question": quiz.current_question},
-                state="CLOSED",
-                closed_ms=now,
-                close_reason=int(reason),
-                closed_question=quiz.current_question,
+                **changes,
             )
             if not won:
                 raise FailedPrecondition(f"quiz {quiz.id} changed meanwhile; look again and retry")
             await self.live.close(quiz.id, now)
-        if quiz.current_question >= 0:
-            qs = await self.questions.get(quiz.id)
-            current = qs[quiz.current_question]
-            await self.announcer.question_closed(
-                quiz.id, current.index, current.correct_choice, now
+        await self._announce_committed(replace(quiz, **changes))
+
+    async def _previous_announced(self, quiz: QuizRecord) -> None:
+        """At most one transition of a quiz awaits its announcement: the next waits
+        for it, so that watchers see every step, in order."""
+        if quiz.unannounced_ms is None:
+            return
+        try:
+            await self._announce(quiz)
+        except Exception as e:
+            raise Unavailable(
+                f"the previous step of quiz {quiz.id} has not reached its watchers yet; "
+                "retry in a moment"
+            ) from e
+
+    async def _announce_committed(self, quiz: QuizRecord) -> None:
+        """The host's transition is committed whatever happens here: if it cannot be
+        announced now, the sweep announces it (the host is not told to retry)."""
+        try:
+            await self._announce(quiz)
+        except Exception as e:
+            log.warning(
+                "transition not announced yet; the sweep will",
+                extra={"quiz_id": quiz.id, "error": repr(e)},
             )
-        await self.announcer.quiz_closed(quiz.id, reason, now)
+
+    async def _announce(self, quiz: QuizRecord) -> None:
+        """Announces what the quiz's last host transition did, as its row says, then
+        clears the row's mark."""
+        qs = await self.questions.get(quiz.id)
+        current = quiz.current_question
+        if quiz.state == "RUNNING":
+            opened = quiz.question_opened_ms or 0
+            if current == 0:
+                await self.announcer.quiz_started(quiz.id, len(qs), quiz.started_ms or opened)
+            else:
+                previous = qs[current - 1]
+                await self.announcer.question_closed(
+                    quiz.id, previous.index, previous.correct_choice, opened
+                )
+            view = question_view(qs[current], opened, quiz.question_deadline_ms, reveal=False)
+            await self.announcer.question_opened(quiz.id, view, len(qs), opened)
+        elif quiz.state == "CLOSED":
+            at = quiz.closed_ms or now_ms()
+            if current >= 0:
+                await self.announcer.question_closed(
+                    quiz.id, current, qs[current].correct_choice, at
+                )
+            reason = cast(events_pb2.CloseReason.ValueType, quiz.close_reason)
+            await self.announcer.quiz_closed(quiz.id, reason, at)
+        if quiz.unannounced_ms is not None:
+            await self.store.mark_announced(quiz.id, quiz.unannounced_ms)
+
+    async def announce_pending(self) -> int:
+        """Announces the host transitions that their own request did not (a replica
+        that died, NATS that failed) within ANNOUNCE_GRACE_MS."""
+        pending = await self.store.unannounced(now_ms() - ANNOUNCE_GRACE_MS)
+        for quiz in pending:
+            try:
+                await self._announce(quiz)
+            except Exception:
+                log.exception("announcement failed", extra={"quiz_id": quiz.id})
+        return len(pending)
 
     async def close_due_questions(self) -> int:
         """Announces every question whose deadline passed; closes finished quizzes."""
@@ -204,6 +268,7 @@ class Lifecycle:
     async def sweep_deadlines(self, interval: float) -> None:
         while True:
             try:
+                await self.announce_pending()
                 await self.close_due_questions()
             except Exception:
                 log.exception("deadline sweep failed")

@@ -61,6 +61,11 @@ class QuizRecord:
     closed_question: int
     created_ms: int
     board_final: bool
+    started_ms: int | None = None
+    closed_ms: int | None = None
+    close_reason: int = 0
+    # Set while the last host transition awaits its announcement (see Lifecycle).
+    unannounced_ms: int | None = None
 
     def question_closed(self, index: int, now: int) -> bool:
         """Whether question `index` no longer takes answers (so its answer may be shown)."""
@@ -85,6 +90,10 @@ def _quiz(row: object) -> QuizRecord:
         closed_question=m["closed_question"],
         created_ms=m["created_ms"],
         board_final=bool(m["board_final"]),
+        started_ms=m["started_ms"],
+        closed_ms=m["closed_ms"],
+        close_reason=m["close_reason"],
+        unannounced_ms=m["unannounced_ms"],
     )
 
 
@@ -331,10 +340,31 @@ class QuizStore:
                     quizzes.c.state == "RUNNING",
                     quizzes.c.question_deadline_ms <= now,
                     quizzes.c.closed_question < quizzes.c.current_question,
+                    # Its opening first: a close must not reach watchers before it.
+                    quizzes.c.unannounced_ms.is_(None),
                 )
                 .limit(limit)
             )
             return [_quiz(r) for r in rows]
+
+    async def unannounced(self, before_ms: int, limit: int = 100) -> list[QuizRecord]:
+        """Quizzes whose last host transition, made before `before_ms`, is not known
+        to have been announced."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(quizzes).where(quizzes.c.unannounced_ms <= before_ms).limit(limit)
+            )
+            return [_quiz(r) for r in rows]
+
+    async def mark_announced(self, quiz_id: str, transition_ms: int) -> None:
+        """Records that the transition made at `transition_ms` was announced (a later
+        transition keeps its own mark)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(quizzes)
+                .where(quizzes.c.id == quiz_id, quizzes.c.unannounced_ms == transition_ms)
+                .values(unannounced_ms=None)
+            )
 
     async def active_ids(self, limit: int = 10_000) -> list[str]:
         """Quizzes that must have live state in Redis (joinable or running)."""
