@@ -360,6 +360,31 @@ async def start_nats(port: int | None = None) -> NatsServer:
     return server
 
 
+async def start_nats_cluster(size: int = 3) -> list[NatsServer]:
+    """`size` started private nats-servers with JetStream, routed into one cluster
+    (each restarts into it); stop them with close()."""
+    ports = [free_port() for _ in range(size)]
+    route_ports = [free_port() for _ in range(size)]
+    routes = ",".join(f"nats://127.0.0.1:{port}" for port in route_ports)
+    servers = []
+    for index, (port, route_port) in enumerate(zip(ports, route_ports, strict=True)):
+        directory = Path(tempfile.mkdtemp(prefix=f"quizmesh-nats{index}-"))
+        argv = [
+            str(nats_binary()),
+            *("-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(directory / "jetstream")),
+            *("--server_name", f"n{index}", "--cluster_name", "quizmesh"),
+            *("--cluster", f"nats://127.0.0.1:{route_port}", "--routes", routes),
+        ]
+        servers.append(NatsServer(f"nats{index}", argv, port, directory))
+    try:
+        # Together: a server's JetStream waits for a quorum of its routes to serve.
+        await asyncio.gather(*(server.start() for server in servers))
+    except BaseException:
+        await asyncio.gather(*(server.close() for server in servers))
+        raise
+    return servers
+
+
 # --- the configured servers, or local ones ------------------------------------------------
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_STATE_DIR = Path(".quizmesh")
@@ -23,7 +23,11 @@ class CommonSettings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # One URL, or several separated by commas (the servers of a NATS cluster).
     nats_url: str = "nats://127.0.0.1:4222"
+    # Copies JetStream keeps of each stream: 3 on a cluster of 3 or more, so that an
+    # accepted answer survives the loss of a NATS server (1 on a single server).
+    nats_stream_replicas: int = Field(default=1, ge=1, le=5)
     database_url: str = f"sqlite+aiosqlite:///{DEV_STATE_DIR}/quizmesh.db"
     # Namespaces, so that tests and several deployments share servers safely.
     key_prefix: str = "qm:"

@@ -32,7 +32,7 @@ class Connections:
         nc = await messaging.connect(settings.nats_url, name=name)
         js = nc.jetstream()
         subjects = messaging.Subjects(settings.nats_prefix)
-        await messaging.ensure_streams(js, subjects)
+        await messaging.ensure_streams(js, subjects, settings.nats_stream_replicas)
         return cls(redis, nc, js, subjects)
 
     def checks(self) -> dict[str, Check]:

@@ -79,7 +79,7 @@ async def connect(url: str, name: str, reconnect: bool = True) -> NatsClient:
         log.info("nats reconnected")
 
     return await nats.connect(
-        url,
+        [server.strip() for server in url.split(",")],
         name=name,
         allow_reconnect=reconnect,
         max_reconnect_attempts=-1 if reconnect else 1,
@@ -91,8 +91,10 @@ async def connect(url: str, name: str, reconnect: bool = True) -> NatsClient:
     )
 
 
-async def ensure_streams(js: JetStreamContext, subjects: Subjects) -> None:
-    """Creates (or updates) our two streams; safe for many replicas at once."""
+async def ensure_streams(js: JetStreamContext, subjects: Subjects, replicas: int = 1) -> None:
+    """Creates (or updates) our two streams, each kept in `replicas` copies; safe for
+    many replicas at once. A changed copy count is applied to existing streams (NATS
+    moves their data)."""
     for name, subject in (
         (subjects.events_stream, subjects.all("events")),
         (subjects.answers_stream, subjects.all("answers")),
@@ -104,6 +106,7 @@ async def ensure_streams(js: JetStreamContext, subjects: Subjects) -> None:
             storage=StorageType.FILE,
             discard=DiscardPolicy.OLD,
             duplicate_window=DUPLICATE_WINDOW_SECONDS,
+            num_replicas=replicas,
         )
         try:
             await js.add_stream(config)

@@ -219,7 +219,11 @@ async def run_sync(settings: Settings) -> SyncReport:
     nc: NatsClient | None = None
     try:
         nc = await messaging.connect(settings.nats_url, name="sync", reconnect=False)
-        await messaging.ensure_streams(nc.jetstream(), messaging.Subjects(settings.nats_prefix))
+        await messaging.ensure_streams(
+            nc.jetstream(),
+            messaging.Subjects(settings.nats_prefix),
+            settings.nats_stream_replicas,
+        )
         return await SyncJob(engine, nc, redis, settings).run()
     finally:
         if nc is not None:
