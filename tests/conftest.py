@@ -10,7 +10,9 @@ keeps to its own database, key prefix and stream names and removes them after.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,6 +29,19 @@ from services.core.auth import ensure_dev_keys
 from tests.stack import Backends, Stack, forget, running_stack
 
 DEFAULT_MYSQL = "mysql+aiomysql://root@127.0.0.1:3306/test"
+
+
+# After the run, the interpreter must exit within this long.
+EXIT_SECONDS = 60
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A run whose teardown left something that blocks the interpreter's exit (a
+    thread, an atexit handler, a task that will not be cancelled) ends within a
+    minute with exit code 1 and every thread's stack, instead of holding CI until
+    its own timeout."""
+    faulthandler.dump_traceback_later(EXIT_SECONDS, exit=True, file=sys.__stderr__ or 2)
 
 
 def private_database(
