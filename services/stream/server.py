@@ -1,5 +1,5 @@
-"""Wiring of the stream service: Redis, NATS/JetStream, token keys; `create_server`
-for tests."""
+"""Wiring of the stream service: Redis, NATS/JetStream, token keys, SQL for quizzes
+Redis does not hold; `create_server` for tests."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from services.core import runtime
 from services.core.board import Board
 from services.core.connections import Connections, token_verifier
 from services.core.metrics import Metrics
+from services.database.engine import create_engine
+from services.recovery.live_state import LiveStateRecovery
 from services.stream.config import Settings
 from services.stream.hub import QuizHub, QuizHubs
 from services.stream.metrics import StreamMetrics
@@ -21,6 +23,9 @@ async def create_server(settings: Settings) -> runtime.ServiceApp:
     measured = StreamMetrics.of(metrics)
     conn = await Connections.open(settings, "stream")
     board = Board(conn.redis, settings.key_prefix)
+    # SQL only for watchers of quizzes Redis does not hold (see StreamService._acquire);
+    # not a health dependency: live updates do not need it.
+    engine = create_engine(settings.database_url)
     hubs = QuizHubs(
         functools.partial(
             QuizHub,
@@ -34,7 +39,13 @@ async def create_server(settings: Settings) -> runtime.ServiceApp:
             board_interval_seconds=settings.board_interval_seconds,
         )
     )
-    service = StreamService(board, hubs, verifier, settings.heartbeat_seconds, measured)
+    service = StreamService(
+        LiveStateRecovery.of(engine, conn, settings),
+        hubs,
+        verifier,
+        settings.heartbeat_seconds,
+        measured,
+    )
     app = runtime.build_server(
         settings,
         service.register,
@@ -43,7 +54,7 @@ async def create_server(settings: Settings) -> runtime.ServiceApp:
         metrics,
     )
     app.before_stop.append(hubs.close)
-    app.after_stop.append(conn.close)
+    app.after_stop += [conn.close, engine.dispose]
     return app
 
 

@@ -17,8 +17,8 @@ from quizmesh.stream.v1 import stream_pb2
 
 from services.core import ids
 from services.core.auth import Role, TokenVerifier
-from services.core.board import Board
-from services.core.errors import NotFound
+from services.core.errors import FailedPrecondition
+from services.recovery.live_state import LiveStateRecovery
 from services.stream.hub import QuizHub, QuizHubs, Watch
 from services.stream.metrics import StreamMetrics
 
@@ -75,14 +75,14 @@ async def deliver(watch: Watch, heartbeat_seconds: float) -> AsyncIterator[bytes
 class StreamService:
     def __init__(
         self,
-        board: Board,
+        recovery: LiveStateRecovery,
         hubs: QuizHubs,
         verifier: TokenVerifier,
         heartbeat_seconds: float,
         metrics: StreamMetrics,
     ) -> None:
         self.metrics = metrics
-        self.board = board
+        self.recovery = recovery
         self.hubs = hubs
         self.verifier = verifier
         self.heartbeat_seconds = heartbeat_seconds
@@ -141,9 +141,14 @@ class StreamService:
 
     async def _acquire(self, quiz_id: str) -> QuizHub:
         # A quiz with a hub here exists: a reconnect storm of 10,000 watchers then
-        # costs no Redis round trip per watcher.
-        if not self.hubs.watching(quiz_id) and not await self.board.exists(quiz_id):
-            raise NotFound(f"quiz {quiz_id} not found")
+        # costs no Redis round trip per watcher. Without live state in Redis, SQL
+        # tells an unknown quiz (NOT_FOUND) from one being restored after Redis lost
+        # it (UNAVAILABLE: clients retry) and from one long over.
+        if not self.hubs.watching(quiz_id) and not await self.recovery.ensure_live(quiz_id):
+            raise FailedPrecondition(
+                f"quiz {quiz_id} is over and has no live updates any more; "
+                "its final leaderboard is at GetLeaderboard"
+            )
         return await self.hubs.acquire(quiz_id)
 
     async def _send(self, watch: Watch, rpc: str, context: grpc.aio.ServicerContext) -> None:
