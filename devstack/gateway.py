@@ -105,6 +105,9 @@ class GatewaySettings:
     jwks_path: Path = DEV_JWKS
     token_issuer: str = "quizmesh"
     token_audience: str = "quizmesh"
+    # Verified tokens each Envoy worker keeps (LRU): a player's answers then cost one
+    # ES256 verification per token, not one per request. Expiry is checked on every use.
+    jwt_cache_size: int = 10_000
     # Per client address: a classroom behind one NAT joins at once, hence the burst.
     join_limit: RateLimit = RateLimit(burst=60, refill=1, every_seconds=1)
     # Per player: one answer per question, plus retries (answers are idempotent).
@@ -283,6 +286,7 @@ def _placeholders(settings: GatewaySettings, services: Sequence[str]) -> dict[st
         "jwks_path": str(settings.jwks_path.resolve()),
         "token_issuer": settings.token_issuer,
         "token_audience": settings.token_audience,
+        "jwt_cache_size": settings.jwt_cache_size,
         "join_bucket": settings.join_limit.token_bucket(),
         "join_retry_after": settings.join_limit.retry_after_seconds,
         "answer_retry_after": settings.answer_limit.retry_after_seconds,

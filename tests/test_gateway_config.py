@@ -658,6 +658,32 @@ async def test_expired_token_says_so(http: httpx.AsyncClient, keys: Keys) -> Non
     assert "expired" in assert_json_error(response, 401, grpc.StatusCode.UNAUTHENTICATED)
 
 
+async def jwt_cache_hits(envoy: EnvoyProcess) -> int:
+    async with httpx.AsyncClient(base_url=envoy.admin_url, timeout=5) as admin:
+        stats = (await admin.get("/stats", params={"filter": "jwt_cache_hit"})).text
+    return sum(int(line.rsplit(":", 1)[1]) for line in stats.splitlines() if ":" in line)
+
+
+async def test_envoy_verifies_a_token_once_yet_refuses_it_once_it_expires(
+    envoy: EnvoyProcess, http: httpx.AsyncClient, backend: Backend, keys: Keys
+) -> None:
+    # Expired 55 s ago: Envoy's 60 s clock skew still lets it through for 5 s.
+    token = keys.token("erin", ttl=-55)
+    hits = await jwt_cache_hits(envoy)
+
+    first = await http.get(f"/v1/quizzes/{QUIZ_ID}", headers=bearer(token))
+    again = await http.get(f"/v1/quizzes/{QUIZ_ID}", headers=bearer(token))
+    cached = await jwt_cache_hits(envoy) - hits
+    await asyncio.sleep(7)
+    before = len(backend.calls)
+    expired = await http.get(f"/v1/quizzes/{QUIZ_ID}", headers=bearer(token))
+
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert cached == 1  # the second request was not verified again
+    assert "expired" in assert_json_error(expired, 401, grpc.StatusCode.UNAUTHENTICATED)
+    assert len(backend.calls) == before  # refused at the edge, cache or not
+
+
 async def test_native_grpc_with_bad_token_is_unauthenticated(
     channel: grpc.aio.Channel, keys: Keys
 ) -> None:
