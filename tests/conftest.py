@@ -10,6 +10,7 @@ keeps to its own database, key prefix and stream names and removes them after.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import faulthandler
 import os
 import sys
@@ -77,6 +78,18 @@ async def backends(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Ba
             jwks_file=keys / "jwks.json",
             signing_key_file=keys / "signing-key.pem",
         )
+
+
+@pytest.fixture(scope="module")
+async def own_backends(
+    backends: Backends, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Backends]:
+    """The shared servers with a database of the module's own: a quiz service the
+    module starts sweeps and restores that module's quizzes only, not every other
+    test's (and announces nothing of theirs under its own NATS prefix)."""
+    server = os.environ.get("QUIZMESH_TEST_MYSQL_URL", DEFAULT_MYSQL)
+    async with private_database(server, tmp_path_factory.mktemp("own-db")) as url:
+        yield dataclasses.replace(backends, database_url=url)
 
 
 @pytest.fixture(scope="session")

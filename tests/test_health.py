@@ -52,9 +52,9 @@ async def test_every_service_reports_serving_and_lists_itself_by_reflection(
 
 
 async def test_health_turns_not_serving_while_redis_is_down(
-    backends: Backends, private_redis: infra.ValkeyServer
+    own_backends: Backends, private_redis: infra.ValkeyServer
 ) -> None:
-    mine = dataclasses.replace(backends, redis_url=private_redis.url)
+    mine = dataclasses.replace(own_backends, redis_url=private_redis.url)
     async with running_stack(mine) as stack:
         for channel in stack.channels.values():
             await until(channel, SERVING)
@@ -67,9 +67,9 @@ async def test_health_turns_not_serving_while_redis_is_down(
 
 
 async def test_health_turns_not_serving_while_nats_is_down(
-    backends: Backends, private_nats: infra.NatsServer
+    own_backends: Backends, private_nats: infra.NatsServer
 ) -> None:
-    mine = dataclasses.replace(backends, nats_url=private_nats.url)
+    mine = dataclasses.replace(own_backends, nats_url=private_nats.url)
     async with running_stack(mine) as stack:
         for channel in stack.channels.values():
             await until(channel, SERVING)

@@ -42,10 +42,10 @@ IDLE_TIMEOUT = 2.0
 
 
 @pytest.fixture(scope="module")
-async def limited(backends: Backends) -> AsyncIterator[Stack]:
+async def limited(own_backends: Backends) -> AsyncIterator[Stack]:
     """A stack whose stream service allows 2 watches per client, heartbeat 0.5 s."""
     async with running_stack(
-        backends, max_streams_per_client=CAP, heartbeat_seconds=HEARTBEAT
+        own_backends, max_streams_per_client=CAP, heartbeat_seconds=HEARTBEAT
     ) as stack:
         yield stack
 

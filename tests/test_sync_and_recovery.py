@@ -4,8 +4,6 @@ idempotently; a quiz's live state is rebuilt exactly from SQL plus JetStream."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,7 +19,6 @@ from services.database.tables import answers, quizzes, scores
 from services.sync.config import Settings as SyncSettings
 from services.sync.job import run_sync
 from tests.api import GrpcApi
-from tests.conftest import DEFAULT_MYSQL, private_database
 from tests.game import Player, answer, join
 from tests.retry import until_available
 from tests.stack import Backends, Stack, running_stack
@@ -38,17 +35,6 @@ QUIZ = {
         for i in range(3)
     ],
 }
-
-
-@pytest.fixture(scope="module")
-async def own_backends(
-    backends: Backends, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Backends]:
-    """The shared servers with a database of this module's own: the quiz service's
-    restore sweep sees this module's active quizzes only, not every other test's."""
-    server = os.environ.get("QUIZMESH_TEST_MYSQL_URL", DEFAULT_MYSQL)
-    async with private_database(server, tmp_path_factory.mktemp("recovery-db")) as url:
-        yield dataclasses.replace(backends, database_url=url)
 
 
 @pytest.fixture(scope="module")
