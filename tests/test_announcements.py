@@ -74,6 +74,18 @@ async def announced_within(
     return await announced(stack, quiz_id)
 
 
+async def unannounced_steps_within(stack: Stack, expected: int, seconds: float = 15.0) -> int:
+    """The quiz service's quizmesh_unannounced_steps once it is `expected` (or at the end)."""
+    registry = stack.apps["quiz"].metrics.registry
+    value = None
+    for _ in range(int(seconds / 0.2)):
+        value = registry.get_sample_value("quizmesh_unannounced_steps")
+        if value == expected:
+            break
+        await asyncio.sleep(0.2)
+    return int(value or 0)
+
+
 async def hosted_quiz(stack: Stack) -> tuple[GrpcApi, str, str]:
     """An API client, a host's token and the id of the host's new quiz."""
     host = stack.host_token("alice")
@@ -92,8 +104,10 @@ async def test_a_start_that_could_not_be_announced_reaches_watchers_later_and_on
     with pytest.raises(ApiError) as refused:
         await api.call("AdvanceQuestion", {"quiz_id": quiz_id}, host)
     unannounced = await announced(stack, quiz_id)
+    alarm = await unannounced_steps_within(stack, 1)  # past the grace, still failing
     outage.on = False
     later = await announced_within(stack, quiz_id, count=2)
+    alarm_after = await unannounced_steps_within(stack, 0)
     await asyncio.sleep(1.0)  # the sweep does not announce it again
     settled = await announced(stack, quiz_id)
     await api.call("AdvanceQuestion", {"quiz_id": quiz_id}, host)
@@ -103,6 +117,7 @@ async def test_a_start_that_could_not_be_announced_reaches_watchers_later_and_on
     assert refused.value.code == grpc.StatusCode.UNAVAILABLE
     assert "has not reached its watchers yet" in refused.value.message
     assert unannounced == []
+    assert (alarm, alarm_after) == (1, 0)  # quizmesh_unannounced_steps, for an alert
     assert later == settled == ["quiz_started", "opened 0"]
     assert after_advance == ["quiz_started", "opened 0", "closed 0", "opened 1"]
 

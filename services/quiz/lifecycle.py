@@ -17,6 +17,7 @@ from collections import OrderedDict
 from dataclasses import replace
 from typing import Any, cast
 
+from prometheus_client import Gauge
 from quizmesh.common.v1 import common_pb2, events_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -216,14 +217,16 @@ class Lifecycle:
 
     async def announce_pending(self) -> int:
         """Announces the host transitions that their own request did not (a replica
-        that died, NATS that failed) within ANNOUNCE_GRACE_MS."""
+        that died, NATS that failed) within ANNOUNCE_GRACE_MS; how many still are not."""
         pending = await self.store.unannounced(now_ms() - ANNOUNCE_GRACE_MS)
+        failed = 0
         for quiz in pending:
             try:
                 await self._announce(quiz)
             except Exception:
+                failed += 1
                 log.exception("announcement failed", extra={"quiz_id": quiz.id})
-        return len(pending)
+        return failed
 
     async def close_due_questions(self) -> int:
         """Announces every question whose deadline passed; closes finished quizzes."""
@@ -265,10 +268,12 @@ class Lifecycle:
                 quiz.id, events_pb2.CLOSE_REASON_LAST_QUESTION, deadline
             )
 
-    async def sweep_deadlines(self, interval: float) -> None:
+    async def sweep_deadlines(self, interval: float, unannounced: Gauge) -> None:
+        """Every `interval`: pending announcements (their count left in `unannounced`),
+        then passed deadlines."""
         while True:
             try:
-                await self.announce_pending()
+                unannounced.set(await self.announce_pending())
                 await self.close_due_questions()
             except Exception:
                 log.exception("deadline sweep failed")

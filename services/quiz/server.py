@@ -45,8 +45,13 @@ async def create_server(settings: Settings) -> runtime.ServiceApp:
         metrics,
     )
     recovery = LiveStateRecovery.of(engine, conn, settings)
+    unannounced = metrics.gauge(
+        "quizmesh_unannounced_steps",
+        "Host steps (start, advance, close) committed over 3 s ago whose announcement "
+        "on NATS failed again at the last sweep",
+    )
     app.background += [
-        lambda: service.lifecycle.sweep_deadlines(settings.deadline_sweep_ms / 1000),
+        lambda: service.lifecycle.sweep_deadlines(settings.deadline_sweep_ms / 1000, unannounced),
         lambda: restore_lost_states(service.store, recovery, settings.restore_check_seconds),
         lambda: report_sync_lag(engine, conn.js, conn.subjects, metrics, every=5.0),
     ]
