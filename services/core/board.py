@@ -105,9 +105,6 @@ class Board:
     def keys(self, quiz_id: str) -> QuizKeys:
         return QuizKeys(self.prefix, quiz_id)
 
-    async def exists(self, quiz_id: str) -> bool:
-        return bool(await self.redis.exists(self.keys(quiz_id).state))
-
     async def status(self, quiz_id: str) -> str | None:
         """OPEN, RUNNING or CLOSED; None when the quiz is not in Redis."""
         status = await self.redis.hget(self.keys(quiz_id).state, "status")
