@@ -62,7 +62,7 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("JetStream record", ("nats/", "_record", "score/answer_log.py")),
     ("Redis script", ("redis/", "AnswerBook", "core/pipeline.py")),
     (
-        "interceptor (services/core)",
+        "interceptor (services/mesh)",
         ("ErrorInterceptor", "_Handling", "_parser", "core/validation.py", "core/tracing.py"),
     ),
     ("handler (rest)", ("ScoreService", "score/store.py", "score/batch.py")),

@@ -49,8 +49,8 @@ from benchmarks._fanout_stack import BenchStack, Player, add_stack_args, profile
 from benchmarks._fanout_watchers import ClientProcesses, Report
 from benchmarks._stack import run_cleanly
 from devstack.gateway import EnvoyProcess, RateLimit, local_gateway, write_envoy_config
-from services.core.auth import Role
-from services.core.board import QuizKeys
+from services.identity.tokens import Role
+from services.live.board import QuizKeys
 
 TIME_LIMIT_MS = 20_000
 

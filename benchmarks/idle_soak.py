@@ -31,8 +31,8 @@ from quizmesh.stream.v1 import stream_pb2, stream_pb2_grpc
 from benchmarks._stack import run_cleanly
 from devstack import infra
 from devstack.gateway import EnvoyProcess, local_gateway, write_envoy_config
-from services.core.auth import ensure_dev_keys
 from services.database.migrate import upgrade
+from services.identity.tokens import ensure_dev_keys
 from services.stream.config import Settings as StreamSettings
 from tests.stack import Backends, bearer, running_stack
 

@@ -40,9 +40,9 @@ from sqlalchemy.engine import make_url
 from benchmarks._intake_echo import METHOD as ECHO_METHOD
 from benchmarks._intake_echo import sample_request
 from benchmarks._stack import ServiceStack, Space, add_server_args, py_spy, run_cleanly
-from services.core.board import QuizKeys
-from services.core.paging import encode_token
 from services.database.engine import create_engine
+from services.live.board import QuizKeys
+from services.mesh.paging import encode_token
 from services.quiz.store import ENROL_BATCH, QuizStore
 
 SERVICES = ("quiz", "leaderboard")

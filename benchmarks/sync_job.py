@@ -31,9 +31,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from benchmarks._stack import Space, add_server_args, py_spy, run_cleanly
-from services.core import messaging
-from services.core.clock import now_ms, timestamp
 from services.database.engine import create_engine
+from services.mesh import messaging
+from services.mesh.clock import now_ms, timestamp
 from services.quiz.store import Question, QuizStore, insert_players
 from services.sync.config import Settings
 from services.sync.job import SyncJob, SyncReport

@@ -26,8 +26,8 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from services.core.config import CommonSettings
 from services.database.engine import create_engine
+from services.mesh.config import CommonSettings
 
 log = logging.getLogger(__name__)
 

@@ -31,9 +31,9 @@ from devstack.gateway import (
     GatewaySettings,
     write_envoy_config,
 )
-from services.core.auth import ensure_dev_keys
-from services.core.config import DEV_STATE_DIR, CommonSettings
 from services.database.migrate import upgrade
+from services.identity.tokens import ensure_dev_keys
+from services.mesh.config import DEV_STATE_DIR, CommonSettings
 from services.sync.config import SCHEDULE, SCHEDULE_SECONDS
 
 log = logging.getLogger("devstack")

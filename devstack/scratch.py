@@ -14,9 +14,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.core.messaging import Subjects
 from services.database.engine import create_engine
 from services.database.migrate import upgrade
+from services.mesh.messaging import Subjects
 
 
 @contextlib.asynccontextmanager

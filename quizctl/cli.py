@@ -38,9 +38,9 @@ from quizctl.client import (
 from quizctl.enrol import enrol
 from quizctl.quizfile import QuizFileError, load_quiz_file
 from quizctl.recover import recover
-from services.core.auth import Role
-from services.core.config import CommonSettings
-from services.core.errors import ServiceError
+from services.identity.tokens import Role
+from services.mesh.config import CommonSettings
+from services.mesh.errors import ServiceError
 from services.quiz.store import ENROL_BATCH, DuplicateKey
 
 EXIT_OK = 0

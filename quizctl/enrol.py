@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from services.core import ids
-from services.core.config import CommonSettings
-from services.core.connections import Connections
+from services import ids
 from services.database.engine import create_engine
+from services.mesh.config import CommonSettings
+from services.mesh.connections import Connections
 from services.quiz.announcer import Announcer
 from services.quiz.store import ENROL_BATCH, QuizStore
 

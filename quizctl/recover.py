@@ -4,10 +4,10 @@ SQL plus the JetStream record, talking to Redis, NATS and the database directly
 
 from __future__ import annotations
 
-from services.core import ids
-from services.core.config import CommonSettings
-from services.core.connections import Connections
+from services import ids
 from services.database.engine import create_engine
+from services.mesh.config import CommonSettings
+from services.mesh.connections import Connections
 from services.recovery.live_state import LiveStateRecovery, Rebuilt
 
 

@@ -25,7 +25,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from services.core.auth import is_dev_key_file, jwks_for
+from services.identity.tokens import is_dev_key_file, jwks_for
 
 SECRET_NAME = "quizmesh-keys"
 

@@ -1,4 +1,4 @@
-"""Quiz state written straight into Redis in the layout of services/core/board.py, as
+"""Quiz state written straight into Redis in the layout of services/live/board.py, as
 the quiz and score services would leave it, for tests of the services that read it.
 
 Nothing here cleans up: the keys live under the test's own key prefix, and
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from services.core.board import QuizKeys, pack
+from services.live.board import QuizKeys, pack
 
 
 @dataclass(frozen=True)

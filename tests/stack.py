@@ -19,10 +19,10 @@ from quizmesh.score.v1 import score_pb2_grpc
 from quizmesh.stream.v1 import stream_pb2_grpc
 
 from devstack import scratch
-from services.core import runtime
-from services.core.auth import Role, TokenIssuer
+from services.identity.tokens import Role, TokenIssuer
 from services.leaderboard import server as leaderboard_server
 from services.leaderboard.config import Settings as LeaderboardSettings
+from services.mesh import runtime
 from services.quiz import server as quiz_server
 from services.quiz.config import Settings as QuizSettings
 from services.score import server as score_server

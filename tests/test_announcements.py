@@ -12,7 +12,7 @@ import nats
 import pytest
 from quizmesh.common.v1 import events_pb2
 
-from services.core.messaging import Subjects, replay
+from services.mesh.messaging import Subjects, replay
 from services.quiz.announcer import Announcer
 from tests.api import ApiError, GrpcApi
 from tests.game import REFERENCE_QUIZ

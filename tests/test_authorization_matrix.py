@@ -36,7 +36,7 @@ from quizmesh.quiz.v1 import quiz_pb2, quiz_pb2_grpc
 from quizmesh.score.v1 import score_pb2, score_pb2_grpc
 
 from devstack.gateway import EnvoyProcess
-from services.core.auth import Role
+from services.identity.tokens import Role
 from tests.api import HTTP_STATUS, METHODS, Api, ApiError, GrpcApi, HttpApi
 from tests.game import REFERENCE_QUIZ, Player, join
 from tests.stack import Backends, Stack

@@ -15,10 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quizctl import cli as quizctl
-from services.core.board import QuizKeys, pack
-from services.core.errors import FailedPrecondition
 from services.database.engine import create_engine
 from services.database.tables import players, quizzes
+from services.live.board import QuizKeys, pack
+from services.mesh.errors import FailedPrecondition
 from services.quiz.store import DuplicateKey, QuizStore
 from tests.api import GrpcApi
 from tests.game import join

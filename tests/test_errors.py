@@ -11,7 +11,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from services.core.auth import Role
+from services.identity.tokens import Role
 from tests.api import HTTP_STATUS, Api, ApiError, GrpcApi, HttpApi
 from tests.game import REFERENCE_QUIZ, join, refused
 from tests.stack import Stack

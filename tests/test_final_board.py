@@ -2,7 +2,7 @@
 the live one did: same ranks, scores, nicknames, page tokens and neighbours.
 
 The same nine players are seeded twice: as a closed quiz's live board in Redis (the
-layout of services/core/board.py) and as a final quiz in SQL (the rows the sync job
+layout of services/live/board.py) and as a final quiz in SQL (the rows the sync job
 writes), then both are read through the running leaderboard service.
 """
 
@@ -20,10 +20,10 @@ from redis.asyncio import Redis
 from sqlalchemy import delete, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.core.board import QuizKeys, pack
-from services.core.paging import encode_token
 from services.database.engine import create_engine
 from services.database.tables import nickname_key, players, quizzes, scores
+from services.live.board import QuizKeys, pack
+from services.mesh.paging import encode_token
 from tests.retry import until_available
 from tests.stack import Backends, Stack
 

@@ -41,7 +41,7 @@ from devstack.gateway import (
     write_envoy_config,
 )
 from devstack.infra import free_port
-from services.core.auth import Role, TokenIssuer, ensure_dev_keys
+from services.identity.tokens import Role, TokenIssuer, ensure_dev_keys
 
 QUIZ_ID = "QUIZ0001"
 SERVICE_KEYS = ("quiz", "score", "leaderboard", "stream")

@@ -10,9 +10,9 @@ import time
 import grpc
 import pytest
 
-from services.core import runtime
-from services.core.config import CommonSettings
-from services.core.metrics import Metrics
+from services.mesh import runtime
+from services.mesh.config import CommonSettings
+from services.mesh.metrics import Metrics
 
 
 async def test_a_stuck_background_task_or_closer_does_not_stop_the_stop(

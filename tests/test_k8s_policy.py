@@ -22,8 +22,8 @@ import pytest
 import yaml
 
 from devstack.gateway import envoy_binary
-from services.core.auth import Role, TokenIssuer, TokenVerifier, jwks_for
-from services.core.config import CommonSettings
+from services.identity.tokens import Role, TokenIssuer, TokenVerifier, jwks_for
+from services.mesh.config import CommonSettings
 from services.sync.config import SCHEDULE, SCHEDULE_SECONDS
 from tests.k8s import (
     K8S,

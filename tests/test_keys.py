@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 
 from scripts.k8s_keys import generate_key, private_pem
-from services.core.auth import (
+from services.identity.tokens import (
     DevKeyInProduction,
     Role,
     ensure_dev_keys,
     is_dev_key_file,
     jwks_for,
 )
-from services.core.config import DEV_STATE_DIR, CommonSettings
-from services.core.connections import token_issuer, token_verifier
+from services.mesh.config import DEV_STATE_DIR, CommonSettings
+from services.mesh.connections import token_issuer, token_verifier
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,7 +1,7 @@
 """LeaderboardService against real Redis and NATS: ranked pages, a player's
 neighbourhood, refusals, and coalesced snapshots on NATS.
 
-The quiz state is seeded straight into Redis in the layout of services/core/board.py,
+The quiz state is seeded straight into Redis in the layout of services/live/board.py,
 as the quiz and score services would write it.
 """
 
@@ -21,11 +21,11 @@ from quizmesh.common.v1 import common_pb2, events_pb2
 from quizmesh.leaderboard.v1 import leaderboard_pb2, leaderboard_pb2_grpc
 from redis.asyncio import Redis
 
-from services.core.board import QuizKeys, pack
-from services.core.messaging import Subjects
-from services.core.runtime import ServiceApp
 from services.leaderboard.config import Settings
 from services.leaderboard.server import SERVICE_NAME, create_server
+from services.live.board import QuizKeys, pack
+from services.mesh.messaging import Subjects
+from services.mesh.runtime import ServiceApp
 from tests.seed import Seat, Seed, seed_quiz
 from tests.stack import Stack
 

@@ -13,9 +13,9 @@ import nats
 import pytest
 
 from devstack import infra
-from services.core.config import CommonSettings
-from services.core.connections import Connections
-from services.core.messaging import Subjects, ensure_streams
+from services.mesh.config import CommonSettings
+from services.mesh.connections import Connections
+from services.mesh.messaging import Subjects, ensure_streams
 from tests.stack import Backends
 
 T = TypeVar("T")

@@ -17,10 +17,10 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from devstack.infra import ValkeyServer
-from services.core.auth import Caller, Role, TokenVerifier
-from services.core.errors import Unauthenticated
-from services.core.messaging import Subjects, ensure_streams
-from services.core.pipeline import PipelinedRedis, RedisAddress
+from services.identity.tokens import Caller, Role, TokenVerifier
+from services.live.pipeline import PipelinedRedis, RedisAddress
+from services.mesh.errors import Unauthenticated
+from services.mesh.messaging import Subjects, ensure_streams
 from services.score.answer_log import AnswerLog
 from services.score.tokens import KnownTokens
 from tests.stack import Backends, forget

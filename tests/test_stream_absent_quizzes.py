@@ -14,9 +14,9 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy import delete, insert
 
-from services.core.board import QuizKeys
 from services.database.engine import create_engine
 from services.database.tables import quizzes
+from services.live.board import QuizKeys
 from tests.api import Api, ApiError, GrpcApi, HttpApi
 from tests.game import REFERENCE_QUIZ, join
 from tests.retry import until_available

@@ -20,11 +20,11 @@ from quizmesh.common.v1 import common_pb2, events_pb2
 from quizmesh.stream.v1 import stream_pb2, stream_pb2_grpc
 from redis.asyncio import Redis
 
-from services.core.auth import Role, TokenIssuer
-from services.core.board import Board, QuizKeys, pack
-from services.core.errors import ResourceExhausted
-from services.core.messaging import Subjects
-from services.core.runtime import ServiceApp
+from services.identity.tokens import Role, TokenIssuer
+from services.live.board import Board, QuizKeys, pack
+from services.mesh.errors import ResourceExhausted
+from services.mesh.messaging import Subjects
+from services.mesh.runtime import ServiceApp
 from services.stream.config import Settings
 from services.stream.hub import LeaderboardWatch, QuizHubs, QuizWatch
 from services.stream.server import create_server

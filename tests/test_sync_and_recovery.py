@@ -13,9 +13,9 @@ from redis.asyncio import Redis
 from sqlalchemy import func, select
 
 from quizctl import cli as quizctl
-from services.core.board import QuizKeys
 from services.database.engine import create_engine
 from services.database.tables import answers, quizzes, scores
+from services.live.board import QuizKeys
 from services.sync.config import Settings as SyncSettings
 from services.sync.job import run_sync
 from tests.api import GrpcApi

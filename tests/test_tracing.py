@@ -10,9 +10,9 @@ import pytest
 from quizmesh.quiz.v1 import quiz_pb2
 from quizmesh.score.v1 import score_pb2
 
-from services.core import tracing
-from services.core.logs import JsonFormatter
-from services.core.messaging import Subjects
+from services.mesh import tracing
+from services.mesh.logs import JsonFormatter
+from services.mesh.messaging import Subjects
 from tests.api import GrpcApi
 from tests.game import REFERENCE_QUIZ, join
 from tests.stack import Stack

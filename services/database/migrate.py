@@ -10,8 +10,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection
 
-from services.core.config import CommonSettings
 from services.database.engine import create_engine
+from services.mesh.config import CommonSettings
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 

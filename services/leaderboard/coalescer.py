@@ -15,8 +15,8 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from services.core.board import Board
-from services.core.messaging import Subjects
+from services.live.board import Board
+from services.mesh.messaging import Subjects
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ _REVERSED = (scores.c.score.asc(), scores.c.reached_ms.desc(), scores.c.player_i
 
 
 class FinalBoard:
-    """Same answers as `services.core.board.Board.page/around`, from the system of record."""
+    """Same answers as `services.live.board.Board.page/around`, from the system of record."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine

@@ -1,6 +1,6 @@
 """Ranked reads of a live quiz, each in ONE Redis round trip.
 
-The same answers as `services.core.board.Board.page/around` plus the quiz's status
+The same answers as `services.live.board.Board.page/around` plus the quiz's status
 (the existence test and `is_final`), which took three round trips one after the
 other: the status, the ranked rows, then the nicknames of those rows. Each round
 trip costs the service far more CPU than the work Redis does for it (a socket write
@@ -16,8 +16,8 @@ from typing import Any
 
 from quizmesh.common.v1 import common_pb2
 
-from services.core.board import QuizKeys, points_of
-from services.core.pipeline import PipelinedRedis, Script
+from services.live.board import QuizKeys, points_of
+from services.live.pipeline import PipelinedRedis, Script
 
 # KEYS: state, board, nicknames. ARGV: first and last index (0-based, inclusive).
 # Returns nil when the quiz has no live state, else {status, total, rows, names}.
@@ -69,7 +69,7 @@ class LiveNeighbourhood:
 
 class LiveBoard:
     """The reads, over the pipelined connection the score service's answers use too
-    (services/core/pipeline.py): a redis-py call costs ~130 µs of CPU, this ~55, and
+    (services/live/pipeline.py): a redis-py call costs ~130 µs of CPU, this ~55, and
     concurrent page loads share writes."""
 
     def __init__(self, pipe: PipelinedRedis, prefix: str) -> None:

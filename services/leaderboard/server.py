@@ -6,17 +6,17 @@ from __future__ import annotations
 import grpc
 from quizmesh.leaderboard.v1 import leaderboard_pb2, leaderboard_pb2_grpc
 
-from services.core import runtime
-from services.core.board import Board
-from services.core.connections import Connections, token_verifier
-from services.core.metrics import Metrics
-from services.core.pipeline import PipelinedRedis, RedisAddress
 from services.database.engine import create_engine, health_check
 from services.leaderboard.coalescer import SnapshotCoalescer
 from services.leaderboard.config import Settings
 from services.leaderboard.final_board import FinalBoard
 from services.leaderboard.live_board import LiveBoard
 from services.leaderboard.service import LeaderboardService
+from services.live.board import Board
+from services.live.pipeline import PipelinedRedis, RedisAddress
+from services.mesh import runtime
+from services.mesh.connections import Connections, token_verifier
+from services.mesh.metrics import Metrics
 from services.recovery.live_state import LiveStateRecovery
 
 SERVICE_NAME = leaderboard_pb2.DESCRIPTOR.services_by_name["LeaderboardService"].full_name

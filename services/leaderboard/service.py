@@ -9,13 +9,13 @@ import grpc
 from quizmesh.common.v1 import common_pb2
 from quizmesh.leaderboard.v1 import leaderboard_pb2, leaderboard_pb2_grpc
 
-from services.core import ids
-from services.core.auth import TokenVerifier
-from services.core.board import Board
-from services.core.errors import NotFound, Unavailable
-from services.core.paging import decode_token, encode_token
+from services import ids
+from services.identity.tokens import TokenVerifier
 from services.leaderboard.final_board import FinalBoard
 from services.leaderboard.live_board import LiveBoard
+from services.live.board import Board
+from services.mesh.errors import NotFound, Unavailable
+from services.mesh.paging import decode_token, encode_token
 from services.recovery.live_state import LiveStateRecovery
 
 DEFAULT_PAGE_SIZE = 10

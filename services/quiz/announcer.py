@@ -10,9 +10,9 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from quizmesh.common.v1 import common_pb2, events_pb2
 
-from services.core import tracing
-from services.core.clock import timestamp
-from services.core.messaging import Subjects
+from services.mesh import tracing
+from services.mesh.clock import timestamp
+from services.mesh.messaging import Subjects
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.core.config import CommonSettings
+from services.mesh.config import CommonSettings
 
 
 class Settings(CommonSettings):

@@ -21,8 +21,8 @@ from prometheus_client import Gauge
 from quizmesh.common.v1 import common_pb2, events_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.core.clock import now_ms, timestamp
-from services.core.errors import FailedPrecondition, Unavailable
+from services.mesh.clock import now_ms, timestamp
+from services.mesh.errors import FailedPrecondition, Unavailable
 from services.quiz.announcer import Announcer
 from services.quiz.live import LiveQuizzes
 from services.quiz.store import Question, QuizRecord, QuizStore

@@ -1,13 +1,13 @@
 """The quiz service's writes to a quiz's live Redis state (read by score,
-leaderboard and stream services; layout in services/core/board.py)."""
+leaderboard and stream services; layout in services/live/board.py)."""
 
 from __future__ import annotations
 
 from redis.asyncio import Redis
 from redis.typing import EncodableT
 
-from services.core.board import QuizKeys, pack
-from services.core.errors import Unavailable
+from services.live.board import QuizKeys, pack
+from services.mesh.errors import Unavailable
 from services.quiz.store import Question, QuizRecord
 
 # Changes to a quiz's live state apply only while the state exists: if Redis lost

@@ -8,9 +8,9 @@ import unicodedata
 
 from quizmesh.quiz.v1 import quiz_pb2
 
-from services.core.board import MAX_POINTS
-from services.core.errors import InvalidArgument
-from services.core.validation import rules_of
+from services.live.board import MAX_POINTS
+from services.mesh.errors import InvalidArgument
+from services.mesh.validation import rules_of
 
 DEFAULT_POINTS = 1000
 DEFAULT_TIME_LIMIT_MS = 20_000
@@ -18,7 +18,7 @@ MAX_QUESTIONS = rules_of(quiz_pb2.CreateQuizRequest.DESCRIPTOR, "questions").max
 MAX_QUESTION_POINTS = rules_of(quiz_pb2.QuestionSpec.DESCRIPTOR, "points").lte
 MAX_NICKNAME = rules_of(quiz_pb2.JoinQuizRequest.DESCRIPTOR, "nickname").max_len
 
-# Every score must stay exact inside a Redis double (see services/core/board.py).
+# Every score must stay exact inside a Redis double (see services/live/board.py).
 assert MAX_QUESTIONS * MAX_QUESTION_POINTS <= MAX_POINTS
 
 

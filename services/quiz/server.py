@@ -5,10 +5,10 @@ from __future__ import annotations
 import grpc
 from quizmesh.quiz.v1 import quiz_pb2, quiz_pb2_grpc
 
-from services.core import runtime
-from services.core.connections import Connections, token_issuer, token_verifier
-from services.core.metrics import Metrics
 from services.database.engine import create_engine, health_check
+from services.mesh import runtime
+from services.mesh.connections import Connections, token_issuer, token_verifier
+from services.mesh.metrics import Metrics
 from services.quiz.announcer import Announcer
 from services.quiz.config import Settings
 from services.quiz.live import LiveQuizzes

@@ -7,11 +7,11 @@ from quizmesh.common.v1 import common_pb2, events_pb2
 from quizmesh.quiz.v1 import quiz_pb2, quiz_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.core import ids
-from services.core.auth import Caller, Role, TokenIssuer, TokenVerifier
-from services.core.clock import now_ms, timestamp
-from services.core.errors import AlreadyExists, FailedPrecondition, PermissionDenied
-from services.core.paging import decode_token, encode_token
+from services import ids
+from services.identity.tokens import Caller, Role, TokenIssuer, TokenVerifier
+from services.mesh.clock import now_ms, timestamp
+from services.mesh.errors import AlreadyExists, FailedPrecondition, PermissionDenied
+from services.mesh.paging import decode_token, encode_token
 from services.quiz import rules
 from services.quiz.announcer import Announcer
 from services.quiz.lifecycle import Lifecycle, QuestionCache, question_view

@@ -13,11 +13,11 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.core import ids
-from services.core.board import QuizKeys, pack
-from services.core.clock import now_ms
-from services.core.errors import FailedPrecondition, NotFound, Unavailable
+from services import ids
 from services.database.tables import nickname_key, players, questions, quizzes
+from services.live.board import QuizKeys, pack
+from services.mesh.clock import now_ms
+from services.mesh.errors import FailedPrecondition, NotFound, Unavailable
 from services.quiz import rules
 
 # The bulk form of services.quiz.live.ADD_PLAYER: the same three writes per player

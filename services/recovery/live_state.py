@@ -23,13 +23,13 @@ from redis.typing import EncodableT
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.core.board import Answer, QuizKeys, pack
-from services.core.clock import now_ms
-from services.core.config import CommonSettings
-from services.core.connections import Connections
-from services.core.errors import NotFound, Unavailable
-from services.core.messaging import Subjects, replay
 from services.database.tables import answers, players
+from services.live.board import Answer, QuizKeys, pack
+from services.mesh.clock import now_ms
+from services.mesh.config import CommonSettings
+from services.mesh.connections import Connections
+from services.mesh.errors import NotFound, Unavailable
+from services.mesh.messaging import Subjects, replay
 from services.quiz.live import question_specs, state_fields
 from services.quiz.store import QuizStore
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from services.core.config import CommonSettings
+from services.mesh.config import CommonSettings
 
 
 class Settings(CommonSettings):

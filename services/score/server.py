@@ -5,11 +5,11 @@ from __future__ import annotations
 import grpc
 from quizmesh.score.v1 import score_pb2, score_pb2_grpc
 
-from services.core import runtime
-from services.core.connections import Connections, token_verifier
-from services.core.metrics import Metrics
-from services.core.pipeline import PipelinedRedis, RedisAddress
 from services.database.engine import create_engine
+from services.live.pipeline import PipelinedRedis, RedisAddress
+from services.mesh import runtime
+from services.mesh.connections import Connections, token_verifier
+from services.mesh.metrics import Metrics
 from services.recovery.live_state import LiveStateRecovery
 from services.score.answer_log import AnswerLog
 from services.score.config import Settings

@@ -10,11 +10,12 @@ from prometheus_client import Counter
 from quizmesh.common.v1 import events_pb2
 from quizmesh.score.v1 import score_pb2, score_pb2_grpc
 
-from services.core import ids, tracing
-from services.core.auth import Role
-from services.core.board import Answer
-from services.core.clock import now_ms, timestamp
-from services.core.errors import (
+from services import ids
+from services.identity.tokens import Role
+from services.live.board import Answer
+from services.mesh import tracing
+from services.mesh.clock import now_ms, timestamp
+from services.mesh.errors import (
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
@@ -22,7 +23,7 @@ from services.core.errors import (
     PermissionDenied,
     Unavailable,
 )
-from services.core.messaging import Subjects
+from services.mesh.messaging import Subjects
 from services.recovery.live_state import LiveStateRecovery
 from services.score.answer_log import AnswerLog
 from services.score.store import AnswerBook, Outcome

@@ -8,8 +8,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from services.core.board import SCALE, Answer, QuizKeys, points_of
-from services.core.pipeline import PipelinedRedis, Script
+from services.live.board import SCALE, Answer, QuizKeys, points_of
+from services.live.pipeline import PipelinedRedis, Script
 
 
 @dataclass(frozen=True, slots=True)

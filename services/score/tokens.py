@@ -16,7 +16,7 @@ from collections.abc import Callable
 import grpc
 import jwt
 
-from services.core.auth import Caller, TokenVerifier, bearer_token
+from services.identity.tokens import Caller, TokenVerifier, bearer_token
 
 
 class KnownTokens:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from services.core.config import CommonSettings
+from services.mesh.config import CommonSettings
 
 
 class Settings(CommonSettings):
@@ -23,5 +23,5 @@ class Settings(CommonSettings):
     # answer-to-every-watcher p50 from 1.3 s to 0.6 s (benchmarks/notes-fanout.md).
     board_interval_seconds: float = Field(default=0.25, ge=0.0, le=10.0)
     # Worker processes sharing the gRPC port (SO_REUSEPORT), to use more than one
-    # core per replica; see services/core/workers.py.
+    # core per replica; see services/mesh/workers.py.
     processes: int = Field(default=1, ge=1, le=64)

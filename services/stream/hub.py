@@ -26,12 +26,12 @@ from prometheus_client import Histogram
 from quizmesh.common.v1 import common_pb2, events_pb2
 from quizmesh.stream.v1 import stream_pb2
 
-from services.core import tracing
-from services.core.board import Board
-from services.core.clock import now_ms, timestamp
-from services.core.errors import ResourceExhausted, ServiceError, Unavailable
-from services.core.messaging import Subjects
-from services.core.tasks import cancel_and_wait
+from services.live.board import Board
+from services.mesh import tracing
+from services.mesh.clock import now_ms, timestamp
+from services.mesh.errors import ResourceExhausted, ServiceError, Unavailable
+from services.mesh.messaging import Subjects
+from services.mesh.tasks import cancel_and_wait
 from services.stream.standings import Standings
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from prometheus_client import Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
 
-from services.core.metrics import Metrics
+from services.mesh.metrics import Metrics
 
 RPCS = ("WatchLeaderboard", "WatchQuiz")
 

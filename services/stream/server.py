@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import functools
 
-from services.core import runtime
-from services.core.board import Board
-from services.core.connections import Connections, token_verifier
-from services.core.metrics import Metrics
 from services.database.engine import create_engine
+from services.live.board import Board
+from services.mesh import runtime
+from services.mesh.connections import Connections, token_verifier
+from services.mesh.metrics import Metrics
 from services.recovery.live_state import LiveStateRecovery
 from services.stream.config import Settings
 from services.stream.hub import QuizHub, QuizHubs

@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator
 import grpc
 from quizmesh.stream.v1 import stream_pb2
 
-from services.core import ids
-from services.core.auth import Role, TokenVerifier
-from services.core.errors import FailedPrecondition
+from services import ids
+from services.identity.tokens import Role, TokenVerifier
+from services.mesh.errors import FailedPrecondition
 from services.recovery.live_state import LiveStateRecovery
 from services.stream.hub import QuizHub, QuizHubs, Watch
 from services.stream.metrics import StreamMetrics

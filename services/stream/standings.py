@@ -15,7 +15,7 @@ from quizmesh.common.v1 import common_pb2
 from quizmesh.stream.v1 import stream_pb2
 from redis.asyncio import Redis
 
-from services.core.board import QuizKeys, points_of
+from services.live.board import QuizKeys, points_of
 
 # Reading the whole board costs O(board); ranking each watcher O(log board) in Redis.
 WHOLE_BOARD_SHARE = 4

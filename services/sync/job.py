@@ -24,11 +24,11 @@ from redis.asyncio import Redis
 from sqlalchemy import and_, exists, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.core import messaging
-from services.core.board import QuizKeys
-from services.core.clock import now_ms
 from services.database.engine import create_engine
 from services.database.tables import players, quizzes, scores, sync_checkpoints
+from services.live.board import QuizKeys
+from services.mesh import messaging
+from services.mesh.clock import now_ms
 from services.sync.config import Settings
 from services.sync.reader import Records, read_records
 from services.sync.writes import AnswerRow, ScoreRow, write_batch

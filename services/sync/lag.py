@@ -10,10 +10,10 @@ from nats.js import JetStreamContext
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.core.clock import now_ms
-from services.core.messaging import Subjects
-from services.core.metrics import Metrics
 from services.database.tables import sync_checkpoints
+from services.mesh.clock import now_ms
+from services.mesh.messaging import Subjects
+from services.mesh.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

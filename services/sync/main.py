@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from services.core import logs
+from services.mesh import logs
 from services.sync.config import Settings
 from services.sync.job import SyncReport, run_sync
 

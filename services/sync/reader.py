@@ -1,6 +1,6 @@
 """The accepted answers in JetStream after a checkpoint, read in whole batches.
 
-`services.core.messaging.replay` (an ordered push consumer) hands out one message
+`services.mesh.messaging.replay` (an ordered push consumer) hands out one message
 per `next_msg`, which costs a timer and a task each, and the job then parsed every
 message's metadata: ~12,000 messages/s, most of a full sync. Here an ephemeral pull
 consumer without acks is asked for one batch at a time (`no_wait`: the server sends

@@ -38,8 +38,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from devstack.infra import ManagedProcess, free_port
-from services.core.messaging import Subjects
 from services.database.engine import create_engine
+from services.mesh.messaging import Subjects
 from tests.stack import Backends, Stack, bearer, forget, start_service
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.engine import make_url
 
-from services.core.messaging import Subjects
+from services.mesh.messaging import Subjects
 from tests.faults.harness import (
     Game,
     QuizPlan,

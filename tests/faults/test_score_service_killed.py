@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from devstack.infra import free_port
-from services.core.clock import now_ms
+from services.mesh.clock import now_ms
 from tests.faults.harness import (
     Game,
     QuizPlan,

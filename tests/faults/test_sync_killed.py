@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import text
 
 from devstack.infra import free_port
-from services.core.messaging import Subjects
 from services.database.engine import create_engine
+from services.mesh.messaging import Subjects
 from tests.faults.harness import (
     Game,
     QuizPlan,

@@ -21,7 +21,7 @@ DESCRIPTOR: _descriptor.FileDescriptor
 @_typing.final
 class FieldRules(_message.Message):
     """Limits on one request field. Every QuizMesh server checks them in one shared
-    interceptor before a handler runs (services/core/validation.py); a request that
+    interceptor before a handler runs (services/mesh/validation.py); a request that
     breaks any of them gets INVALID_ARGUMENT with a google.rpc.BadRequest naming
     each offending field. Unset limits are not checked.
     """

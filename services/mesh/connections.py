@@ -8,10 +8,10 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from services.core import messaging
-from services.core.auth import TokenIssuer, TokenVerifier, refuse_dev_key
-from services.core.config import CommonSettings
-from services.core.runtime import Check
+from services.identity.tokens import TokenIssuer, TokenVerifier, refuse_dev_key
+from services.mesh import messaging
+from services.mesh.config import CommonSettings
+from services.mesh.runtime import Check
 
 
 @dataclass

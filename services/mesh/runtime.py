@@ -23,12 +23,13 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.core import auth, logs, tracing, validation, workers
-from services.core.config import CommonSettings
-from services.core.errors import InvalidArgument, ServiceError
-from services.core.metrics import Metrics, dependency_of
-from services.core.stream_quota import StreamQuota, client_address
-from services.core.tasks import cancel_and_wait, run_bounded
+from services.identity import tokens as auth
+from services.mesh import logs, tracing, validation, workers
+from services.mesh.config import CommonSettings
+from services.mesh.errors import InvalidArgument, ServiceError
+from services.mesh.metrics import Metrics, dependency_of
+from services.mesh.stream_quota import StreamQuota, client_address
+from services.mesh.tasks import cancel_and_wait, run_bounded
 
 log = logging.getLogger(__name__)
 
@@ -379,7 +380,7 @@ def serve(
 ) -> None:
     """The `main()` of every service: JSON logs, then run until SIGTERM.
 
-    `processes` > 1 runs that many workers on one port (services/core/workers.py).
+    `processes` > 1 runs that many workers on one port (services/mesh/workers.py).
     `young_gc_threshold` tunes the cyclic GC for a long-running process: once the
     server is built, what is alive (modules, classes, connections) is frozen out
     of collections, so full ones no longer re-scan it, and a larger young

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from services.core.errors import InvalidArgument
+from services.mesh.errors import InvalidArgument
 
 # No 0/O, 1/I/L: codes are read aloud and typed from a projector.
 QUIZ_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"

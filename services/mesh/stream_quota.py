@@ -6,7 +6,7 @@ import contextlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
 
-from services.core.errors import ResourceExhausted
+from services.mesh.errors import ResourceExhausted
 
 # Set by Envoy to the client address it trusts (see envoy/envoy.yaml.tmpl).
 CLIENT_HEADER = "x-quizmesh-client"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 
-from services.core.errors import InvalidArgument
+from services.mesh.errors import InvalidArgument
 
 
 def encode_token(offset: int) -> str:

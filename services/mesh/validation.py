@@ -16,7 +16,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from quizmesh.validate.v1 import validate_pb2
 
-from services.core.errors import FieldViolation, InvalidArgument
+from services.mesh.errors import FieldViolation, InvalidArgument
 
 # Enough to fix a request; a message naming 10,000 bad choices helps no one.
 MAX_REPORTED = 20

@@ -20,7 +20,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from services.core.errors import PermissionDenied, Unauthenticated
+from services.mesh.errors import PermissionDenied, Unauthenticated
 
 ALGORITHM = "ES256"
 
@@ -156,7 +156,7 @@ def _thumbprint(jwk: dict[str, str]) -> bytes:
 
 
 # Dev keys say what they are inside the files, so a copy of one moved out of
-# .quizmesh/ is still refused in production (see services/core/connections.py).
+# .quizmesh/ is still refused in production (see services/mesh/connections.py).
 DEV_KEY_HEADER = b"QuizMesh development key: made on first run; refused in production\n"
 DEV_JWKS_MEMBER = "quizmesh_development_key"
 
