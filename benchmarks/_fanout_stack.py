@@ -335,7 +335,7 @@ class BenchStack(ServiceStack):
 
 async def board_version(redis_url: str, key_prefix: str, quiz_id: str) -> int:
     """The quiz's board version in Redis (every accepted answer bumps it)."""
-    from services.live.board import QuizKeys
+    from services.live.keys import QuizKeys
 
     redis = Redis.from_url(redis_url, decode_responses=True)
     try:

@@ -19,7 +19,7 @@ import uvloop
 from google.protobuf.timestamp_pb2 import Timestamp
 from quizmesh.score.v1 import score_pb2
 
-from services.mesh.runtime import SERVER_OPTIONS
+from services.mesh.app import SERVER_OPTIONS
 
 SERVICE = "quizmesh.bench.v1.EchoService"
 METHOD = f"/{SERVICE}/Echo"

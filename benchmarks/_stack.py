@@ -25,7 +25,8 @@ from quizmesh.quiz.v1 import quiz_pb2_grpc
 
 from devstack import infra, scratch
 from devstack.run import ServiceProcess
-from services.identity.tokens import Role, TokenIssuer, ensure_dev_keys
+from services.identity.keys import ensure_dev_keys
+from services.identity.tokens import Role, TokenIssuer
 
 DEFAULT_MYSQL = "mysql+aiomysql://root@127.0.0.1:3306/test"
 

@@ -50,7 +50,7 @@ from benchmarks._fanout_watchers import ClientProcesses, Report
 from benchmarks._stack import run_cleanly
 from devstack.gateway import EnvoyProcess, RateLimit, local_gateway, write_envoy_config
 from services.identity.tokens import Role
-from services.live.board import QuizKeys
+from services.live.keys import QuizKeys
 
 TIME_LIMIT_MS = 20_000
 

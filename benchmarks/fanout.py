@@ -42,7 +42,7 @@ from redis.asyncio import Redis
 from benchmarks import _fanout_watchers as watchers
 from benchmarks._fanout_stack import BenchStack, Player, add_stack_args, profile, sample
 from benchmarks._stack import run_cleanly
-from services.live.board import QuizKeys
+from services.live.keys import QuizKeys
 
 MiB = 1024 * 1024
 

@@ -29,7 +29,8 @@ import psutil
 from benchmarks._stack import run_cleanly
 from devstack.gateway import EnvoyProcess, RateLimit, local_gateway, write_envoy_config
 from devstack.infra import free_port
-from services.identity.tokens import Role, TokenIssuer, ensure_dev_keys
+from services.identity.keys import ensure_dev_keys
+from services.identity.tokens import Role, TokenIssuer
 
 PATH = "/v1/quizzes/K7QX2M9A/answers"
 BODY = '{"question_index": 42, "choice_index": 2}'

@@ -32,7 +32,7 @@ from benchmarks._stack import run_cleanly
 from devstack import infra
 from devstack.gateway import EnvoyProcess, local_gateway, write_envoy_config
 from services.database.migrate import upgrade
-from services.identity.tokens import ensure_dev_keys
+from services.identity.keys import ensure_dev_keys
 from services.stream.config import Settings as StreamSettings
 from tests.stack import Backends, bearer, running_stack
 

@@ -58,7 +58,8 @@ from benchmarks._stack import Space, add_server_args, bearer, run_cleanly
 from devstack.gateway import EnvoyProcess, local_gateway, write_envoy_config
 from devstack.infra import ManagedProcess, free_port
 from devstack.run import ServiceProcess
-from services.identity.tokens import Role, TokenIssuer, ensure_dev_keys
+from services.identity.keys import ensure_dev_keys
+from services.identity.tokens import Role, TokenIssuer
 
 REPO = Path(__file__).resolve().parent.parent
 QUESTIONS = 100

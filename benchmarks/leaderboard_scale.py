@@ -41,9 +41,11 @@ from benchmarks._intake_echo import METHOD as ECHO_METHOD
 from benchmarks._intake_echo import sample_request
 from benchmarks._stack import ServiceStack, Space, add_server_args, py_spy, run_cleanly
 from services.database.engine import create_engine
-from services.live.board import QuizKeys
+from services.live.keys import QuizKeys
+from services.live.quizzes import LiveQuizzes
 from services.mesh.paging import encode_token
-from services.quiz.store import ENROL_BATCH, QuizStore
+from services.quiz.joining import ENROL_BATCH, Joining
+from services.quiz.store import QuizStore
 
 SERVICES = ("quiz", "leaderboard")
 # The targets of issue 7.
@@ -301,9 +303,8 @@ async def run(
     redis = Redis.from_url(stack.space.redis_url, decode_responses=True)
     try:
         started = time.perf_counter()
-        enrolled = await QuizStore(engine).enrol_players(
-            redis,
-            stack.space.key_prefix,
+        joining = Joining(QuizStore(engine), LiveQuizzes(redis, stack.space.key_prefix))
+        enrolled = await joining.enrol(
             quiz_id,
             [f"bulk{i}" for i in range(bulk_count)],
             batch_size=args.enrol_batch,

@@ -32,9 +32,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from benchmarks._stack import Space, add_server_args, py_spy, run_cleanly
 from services.database.engine import create_engine
+from services.database.records import Question
+from services.live.quizzes import LiveQuizzes
 from services.mesh import messaging
 from services.mesh.clock import now_ms, timestamp
-from services.quiz.store import Question, QuizStore, insert_players
+from services.quiz.store import QuizStore
 from services.sync.config import Settings
 from services.sync.job import SyncJob, SyncReport
 
@@ -118,7 +120,7 @@ async def add_players(
     # The bulk insert of quizctl enrol, 20,000 rows a statement.
     for i in range(0, len(player_ids), 20_000):
         async with engine.begin() as conn:
-            await insert_players(
+            await store.add_players(
                 conn, quiz_id, [(pid, f"p{pid}") for pid in player_ids[i : i + 20_000]], joined
             )
 
@@ -161,7 +163,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 file=sys.stderr,
             )
 
-            job = SyncJob(engine, nc, redis, settings)
+            job = SyncJob(engine, nc, LiveQuizzes(redis, settings.key_prefix), settings)
             profile = args.profile / "sync-full.raw" if args.profile else None
             async with py_spy(os.getpid(), profile, "--rate", "250"):
                 full, full_s = await timed_sync(job)

@@ -32,8 +32,9 @@ from devstack.gateway import (
     write_envoy_config,
 )
 from services.database.migrate import upgrade
-from services.identity.tokens import ensure_dev_keys
-from services.mesh.config import DEV_STATE_DIR, CommonSettings
+from services.identity.keys import ensure_dev_keys
+from services.mesh.config import CommonSettings
+from services.mesh.dev_state import DEV_STATE_DIR
 from services.sync.config import SCHEDULE, SCHEDULE_SECONDS
 
 log = logging.getLogger("devstack")

@@ -41,7 +41,8 @@ from quizctl.recover import recover
 from services.identity.tokens import Role
 from services.mesh.config import CommonSettings
 from services.mesh.errors import ServiceError
-from services.quiz.store import ENROL_BATCH, DuplicateKey
+from services.quiz.joining import ENROL_BATCH
+from services.quiz.store import DuplicateKey
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

@@ -18,7 +18,8 @@ from pydantic import ValidationError
 from quizmesh.leaderboard.v1 import leaderboard_pb2, leaderboard_pb2_grpc
 from quizmesh.quiz.v1 import quiz_pb2, quiz_pb2_grpc
 
-from services.identity.tokens import Role, TokenIssuer, ensure_dev_keys
+from services.identity.keys import ensure_dev_keys
+from services.identity.tokens import Role, TokenIssuer
 from services.mesh.config import CommonSettings
 
 DEFAULT_TARGET = "localhost:8080"

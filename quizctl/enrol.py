@@ -9,10 +9,12 @@ from collections.abc import Callable
 
 from services import ids
 from services.database.engine import create_engine
+from services.live.quizzes import LiveQuizzes
 from services.mesh.config import CommonSettings
 from services.mesh.connections import Connections
 from services.quiz.announcer import Announcer
-from services.quiz.store import ENROL_BATCH, QuizStore
+from services.quiz.joining import ENROL_BATCH, Joining
+from services.quiz.store import QuizStore
 
 
 async def enrol(
@@ -27,9 +29,8 @@ async def enrol(
     conn = await Connections.open(settings, "quizctl")
     try:
         code = ids.quiz_code(quiz_id)
-        player_ids = await QuizStore(engine).enrol_players(
-            conn.redis, settings.key_prefix, code, nicknames, batch_size, progress
-        )
+        joining = Joining(QuizStore(engine), LiveQuizzes(conn.redis, settings.key_prefix))
+        player_ids = await joining.enrol(code, nicknames, batch_size, progress)
         # One hint for all of them, where JoinQuiz sends one per player.
         await Announcer(conn.nc, conn.js, conn.subjects).board_changed(code)
         return player_ids

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from services import ids
 from services.database.engine import create_engine
+from services.database.records import QuizRecords
+from services.live.quizzes import LiveQuizzes
 from services.mesh.config import CommonSettings
 from services.mesh.connections import Connections
 from services.recovery.live_state import LiveStateRecovery, Rebuilt
@@ -15,7 +17,8 @@ async def recover(quiz_id: str, settings: CommonSettings) -> Rebuilt | None:
     engine = create_engine(settings.database_url)
     conn = await Connections.open(settings, "quizctl")
     try:
-        recovery = LiveStateRecovery.of(engine, conn, settings)
+        live = LiveQuizzes(conn.redis, settings.key_prefix)
+        recovery = LiveStateRecovery.of(QuizRecords(engine), live, conn, settings)
         return await recovery.rebuild(ids.quiz_code(quiz_id), force=True)
     finally:
         await conn.close()

@@ -25,7 +25,8 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from services.identity.tokens import is_dev_key_file, jwks_for
+from services.identity.keys import jwks_for
+from services.mesh.dev_state import is_dev_key_file
 
 SECRET_NAME = "quizmesh-keys"
 

@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 
 from devstack import infra, scratch
 from devstack.gateway import REPO, EnvoyProcess, local_gateway, write_envoy_config
-from services.identity.tokens import ensure_dev_keys
+from services.identity.keys import ensure_dev_keys
 from tests.stack import Backends, Stack, forget, running_stack
 
 DEFAULT_MYSQL = "mysql+aiomysql://root@127.0.0.1:3306/test"

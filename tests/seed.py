@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from services.live.board import QuizKeys, pack
+from services.live.keys import QuizKeys
+from services.live.layout import pack
 
 
 @dataclass(frozen=True)

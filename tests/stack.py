@@ -22,7 +22,7 @@ from devstack import scratch
 from services.identity.tokens import Role, TokenIssuer
 from services.leaderboard import server as leaderboard_server
 from services.leaderboard.config import Settings as LeaderboardSettings
-from services.mesh import runtime
+from services.mesh.app import ServiceApp
 from services.quiz import server as quiz_server
 from services.quiz.config import Settings as QuizSettings
 from services.score import server as score_server
@@ -50,7 +50,7 @@ class Stack:
     backends: Backends
     key_prefix: str
     nats_prefix: str
-    apps: dict[str, runtime.ServiceApp] = field(default_factory=dict)
+    apps: dict[str, ServiceApp] = field(default_factory=dict)
     channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
 
     def common(self) -> dict[str, Any]:
@@ -99,7 +99,7 @@ def bearer(token: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),)
 
 
-async def start_service(stack: Stack, name: str, **overrides: Any) -> runtime.ServiceApp:
+async def start_service(stack: Stack, name: str, **overrides: Any) -> ServiceApp:
     settings = {**stack.common(), **overrides}
     match name:
         case "quiz":

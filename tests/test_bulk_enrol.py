@@ -17,8 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from quizctl import cli as quizctl
 from services.database.engine import create_engine
 from services.database.tables import players, quizzes
-from services.live.board import QuizKeys, pack
+from services.live.keys import QuizKeys
+from services.live.layout import pack
+from services.live.quizzes import LiveQuizzes
 from services.mesh.errors import FailedPrecondition
+from services.quiz.joining import Joining
 from services.quiz.store import DuplicateKey, QuizStore
 from tests.api import GrpcApi
 from tests.game import join
@@ -49,9 +52,8 @@ async def new_quiz(stack: Stack) -> str:
 async def enrol(
     stack: Stack, engine: AsyncEngine, redis: Redis, quiz_id: str, names: list[str], batch: int
 ) -> list[str]:
-    return await QuizStore(engine).enrol_players(
-        redis, stack.key_prefix, quiz_id, names, batch_size=batch
-    )
+    joining = Joining(QuizStore(engine), LiveQuizzes(redis, stack.key_prefix))
+    return await joining.enrol(quiz_id, names, batch_size=batch)
 
 
 async def player_rows(engine: AsyncEngine, quiz_id: str) -> list[Any]:

@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.database.engine import create_engine
 from services.database.tables import nickname_key, players, quizzes, scores
-from services.live.board import QuizKeys, pack
+from services.live.keys import QuizKeys
+from services.live.layout import pack
 from services.mesh.paging import encode_token
 from tests.retry import until_available
 from tests.stack import Backends, Stack

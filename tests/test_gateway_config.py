@@ -41,7 +41,8 @@ from devstack.gateway import (
     write_envoy_config,
 )
 from devstack.infra import free_port
-from services.identity.tokens import Role, TokenIssuer, ensure_dev_keys
+from services.identity.keys import ensure_dev_keys
+from services.identity.tokens import Role, TokenIssuer
 
 QUIZ_ID = "QUIZ0001"
 SERVICE_KEYS = ("quiz", "score", "leaderboard", "stream")

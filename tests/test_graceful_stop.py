@@ -10,7 +10,7 @@ import time
 import grpc
 import pytest
 
-from services.mesh import runtime
+from services.mesh import app as mesh_app
 from services.mesh.config import CommonSettings
 from services.mesh.metrics import Metrics
 
@@ -18,13 +18,13 @@ from services.mesh.metrics import Metrics
 async def test_a_stuck_background_task_or_closer_does_not_stop_the_stop(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(runtime, "STOP_STEP_SECONDS", 0.3)
+    monkeypatch.setattr(mesh_app, "STOP_STEP_SECONDS", 0.3)
     settings = CommonSettings(environment="test", grpc_port=0, metrics_port=0)
 
     def register(server: grpc.aio.Server) -> None:
         pass
 
-    app = runtime.build_server(settings, register, [], {}, Metrics("stuck"))
+    app = mesh_app.build_server(settings, register, [], {}, Metrics("stuck"))
     closed: list[str] = []
     released = asyncio.Event()
 
@@ -73,7 +73,7 @@ async def test_a_dependency_check_that_completes_as_the_stop_begins_does_not_out
     def register(server: grpc.aio.Server) -> None:
         pass
 
-    app = runtime.build_server(
+    app = mesh_app.build_server(
         settings, register, [], {"dependency": dependency_check}, Metrics("race")
     )
     start = asyncio.create_task(app.start())
@@ -83,11 +83,11 @@ async def test_a_dependency_check_that_completes_as_the_stop_begins_does_not_out
 
     answer.set_result(None)
     started = time.monotonic()
-    async with asyncio.timeout(2 * runtime.STOP_STEP_SECONDS):  # it used to hang
+    async with asyncio.timeout(2 * mesh_app.STOP_STEP_SECONDS):  # it used to hang
         await app.stop(0.1)  # cancels the check in the same turn of the loop
     stopped_in = time.monotonic() - started
     checks_at_stop = checks
     await asyncio.sleep(1.5)  # longer than the check interval
 
-    assert stopped_in < runtime.STOP_STEP_SECONDS
+    assert stopped_in < mesh_app.STOP_STEP_SECONDS
     assert checks == checks_at_stop  # nothing checks dependencies after the stop

@@ -22,7 +22,8 @@ import pytest
 import yaml
 
 from devstack.gateway import envoy_binary
-from services.identity.tokens import Role, TokenIssuer, TokenVerifier, jwks_for
+from services.identity.keys import jwks_for
+from services.identity.tokens import Role, TokenIssuer, TokenVerifier
 from services.mesh.config import CommonSettings
 from services.sync.config import SCHEDULE, SCHEDULE_SECONDS
 from tests.k8s import (

@@ -13,15 +13,10 @@ from pathlib import Path
 import pytest
 
 from scripts.k8s_keys import generate_key, private_pem
-from services.identity.tokens import (
-    DevKeyInProduction,
-    Role,
-    ensure_dev_keys,
-    is_dev_key_file,
-    jwks_for,
-)
-from services.mesh.config import DEV_STATE_DIR, CommonSettings
-from services.mesh.connections import token_issuer, token_verifier
+from services.identity.keys import ensure_dev_keys, jwks_for
+from services.identity.tokens import Role, TokenIssuer, TokenVerifier
+from services.mesh.config import CommonSettings
+from services.mesh.dev_state import DEV_STATE_DIR, is_dev_key_file
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -75,22 +70,24 @@ def test_dev_keys_carry_their_mark_wherever_they_are_copied(
 
 
 def test_production_refuses_a_copied_dev_key_for_verifying_and_signing(
-    dev_keys: tuple[Path, Path],
+    dev_keys: tuple[Path, Path], own_keys: tuple[Path, Path]
 ) -> None:
-    settings = production(*dev_keys)
-    with pytest.raises(DevKeyInProduction, match="holds a development key"):
-        token_verifier(settings)
-    with pytest.raises(DevKeyInProduction, match="holds a development key"):
-        token_issuer(settings)
+    # Refused as the settings are read, before either key is used.
+    dev_signing, dev_jwks = dev_keys
+    own_signing, own_jwks = own_keys
+    with pytest.raises(ValueError, match=f"{dev_jwks} holds a development key"):
+        production(own_signing, dev_jwks)
+    with pytest.raises(ValueError, match=f"{dev_signing} holds a development key"):
+        production(dev_signing, own_jwks)
 
 
 def test_production_accepts_its_own_keys_and_development_accepts_dev_keys(
     dev_keys: tuple[Path, Path], own_keys: tuple[Path, Path]
 ) -> None:
-    issuer = token_issuer(production(*own_keys))
-    verifier = token_verifier(production(*own_keys))
+    issuer = TokenIssuer.of(production(*own_keys))
+    verifier = TokenVerifier.of(production(*own_keys))
     assert verifier.verify(issuer.issue(Role.HOST, "host-1", 60)).subject == "host-1"
-    token_verifier(CommonSettings(signing_key_file=dev_keys[0], jwks_file=dev_keys[1]))
+    TokenVerifier.of(CommonSettings(signing_key_file=dev_keys[0], jwks_file=dev_keys[1]))
 
 
 @pytest.mark.parametrize("service", ["quiz", "score", "leaderboard", "stream"])

@@ -23,9 +23,10 @@ from redis.asyncio import Redis
 
 from services.leaderboard.config import Settings
 from services.leaderboard.server import SERVICE_NAME, create_server
-from services.live.board import QuizKeys, pack
+from services.live.keys import QuizKeys
+from services.live.layout import pack
+from services.mesh.app import ServiceApp
 from services.mesh.messaging import Subjects
-from services.mesh.runtime import ServiceApp
 from tests.seed import Seat, Seed, seed_quiz
 from tests.stack import Stack
 

@@ -24,7 +24,8 @@ from quizmesh.quiz.v1 import quiz_pb2, quiz_pb2_grpc
 
 from quizctl import cli
 from quizctl.quizfile import QuizFileError, load_quiz_file
-from services.identity.tokens import Caller, Role, TokenVerifier, ensure_dev_keys
+from services.identity.keys import ensure_dev_keys
+from services.identity.tokens import Caller, Role, TokenVerifier
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "quiz.yaml"

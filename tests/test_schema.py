@@ -68,7 +68,7 @@ async def add_quiz(engine: AsyncEngine, quiz_id: str) -> None:
 
 async def join(store: QuizStore, quiz_id: str, player_id: str, nickname: str) -> None:
     async with store.engine.begin() as conn:
-        await store.add_player(conn, quiz_id, player_id, nickname, joined_ms=1)
+        await store.add_players(conn, quiz_id, [(player_id, nickname)], joined_ms=1)
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from sqlalchemy import delete, insert
 
 from services.database.engine import create_engine
 from services.database.tables import quizzes
-from services.live.board import QuizKeys
+from services.live.keys import QuizKeys
 from tests.api import Api, ApiError, GrpcApi, HttpApi
 from tests.game import REFERENCE_QUIZ, join
 from tests.retry import until_available

@@ -21,10 +21,13 @@ from quizmesh.stream.v1 import stream_pb2, stream_pb2_grpc
 from redis.asyncio import Redis
 
 from services.identity.tokens import Role, TokenIssuer
-from services.live.board import Board, QuizKeys, pack
+from services.live.board import LiveBoard
+from services.live.keys import QuizKeys
+from services.live.layout import pack
+from services.live.pipeline import PipelinedRedis, RedisAddress
+from services.mesh.app import ServiceApp
 from services.mesh.errors import ResourceExhausted
 from services.mesh.messaging import Subjects
-from services.mesh.runtime import ServiceApp
 from services.stream.config import Settings
 from services.stream.hub import LeaderboardWatch, QuizHubs, QuizWatch
 from services.stream.server import create_server
@@ -264,11 +267,13 @@ async def test_player_watching_the_leaderboard_also_gets_their_own_standing(
     keys = QuizKeys(stream_settings.key_prefix, quiz_id)
     await redis_client.zadd(keys.board, {"p2": pack(500, 4_000)})
     await redis_client.hincrby(keys.state, "version", 1)
-    await publish_snapshot(
-        nats_client,
-        subjects,
-        await Board(redis_client, stream_settings.key_prefix).snapshot(quiz_id, 10),
-    )
+    pipe = PipelinedRedis(RedisAddress.parse(stream_settings.redis_url))
+    try:
+        snapshot = await LiveBoard(pipe, stream_settings.key_prefix).snapshot(quiz_id, 10)
+    finally:
+        await pipe.close()
+    assert snapshot is not None
+    await publish_snapshot(nats_client, subjects, snapshot)
 
     second = await next_board(player)
     assert second.snapshot.version == 3

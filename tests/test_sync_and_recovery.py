@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from quizctl import cli as quizctl
 from services.database.engine import create_engine
 from services.database.tables import answers, quizzes, scores
-from services.live.board import QuizKeys
+from services.live.keys import QuizKeys
 from services.sync.config import Settings as SyncSettings
 from services.sync.job import run_sync
 from tests.api import GrpcApi

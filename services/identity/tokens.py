@@ -7,7 +7,6 @@ service never trusts an identity header or a user id in a request body.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,9 +19,9 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from services.identity.keys import ALGORITHM, key_id
+from services.mesh.config import CommonSettings
 from services.mesh.errors import PermissionDenied, Unauthenticated
-
-ALGORITHM = "ES256"
 
 
 class Role(StrEnum):
@@ -60,6 +59,11 @@ class TokenVerifier:
     @classmethod
     def from_file(cls, path: Path, issuer: str, audience: str) -> TokenVerifier:
         return cls(json.loads(path.read_text()), issuer, audience)
+
+    @classmethod
+    def of(cls, settings: CommonSettings) -> TokenVerifier:
+        """The verifier of a service's settings (its JWKS, issuer and audience)."""
+        return cls.from_file(settings.jwks_file, settings.token_issuer, settings.token_audience)
 
     def verify(self, token: str) -> Caller:
         try:
@@ -127,6 +131,13 @@ class TokenIssuer:
     def from_file(cls, path: Path, issuer: str, audience: str) -> TokenIssuer:
         return cls(path.read_bytes(), issuer, audience)
 
+    @classmethod
+    def of(cls, settings: CommonSettings) -> TokenIssuer:
+        """The issuer of a service's settings (its signing key, issuer and audience)."""
+        return cls.from_file(
+            settings.signing_key_file, settings.token_issuer, settings.token_audience
+        )
+
     def issue(self, role: Role, subject: str, ttl_seconds: int, quiz_id: str | None = None) -> str:
         now = int(time.time())
         claims: dict[str, Any] = {
@@ -140,72 +151,3 @@ class TokenIssuer:
         if quiz_id is not None:
             claims["quiz"] = quiz_id
         return jwt.encode(claims, self._key, algorithm=ALGORITHM, headers={"kid": self._kid})
-
-
-def key_id(public_key: ec.EllipticCurvePublicKey) -> str:
-    """RFC 7638 thumbprint, so the kid changes exactly when the key does."""
-    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(public_key))
-    return str(jwt.utils.base64url_encode(_thumbprint(jwk)).decode())
-
-
-def _thumbprint(jwk: dict[str, str]) -> bytes:
-    from hashlib import sha256
-
-    canonical = json.dumps({k: jwk[k] for k in ("crv", "kty", "x", "y")}, separators=(",", ":"))
-    return sha256(canonical.encode()).digest()
-
-
-# Dev keys say what they are inside the files, so a copy of one moved out of
-# .quizmesh/ is still refused in production (see services/mesh/connections.py).
-DEV_KEY_HEADER = b"QuizMesh development key: made on first run; refused in production\n"
-DEV_JWKS_MEMBER = "quizmesh_development_key"
-
-
-def is_dev_key_file(path: Path) -> bool:
-    """Whether a signing key (PEM) or JWKS file holds a key made by ensure_dev_keys."""
-    data = path.read_bytes()
-    if data.startswith(DEV_KEY_HEADER):
-        return True
-    try:
-        return bool(json.loads(data).get(DEV_JWKS_MEMBER))
-    except (ValueError, AttributeError):
-        return False
-
-
-class DevKeyInProduction(RuntimeError):
-    """A production process was given a key anyone with the repo could have made."""
-
-
-def refuse_dev_key(environment: str, path: Path) -> None:
-    if environment == "production" and path.exists() and is_dev_key_file(path):
-        raise DevKeyInProduction(
-            f"{path} holds a development key (made by `make run` / quizctl); production "
-            "needs keys of its own: see 'Rotate the token keys' in docs/operations.md"
-        )
-
-
-def ensure_dev_keys(signing_key_file: Path, jwks_file: Path) -> None:
-    """Creates a development key pair on first run (never committed: .quizmesh/).
-    PEM allows text before the key, and JWKS members beyond `keys` are ignored by
-    verifiers (Envoy included): both carry the development mark."""
-    if signing_key_file.exists() and jwks_file.exists():
-        return
-    key = ec.generate_private_key(ec.SECP256R1())
-    signing_key_file.parent.mkdir(parents=True, exist_ok=True)
-    jwks_file.parent.mkdir(parents=True, exist_ok=True)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    fd = os.open(signing_key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(DEV_KEY_HEADER + pem)
-    jwks = {**jwks_for(key.public_key()), DEV_JWKS_MEMBER: True}
-    jwks_file.write_text(json.dumps(jwks, indent=2))
-
-
-def jwks_for(public_key: ec.EllipticCurvePublicKey) -> dict[str, Any]:
-    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(public_key))
-    jwk.update({"kid": key_id(public_key), "alg": ALGORITHM, "use": "sig"})
-    return {"keys": [jwk]}

@@ -15,7 +15,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from services.live.board import Board
+from services.live.board import LiveBoard
 from services.mesh.messaging import Subjects
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ class SnapshotCoalescer:
     def __init__(
         self,
         nc: NatsClient,
-        board: Board,
+        board: LiveBoard,
         subjects: Subjects,
         interval_seconds: float,
         top: int,
@@ -85,6 +85,8 @@ class SnapshotCoalescer:
             async with limit:
                 try:
                     snapshot = await self.board.snapshot(quiz_id, self.top)
+                    if snapshot is None:
+                        return  # not live (lost, or expired): nothing to show
                     await self.nc.publish(
                         self.subjects.leaderboard(quiz_id), snapshot.SerializeToString()
                     )

@@ -17,7 +17,9 @@ from quizmesh.common.v1 import common_pb2
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.database.tables import players, quizzes, scores
+from services.database.records import QuizState
+from services.database.tables import players, scores
+from services.live.board import LiveNeighbourhood, LivePage
 
 # Board order, and the same index walked backwards (to reach the players just ahead).
 _ORDER = (scores.c.score.desc(), scores.c.reached_ms.asc(), scores.c.player_id.desc())
@@ -25,33 +27,19 @@ _REVERSED = (scores.c.score.asc(), scores.c.reached_ms.desc(), scores.c.player_i
 
 
 class FinalBoard:
-    """Same answers as `services.live.board.Board.page/around`, from the system of record."""
+    """Same answers as `services.live.board.LiveBoard.page/around`, from the system of
+    record (the status of such a quiz is always CLOSED)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def is_final(self, quiz_id: str) -> bool | None:
-        """Whether the quiz's board is complete in SQL; None when the quiz is not in SQL."""
-        async with self.engine.connect() as db:
-            final = await db.scalar(select(quizzes.c.board_final).where(quizzes.c.id == quiz_id))
-        return None if final is None else bool(final)
-
-    async def page(
-        self, quiz_id: str, offset: int, count: int
-    ) -> tuple[list[common_pb2.LeaderboardEntry], int]:
+    async def page(self, quiz_id: str, offset: int, count: int) -> LivePage:
         async with self.engine.connect() as db:
             rows = await db.execute(_entries(quiz_id).order_by(*_ORDER).limit(count).offset(offset))
             entries = _ranked(rows.all(), first_rank=offset + 1)
-            return entries, await _total(db, quiz_id)
+            return LivePage(QuizState.CLOSED, entries, await _total(db, quiz_id))
 
-    async def around(
-        self, quiz_id: str, player_id: str, neighbours: int
-    ) -> tuple[
-        common_pb2.LeaderboardEntry | None,
-        list[common_pb2.LeaderboardEntry],
-        list[common_pb2.LeaderboardEntry],
-        int,
-    ]:
+    async def around(self, quiz_id: str, player_id: str, neighbours: int) -> LiveNeighbourhood:
         """The player's entry with up to `neighbours` players above and below."""
         async with self.engine.connect() as db:
             total = await _total(db, quiz_id)
@@ -59,7 +47,7 @@ class FinalBoard:
                 await db.execute(_entries(quiz_id).where(scores.c.player_id == player_id))
             ).first()
             if mine is None:
-                return None, [], [], total
+                return LiveNeighbourhood(QuizState.CLOSED, None, [], [], total)
             score, reached, pid = mine.score, mine.reached_ms, mine.player_id
             # Rank = 1 + the players strictly ahead, counted on the ranking index.
             ahead = await db.scalar(
@@ -89,7 +77,8 @@ class FinalBoard:
                         .limit(neighbours)
                     )
                 ).all()
-        return (
+        return LiveNeighbourhood(
+            QuizState.CLOSED,
             _ranked([mine], first_rank=rank)[0],
             _ranked(above_rows, first_rank=rank - len(above_rows)),
             _ranked(below_rows, first_rank=rank + 1),

@@ -7,33 +7,37 @@ import grpc
 from quizmesh.leaderboard.v1 import leaderboard_pb2, leaderboard_pb2_grpc
 
 from services.database.engine import create_engine, health_check
+from services.database.records import QuizRecords
+from services.identity.tokens import TokenVerifier
 from services.leaderboard.coalescer import SnapshotCoalescer
 from services.leaderboard.config import Settings
 from services.leaderboard.final_board import FinalBoard
-from services.leaderboard.live_board import LiveBoard
 from services.leaderboard.service import LeaderboardService
-from services.live.board import Board
+from services.live.board import LiveBoard
 from services.live.pipeline import PipelinedRedis, RedisAddress
-from services.mesh import runtime
-from services.mesh.connections import Connections, token_verifier
+from services.live.quizzes import LiveQuizzes
+from services.mesh import serve
+from services.mesh.app import ServiceApp, build_server
+from services.mesh.connections import Connections
 from services.mesh.metrics import Metrics
 from services.recovery.live_state import LiveStateRecovery
 
 SERVICE_NAME = leaderboard_pb2.DESCRIPTOR.services_by_name["LeaderboardService"].full_name
 
 
-async def create_server(settings: Settings) -> runtime.ServiceApp:
+async def create_server(settings: Settings) -> ServiceApp:
     engine = create_engine(settings.database_url)
     metrics = Metrics("leaderboard")
     conn = await Connections.open(settings, "leaderboard")
-    board = Board(conn.redis, settings.key_prefix)
     pipe = PipelinedRedis(RedisAddress.parse(settings.redis_url))
+    board = LiveBoard(pipe, settings.key_prefix)
     service = LeaderboardService(
         board,
         FinalBoard(engine),
-        LiveStateRecovery.of(engine, conn, settings),
-        token_verifier(settings),
-        LiveBoard(pipe, settings.key_prefix),
+        LiveStateRecovery.of(
+            QuizRecords(engine), LiveQuizzes(conn.redis, settings.key_prefix), conn, settings
+        ),
+        TokenVerifier.of(settings),
     )
     coalescer = SnapshotCoalescer(
         conn.nc,
@@ -46,7 +50,7 @@ async def create_server(settings: Settings) -> runtime.ServiceApp:
     def register(server: grpc.aio.Server) -> None:
         leaderboard_pb2_grpc.add_LeaderboardServiceServicer_to_server(service, server)
 
-    app = runtime.build_server(
+    app = build_server(
         settings,
         register,
         [SERVICE_NAME],
@@ -59,7 +63,7 @@ async def create_server(settings: Settings) -> runtime.ServiceApp:
 
 
 def main() -> None:
-    runtime.serve("leaderboard", Settings(), create_server)
+    serve.main("leaderboard", Settings, create_server)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEV_STATE_DIR = Path(".quizmesh")
+from services.mesh.dev_state import DEV_STATE_DIR, is_dev_key_file
 
 
 class CommonSettings(BaseSettings):
@@ -46,13 +46,28 @@ class CommonSettings(BaseSettings):
     # classroom behind one NAT watches together, a script opening thousands does not.
     max_streams_per_client: int = 200
 
+    # Worker processes sharing the gRPC port (SO_REUSEPORT; the kernel spreads
+    # connections, not calls), to use more than one core per replica. Worker i
+    # serves /metrics on metrics_port + i (services/mesh/workers.py).
+    processes: int = Field(default=1, ge=1, le=64)
+
     @model_validator(mode="after")
     def _refuse_dev_keys_in_production(self) -> CommonSettings:
-        if self.environment == "production":
-            for name in ("jwks_file", "signing_key_file"):
-                if DEV_STATE_DIR in getattr(self, name).parents:
-                    raise ValueError(
-                        f"production needs QUIZMESH_{name.upper()} outside the dev key "
-                        f"folder {DEV_STATE_DIR}/"
-                    )
+        """The one place development keys are refused: in production, neither a key
+        in the dev folder nor a dev key copied elsewhere (its file carries a mark)."""
+        if self.environment != "production":
+            return self
+        for name in ("jwks_file", "signing_key_file"):
+            path: Path = getattr(self, name)
+            if DEV_STATE_DIR in path.parents:
+                raise ValueError(
+                    f"production needs QUIZMESH_{name.upper()} outside the dev key "
+                    f"folder {DEV_STATE_DIR}/"
+                )
+            if path.exists() and is_dev_key_file(path):
+                raise ValueError(
+                    f"{path} holds a development key (made by `make run` / quizctl); "
+                    "production needs keys of its own: see 'Rotate the token keys' in "
+                    "docs/operations.md"
+                )
         return self

@@ -1,4 +1,4 @@
-"""The connections most services open: Redis, NATS with JetStream, token keys."""
+"""The connections most services open: Redis and NATS with JetStream."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from services.identity.tokens import TokenIssuer, TokenVerifier, refuse_dev_key
 from services.mesh import messaging
 from services.mesh.config import CommonSettings
-from services.mesh.runtime import Check
+from services.mesh.health import Check
 
 
 @dataclass
@@ -42,17 +41,3 @@ class Connections:
     async def close(self) -> None:
         await self.nc.drain()
         await self.redis.aclose()
-
-
-def token_verifier(settings: CommonSettings) -> TokenVerifier:
-    refuse_dev_key(settings.environment, settings.jwks_file)
-    return TokenVerifier.from_file(
-        settings.jwks_file, settings.token_issuer, settings.token_audience
-    )
-
-
-def token_issuer(settings: CommonSettings) -> TokenIssuer:
-    refuse_dev_key(settings.environment, settings.signing_key_file)
-    return TokenIssuer.from_file(
-        settings.signing_key_file, settings.token_issuer, settings.token_audience
-    )

@@ -5,8 +5,12 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from typing import Any
+
+import grpc
 
 from services.mesh.errors import ResourceExhausted
+from services.mesh.interception import MethodInterceptor, StreamBehaviour
 
 # Set by Envoy to the client address it trusts (see envoy/envoy.yaml.tmpl).
 CLIENT_HEADER = "x-quizmesh-client"
@@ -41,5 +45,24 @@ class StreamQuota:
             if not self._open[client]:
                 del self._open[client]
 
-    def open(self, client: str) -> int:
-        return self._open[client]
+
+class StreamQuotaInterceptor(MethodInterceptor):
+    """Our own streams only: health watches come from the platform, not clients."""
+
+    def __init__(self, quota: StreamQuota) -> None:
+        super().__init__()
+        self.quota = quota
+
+    def wrap_stream(
+        self, method: str, inner: StreamBehaviour, handler: grpc.RpcMethodHandler
+    ) -> StreamBehaviour:
+        if not method.startswith("/quizmesh."):
+            return inner
+        quota = self.quota
+
+        async def stream(request: Any, context: grpc.aio.ServicerContext) -> None:
+            client = client_address(context.invocation_metadata() or (), context.peer())
+            with quota.hold(client):
+                await inner(request, context)
+
+        return stream

@@ -3,7 +3,6 @@ same fact announced by several replicas (or retried) is stored once."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from nats.aio.client import Client as NatsClient
@@ -16,6 +15,9 @@ from services.mesh.messaging import Subjects
 
 log = logging.getLogger(__name__)
 
+# A JetStream publish waits this long for the stream's acknowledgement.
+PUBLISH_TIMEOUT_SECONDS = 2.0
+
 
 class Announcer:
     def __init__(self, nc: NatsClient, js: JetStreamContext, subjects: Subjects) -> None:
@@ -24,22 +26,15 @@ class Announcer:
         self.subjects = subjects
 
     async def _publish(self, msg_id: str, event: events_pb2.QuizEvent, at: int) -> None:
+        """One attempt: what is not announced now is announced by the deadline sweep,
+        which finds it in the quiz row (see Lifecycle), with the same message id."""
         event.time.CopyFrom(timestamp(at))
-        data = event.SerializeToString()
-        for attempt in range(5):
-            try:
-                await self.js.publish(
-                    self.subjects.events(event.quiz_id),
-                    data,
-                    timeout=2,
-                    headers={"Nats-Msg-Id": msg_id, **tracing.headers()},
-                )
-                return
-            except Exception as e:
-                log.warning("event publish failed", extra={"msg_id": msg_id, "error": repr(e)})
-                await asyncio.sleep(0.1 * 2**attempt)
-        log.error("event not published", extra={"msg_id": msg_id})
-        raise RuntimeError(f"could not publish {msg_id}")
+        await self.js.publish(
+            self.subjects.events(event.quiz_id),
+            event.SerializeToString(),
+            timeout=PUBLISH_TIMEOUT_SECONDS,
+            headers={"Nats-Msg-Id": msg_id, **tracing.headers()},
+        )
 
     async def quiz_started(self, quiz_id: str, question_count: int, at: int) -> None:
         await self._publish(

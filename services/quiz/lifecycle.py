@@ -14,18 +14,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from prometheus_client import Gauge
 from quizmesh.common.v1 import common_pb2, events_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.database.records import Question, QuizRecord, QuizRecords, QuizState
+from services.live.quizzes import LiveQuizzes
 from services.mesh.clock import now_ms, timestamp
 from services.mesh.errors import FailedPrecondition, Unavailable
 from services.quiz.announcer import Announcer
-from services.quiz.live import LiveQuizzes
-from services.quiz.store import Question, QuizRecord, QuizStore
+from services.quiz.store import QuizStore
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +57,15 @@ def question_view(
 class QuestionCache:
     """Questions never change once a quiz exists, so each replica keeps recent ones."""
 
-    def __init__(self, store: QuizStore, size: int = 1024) -> None:
-        self._store = store
+    def __init__(self, records: QuizRecords, size: int = 1024) -> None:
+        self._records = records
         self._size = size
         self._cache: OrderedDict[str, list[Question]] = OrderedDict()
 
     async def get(self, quiz_id: str) -> list[Question]:
         found = self._cache.get(quiz_id)
         if found is None:
-            found = await self._store.questions(quiz_id)
+            found = await self._records.questions(quiz_id)
             self._cache[quiz_id] = found
             if len(self._cache) > self._size:
                 self._cache.popitem(last=False)
@@ -73,23 +74,19 @@ class QuestionCache:
         return found
 
 
+@dataclass
 class Lifecycle:
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        store: QuizStore,
-        live: LiveQuizzes,
-        announcer: Announcer,
-        questions: QuestionCache,
-    ) -> None:
-        self.engine = engine
-        self.store = store
-        self.live = live
-        self.announcer = announcer
-        self.questions = questions
+    store: QuizStore
+    live: LiveQuizzes
+    announcer: Announcer
+    questions: QuestionCache
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self.store.engine
 
     async def start(self, quiz: QuizRecord) -> None:
-        if quiz.state != "OPEN":
+        if quiz.state is not QuizState.OPEN:
             raise FailedPrecondition(
                 f"quiz {quiz.id} has already been started (it is {quiz.state})"
             )
@@ -97,7 +94,7 @@ class Lifecycle:
         now = now_ms()
         deadline = now + qs[0].time_limit_ms
         changes: dict[str, Any] = {
-            "state": "RUNNING",
+            "state": QuizState.RUNNING,
             "current_question": 0,
             "question_opened_ms": now,
             "question_deadline_ms": deadline,
@@ -105,15 +102,15 @@ class Lifecycle:
             "unannounced_ms": now,
         }
         async with self.engine.begin() as conn:
-            won = await self.store.transition(conn, quiz.id, {"state": "OPEN"}, **changes)
+            won = await self.store.transition(conn, quiz.id, {"state": QuizState.OPEN}, **changes)
             if not won:
                 raise FailedPrecondition(f"quiz {quiz.id} has already been started")
             await self.live.open_question(quiz.id, 0, now, deadline)
         await self._announce_committed(replace(quiz, **changes))
 
     async def advance(self, quiz: QuizRecord) -> None:
-        if quiz.state != "RUNNING":
-            hint = "start it first" if quiz.state == "OPEN" else "it is closed"
+        if quiz.state is not QuizState.RUNNING:
+            hint = "start it first" if quiz.state is QuizState.OPEN else "it is closed"
             raise FailedPrecondition(f"quiz {quiz.id} is not running: {hint}")
         qs = await self.questions.get(quiz.id)
         current = quiz.current_question
@@ -133,7 +130,7 @@ class Lifecycle:
         }
         async with self.engine.begin() as conn:
             won = await self.store.transition(
-                conn, quiz.id, {"state": "RUNNING", "current_question": current}, **changes
+                conn, quiz.id, {"state": QuizState.RUNNING, "current_question": current}, **changes
             )
             if not won:
                 raise FailedPrecondition(f"quiz {quiz.id} changed meanwhile; look again and retry")
@@ -141,12 +138,12 @@ class Lifecycle:
         await self._announce_committed(replace(quiz, **changes))
 
     async def close(self, quiz: QuizRecord, reason: events_pb2.CloseReason.ValueType) -> None:
-        if quiz.state == "CLOSED":
+        if quiz.state is QuizState.CLOSED:
             raise FailedPrecondition(f"quiz {quiz.id} is already closed")
         await self._previous_announced(quiz)
         now = now_ms()
         changes: dict[str, Any] = {
-            "state": "CLOSED",
+            "state": QuizState.CLOSED,
             "closed_ms": now,
             "close_reason": int(reason),
             "closed_question": quiz.current_question,
@@ -193,7 +190,7 @@ class Lifecycle:
         clears the row's mark."""
         qs = await self.questions.get(quiz.id)
         current = quiz.current_question
-        if quiz.state == "RUNNING":
+        if quiz.state is QuizState.RUNNING:
             opened = quiz.question_opened_ms or 0
             if current == 0:
                 await self.announcer.quiz_started(quiz.id, len(qs), quiz.started_ms or opened)
@@ -204,7 +201,7 @@ class Lifecycle:
                 )
             view = question_view(qs[current], opened, quiz.question_deadline_ms, reveal=False)
             await self.announcer.question_opened(quiz.id, view, len(qs), opened)
-        elif quiz.state == "CLOSED":
+        elif quiz.state is QuizState.CLOSED:
             at = quiz.closed_ms or now_ms()
             if current >= 0:
                 await self.announcer.question_closed(
@@ -251,22 +248,23 @@ class Lifecycle:
                     conn, quiz.id, {"current_question": index}, closed_question=index
                 )
             return
+        # The quiz's close is marked unannounced like a host's step, so that should
+        # its announcement fail now, the sweep announces it from the row.
+        changes: dict[str, Any] = {
+            "state": QuizState.CLOSED,
+            "closed_ms": deadline,
+            "close_reason": int(events_pb2.CLOSE_REASON_LAST_QUESTION),
+            "closed_question": index,
+            "unannounced_ms": now_ms(),
+        }
         async with self.engine.begin() as conn:
             won = await self.store.transition(
-                conn,
-                quiz.id,
-                {"state": "RUNNING", "current_question": index},
-                state="CLOSED",
-                closed_ms=deadline,
-                close_reason=int(events_pb2.CLOSE_REASON_LAST_QUESTION),
-                closed_question=index,
+                conn, quiz.id, {"state": QuizState.RUNNING, "current_question": index}, **changes
             )
             if won:
                 await self.live.close(quiz.id, deadline)
         if won:
-            await self.announcer.quiz_closed(
-                quiz.id, events_pb2.CLOSE_REASON_LAST_QUESTION, deadline
-            )
+            await self._announce_committed(replace(quiz, **changes))
 
     async def sweep_deadlines(self, interval: float, unannounced: Gauge) -> None:
         """Every `interval`: pending announcements (their count left in `unannounced`),

@@ -8,7 +8,7 @@ import unicodedata
 
 from quizmesh.quiz.v1 import quiz_pb2
 
-from services.live.board import MAX_POINTS
+from services.live.layout import MAX_POINTS
 from services.mesh.errors import InvalidArgument
 from services.mesh.validation import rules_of
 

@@ -2,49 +2,43 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import grpc
 from quizmesh.common.v1 import common_pb2, events_pb2
 from quizmesh.quiz.v1 import quiz_pb2, quiz_pb2_grpc
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services import ids
+from services.database.records import Question, QuizRecord, QuizState
 from services.identity.tokens import Caller, Role, TokenIssuer, TokenVerifier
+from services.live.quizzes import LiveQuizzes
 from services.mesh.clock import now_ms, timestamp
 from services.mesh.errors import AlreadyExists, FailedPrecondition, PermissionDenied
 from services.mesh.paging import decode_token, encode_token
 from services.quiz import rules
 from services.quiz.announcer import Announcer
+from services.quiz.joining import Joining
 from services.quiz.lifecycle import Lifecycle, QuestionCache, question_view
-from services.quiz.live import LiveQuizzes
-from services.quiz.store import DuplicateKey, Question, QuizRecord, QuizStore
+from services.quiz.store import DuplicateKey, QuizStore
 
 STATES = {
-    "OPEN": common_pb2.QUIZ_STATE_OPEN,
-    "RUNNING": common_pb2.QUIZ_STATE_RUNNING,
-    "CLOSED": common_pb2.QUIZ_STATE_CLOSED,
+    QuizState.OPEN: common_pb2.QUIZ_STATE_OPEN,
+    QuizState.RUNNING: common_pb2.QUIZ_STATE_RUNNING,
+    QuizState.CLOSED: common_pb2.QUIZ_STATE_CLOSED,
 }
 
 
+@dataclass
 class QuizService(quiz_pb2_grpc.QuizServiceServicer):
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        store: QuizStore,
-        live: LiveQuizzes,
-        announcer: Announcer,
-        verifier: TokenVerifier,
-        issuer: TokenIssuer,
-        player_token_ttl: int,
-    ) -> None:
-        self.engine = engine
-        self.store = store
-        self.live = live
-        self.announcer = announcer
-        self.verifier = verifier
-        self.issuer = issuer
-        self.player_token_ttl = player_token_ttl
-        self.questions = QuestionCache(store)
-        self.lifecycle = Lifecycle(engine, store, live, announcer, self.questions)
+    store: QuizStore
+    live: LiveQuizzes
+    joining: Joining
+    lifecycle: Lifecycle
+    questions: QuestionCache
+    announcer: Announcer
+    verifier: TokenVerifier
+    issuer: TokenIssuer
+    player_token_ttl: int
 
     async def CreateQuiz(
         self, request: quiz_pb2.CreateQuizRequest, context: grpc.aio.ServicerContext
@@ -73,7 +67,7 @@ class QuizService(quiz_pb2_grpc.QuizServiceServicer):
         else:
             raise FailedPrecondition("could not allocate a quiz code; try again")
         quiz = await self.store.get(quiz_id)
-        await self.live.publish_quiz(quiz, qs)
+        await self.live.publish(quiz, qs)
         return quiz_pb2.CreateQuizResponse(quiz=await self._render(quiz, host, player_count=0))
 
     async def GetQuiz(
@@ -104,22 +98,12 @@ class QuizService(quiz_pb2_grpc.QuizServiceServicer):
         quiz_id = ids.quiz_code(request.quiz_id)
         nickname = rules.nickname(request.nickname)
         quiz = await self.store.get(quiz_id)
-        if quiz.state != "OPEN":
-            raise FailedPrecondition(f"quiz {quiz_id} has already started; joining is closed")
-        player_id = ids.new_player_id()
-        joined = now_ms()
         try:
-            async with self.engine.begin() as conn:
-                await self.store.add_player(conn, quiz_id, player_id, nickname, joined)
-                # Inside the transaction: if Redis fails, the player row rolls back.
-                await self.live.add_player(quiz_id, player_id, nickname, joined - quiz.created_ms)
+            player_id = await self.joining.join(quiz, nickname)
         except DuplicateKey as e:
             raise AlreadyExists(
                 f"nickname {nickname!r} is already taken in quiz {quiz_id}; pick another"
             ) from e
-        except BaseException:
-            await self.live.remove_player(quiz_id, player_id)
-            raise
         await self.announcer.board_changed(quiz_id)
         token = self.issuer.issue(Role.PLAYER, player_id, self.player_token_ttl, quiz_id=quiz_id)
         player = Caller(role=Role.PLAYER, subject=player_id, quiz_id=quiz_id)

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from services.mesh.config import CommonSettings
 
 
 class Settings(CommonSettings):
     grpc_port: int = 50052
-    # Worker processes sharing the gRPC port (SO_REUSEPORT; the kernel spreads
-    # connections, not calls). Process i serves /metrics on metrics_port + i.
-    processes: int = Field(default=1, ge=1, le=64)
     # How long to wait for JetStream to confirm an answer is stored durably.
     publish_timeout_seconds: float = 2.0
     # A Redis reply slower than this fails the answers in flight (clients retry).

@@ -6,22 +6,26 @@ import grpc
 from quizmesh.score.v1 import score_pb2, score_pb2_grpc
 
 from services.database.engine import create_engine
+from services.database.records import QuizRecords
+from services.identity.tokens import TokenVerifier
+from services.live.answers import AnswerBook
 from services.live.pipeline import PipelinedRedis, RedisAddress
-from services.mesh import runtime
-from services.mesh.connections import Connections, token_verifier
+from services.live.quizzes import LiveQuizzes
+from services.mesh import serve
+from services.mesh.app import ServiceApp, build_server
+from services.mesh.connections import Connections
 from services.mesh.metrics import Metrics
 from services.recovery.live_state import LiveStateRecovery
 from services.score.answer_log import AnswerLog
 from services.score.config import Settings
 from services.score.service import ScoreService
-from services.score.store import AnswerBook
 from services.score.tokens import KnownTokens
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 SERVICE_NAME = score_pb2.DESCRIPTOR.services_by_name["ScoreService"].full_name
 
 
-async def create_server(settings: Settings) -> runtime.ServiceApp:
+async def create_server(settings: Settings) -> ServiceApp:
     metrics = Metrics("score")
     conn = await Connections.open(settings, "score")
     # SQL only to rebuild a quiz whose live state Redis lost; answers never wait on it.
@@ -49,8 +53,10 @@ async def create_server(settings: Settings) -> runtime.ServiceApp:
         book=AnswerBook(conn.redis, script_pipe, settings.key_prefix),
         answer_log=answer_log,
         subjects=conn.subjects,
-        tokens=KnownTokens(token_verifier(settings), settings.token_cache_size),
-        recovery=LiveStateRecovery.of(engine, conn, settings),
+        tokens=KnownTokens(TokenVerifier.of(settings), settings.token_cache_size),
+        recovery=LiveStateRecovery.of(
+            QuizRecords(engine), LiveQuizzes(conn.redis, settings.key_prefix), conn, settings
+        ),
         answers=metrics.counter(
             "quizmesh_answers", "Answers by outcome: accepted, replayed or why refused", ["outcome"]
         ),
@@ -59,7 +65,7 @@ async def create_server(settings: Settings) -> runtime.ServiceApp:
     def register(server: grpc.aio.Server) -> None:
         score_pb2_grpc.add_ScoreServiceServicer_to_server(service, server)
 
-    app = runtime.build_server(
+    app = build_server(
         settings,
         register,
         [SERVICE_NAME],
@@ -71,16 +77,9 @@ async def create_server(settings: Settings) -> runtime.ServiceApp:
 
 
 def main() -> None:
-    settings = Settings()
-    runtime.serve(
-        "score",
-        settings,
-        create_server,
-        processes=settings.processes,
-        # Each answer allocates a few hundred objects: with the default (700) the
-        # cyclic GC took ~4% of the server's CPU under load.
-        young_gc_threshold=20_000,
-    )
+    # Each answer allocates a few hundred objects: with the default (700) the
+    # cyclic GC took ~4% of the server's CPU under load.
+    serve.main("score", Settings, create_server, young_gc_threshold=20_000)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ from quizmesh.score.v1 import score_pb2, score_pb2_grpc
 
 from services import ids
 from services.identity.tokens import Role
-from services.live.board import Answer
+from services.live.answers import AnswerBook, Outcome
+from services.live.layout import Answer
 from services.mesh import tracing
 from services.mesh.clock import now_ms, timestamp
 from services.mesh.errors import (
@@ -26,7 +27,6 @@ from services.mesh.errors import (
 from services.mesh.messaging import Subjects
 from services.recovery.live_state import LiveStateRecovery
 from services.score.answer_log import AnswerLog
-from services.score.store import AnswerBook, Outcome
 from services.score.tokens import KnownTokens
 
 log = logging.getLogger(__name__)

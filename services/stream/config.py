@@ -22,6 +22,3 @@ class Settings(CommonSettings):
     # players on 2 cores, 0.5 s cut the stream service's CPU 3.5x, Envoy's 2.3x and
     # answer-to-every-watcher p50 from 1.3 s to 0.6 s (benchmarks/notes-fanout.md).
     board_interval_seconds: float = Field(default=0.25, ge=0.0, le=10.0)
-    # Worker processes sharing the gRPC port (SO_REUSEPORT), to use more than one
-    # core per replica; see services/mesh/workers.py.
-    processes: int = Field(default=1, ge=1, le=64)

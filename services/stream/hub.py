@@ -26,7 +26,7 @@ from prometheus_client import Histogram
 from quizmesh.common.v1 import common_pb2, events_pb2
 from quizmesh.stream.v1 import stream_pb2
 
-from services.live.board import Board
+from services.live.board import LiveBoard
 from services.mesh import tracing
 from services.mesh.clock import now_ms, timestamp
 from services.mesh.errors import ResourceExhausted, ServiceError, Unavailable
@@ -221,7 +221,7 @@ class QuizHub:
     def __init__(
         self,
         quiz_id: str,
-        board: Board,
+        board: LiveBoard,
         nc: NatsClient,
         js: JetStreamContext,
         subjects: Subjects,
@@ -238,7 +238,7 @@ class QuizHub:
         self.subjects = subjects
         self.top = top
         self.max_queued_events = max_queued_events
-        self.standings = Standings(board.redis, board.keys(quiz_id))
+        self.standings = Standings(board, quiz_id)
         self.board_interval = board_interval_seconds
         self._board_sent_at = float("-inf")
         self._board_timer: asyncio.TimerHandle | None = None
@@ -269,7 +269,9 @@ class QuizHub:
         self._subscriptions.append(
             await self.nc.subscribe(self.subjects.leaderboard(self.quiz_id), cb=self._on_snapshot)
         )
-        self._accept_snapshot(await self.board.snapshot(self.quiz_id, self.top))
+        snapshot = await self.board.snapshot(self.quiz_id, self.top)
+        # Not live (a watch raced its expiry): watchers start from an empty board.
+        self._accept_snapshot(snapshot or common_pb2.LeaderboardSnapshot(quiz_id=self.quiz_id))
         await self._load_history()
         self._standings_task = asyncio.create_task(
             self._send_standings(), name=f"standings-{self.quiz_id}"

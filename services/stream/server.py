@@ -6,9 +6,14 @@ from __future__ import annotations
 import functools
 
 from services.database.engine import create_engine
-from services.live.board import Board
-from services.mesh import runtime
-from services.mesh.connections import Connections, token_verifier
+from services.database.records import QuizRecords
+from services.identity.tokens import TokenVerifier
+from services.live.board import LiveBoard
+from services.live.pipeline import PipelinedRedis, RedisAddress
+from services.live.quizzes import LiveQuizzes
+from services.mesh import serve
+from services.mesh.app import ServiceApp, build_server
+from services.mesh.connections import Connections
 from services.mesh.metrics import Metrics
 from services.recovery.live_state import LiveStateRecovery
 from services.stream.config import Settings
@@ -17,12 +22,13 @@ from services.stream.metrics import StreamMetrics
 from services.stream.service import SERVICE_NAME, StreamService
 
 
-async def create_server(settings: Settings) -> runtime.ServiceApp:
-    verifier = token_verifier(settings)
+async def create_server(settings: Settings) -> ServiceApp:
+    verifier = TokenVerifier.of(settings)
     metrics = Metrics("stream")
     measured = StreamMetrics.of(metrics)
     conn = await Connections.open(settings, "stream")
-    board = Board(conn.redis, settings.key_prefix)
+    pipe = PipelinedRedis(RedisAddress.parse(settings.redis_url))
+    board = LiveBoard(pipe, settings.key_prefix)
     # SQL only for watchers of quizzes Redis does not hold (see StreamService._acquire);
     # not a health dependency: live updates do not need it.
     engine = create_engine(settings.database_url)
@@ -40,13 +46,15 @@ async def create_server(settings: Settings) -> runtime.ServiceApp:
         )
     )
     service = StreamService(
-        LiveStateRecovery.of(engine, conn, settings),
+        LiveStateRecovery.of(
+            QuizRecords(engine), LiveQuizzes(conn.redis, settings.key_prefix), conn, settings
+        ),
         hubs,
         verifier,
         settings.heartbeat_seconds,
         measured,
     )
-    app = runtime.build_server(
+    app = build_server(
         settings,
         service.register,
         [SERVICE_NAME],
@@ -54,17 +62,15 @@ async def create_server(settings: Settings) -> runtime.ServiceApp:
         metrics,
     )
     app.before_stop.append(hubs.close)
-    app.after_stop += [conn.close, engine.dispose]
+    app.after_stop += [pipe.close, conn.close, engine.dispose]
     return app
 
 
 def main() -> None:
-    settings = Settings()
-    runtime.serve(
+    serve.main(
         "stream",
-        settings,
+        Settings,
         create_server,
-        processes=settings.processes,
         # With the default (700 new objects) collections ran in the middle of every
         # fan-out and promoted the writes in flight; every few updates a full one
         # walked every object of every stream (~200 ms at 2,000 watchers).

@@ -24,9 +24,11 @@ from redis.asyncio import Redis
 from sqlalchemy import and_, exists, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.database.checkpoints import read_checkpoint
 from services.database.engine import create_engine
-from services.database.tables import players, quizzes, scores, sync_checkpoints
-from services.live.board import QuizKeys
+from services.database.records import QuizState
+from services.database.tables import players, quizzes, scores
+from services.live.quizzes import LiveQuizzes
 from services.mesh import messaging
 from services.mesh.clock import now_ms
 from services.sync.config import Settings
@@ -82,24 +84,18 @@ class SyncJob:
         self,
         engine: AsyncEngine,
         nc: NatsClient,
-        redis: Redis,
+        live: LiveQuizzes,
         settings: Settings,
     ) -> None:
         self.engine = engine
         self.nc = nc
         self.js = nc.jetstream()
-        self.redis = redis
+        self.live = live
         self.settings = settings
         self.subjects = messaging.Subjects(settings.nats_prefix)
 
     async def checkpoint(self) -> int:
-        async with self.engine.connect() as conn:
-            seq = await conn.scalar(
-                select(sync_checkpoints.c.stream_seq).where(
-                    sync_checkpoints.c.name == self.subjects.answers_stream
-                )
-            )
-        return int(seq or 0)
+        return (await read_checkpoint(self.engine, self.subjects.answers_stream)).stream_seq
 
     async def copy_answers(self, report: SyncReport) -> None:
         """Batches are read and decoded one ahead of the one being written, so JetStream
@@ -158,7 +154,7 @@ class SyncJob:
             due = list(
                 await conn.scalars(
                     select(quizzes.c.id).where(
-                        quizzes.c.state == "CLOSED",
+                        quizzes.c.state == QuizState.CLOSED,
                         quizzes.c.board_final.is_(False),
                         quizzes.c.closed_ms <= now_ms() - grace_ms,
                     )
@@ -188,11 +184,7 @@ class SyncJob:
                 await conn.execute(
                     update(quizzes).where(quizzes.c.id == quiz_id).values(board_final=True)
                 )
-            keys = QuizKeys(self.settings.key_prefix, quiz_id)
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for key in keys.all():
-                    pipe.expire(key, self.settings.sync_closed_ttl_seconds)
-                await pipe.execute()
+            await self.live.expire(quiz_id, self.settings.sync_closed_ttl_seconds)
             report.quizzes_finalized += 1
             log.info("quiz final in SQL", extra={"quiz_id": quiz_id})
 
@@ -224,7 +216,8 @@ async def run_sync(settings: Settings) -> SyncReport:
             messaging.Subjects(settings.nats_prefix),
             settings.nats_stream_replicas,
         )
-        return await SyncJob(engine, nc, redis, settings).run()
+        live = LiveQuizzes(redis, settings.key_prefix)
+        return await SyncJob(engine, nc, live, settings).run()
     finally:
         if nc is not None:
             await nc.close()

@@ -1,24 +1,24 @@
 """One batch of the sync job into SQL, inside the caller's transaction: the answers
 (kept if already there), the players' totals (only ever raised, with the time they
-were reached) and the checkpoint (only ever moved forward).
+were reached) and the checkpoint (only ever moved forward). The sync job is the
+only writer of `answers`, `scores` and `sync_checkpoints`.
 
-On MySQL/MariaDB the answers and totals go in as multi-row statements rendered here.
-Through an executemany, aiomysql escapes every value in Python, which was most of
-the job's SQL cost; here ids that are plain letters and digits (all the services
-issue) are quoted as they are, anything else goes through the driver's own
-escaping, and numbers are written by `int`. The statements mean exactly what
-services/database/upserts.py spells with SQLAlchemy, which SQLite still uses.
+On MySQL/MariaDB answers and totals go in as multi-row statements rendered here
+(services/database/literals.py says why); SQLite takes the same meaning spelled
+with SQLAlchemy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import case, func
+from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.database.tables import answers, scores
-from services.database.upserts import advance_checkpoint, insert_answers, raise_scores
+from services.database.literals import Quote, execute_rendered, mysql_quoting
+from services.database.tables import answers, scores, sync_checkpoints
 
 # quiz_id, question_idx, player_id, choice, correct, points, answered_ms
 AnswerRow = tuple[str, int, str, int, bool, int, int]
@@ -37,8 +37,6 @@ SCORE_COLUMNS = ("quiz_id", "player_id", "score", "reached_ms")
 # Rows per statement: well inside MySQL's default max_allowed_packet (16-64 MB).
 ROWS_PER_STATEMENT = 20_000
 
-Quote = Callable[[str], str]
-
 
 async def write_batch(
     conn: AsyncConnection,
@@ -48,23 +46,21 @@ async def write_batch(
     seq: int,
     now: int,
 ) -> None:
-    escape = await _mysql_escape(conn)
-    if escape is None:
-        await insert_answers(conn, [dict(zip(ANSWER_COLUMNS, r, strict=True)) for r in answer_rows])
-        await raise_scores(conn, [dict(zip(SCORE_COLUMNS, r, strict=True)) for r in score_rows])
+    quote = await mysql_quoting(conn)
+    if quote is None:
+        await _sqlite_answers(conn, answer_rows)
+        await _sqlite_scores(conn, score_rows)
     else:
-        quote = _quoting(escape)
         for part in _chunks(answer_rows):
-            await _execute(conn, answers_statement(part, quote))
+            await execute_rendered(conn, answers_statement(part, quote))
         upsert = scores_statement_alias if _needs_alias(conn) else scores_statement
         for part in _chunks(score_rows):
-            await _execute(conn, upsert(part, quote))
+            await execute_rendered(conn, upsert(part, quote))
     await advance_checkpoint(conn, checkpoint, seq, now)
 
 
 def answers_statement(rows: Sequence[AnswerRow], quote: Quote) -> str:
     """INSERT IGNORE: an answer never changes once accepted."""
-    # `:d` renders ints and bools as integers and refuses anything else.
     values = ",".join(
         f"({quote(q)},{i:d},{quote(p)},{c:d},{ok:d},{pts:d},{ms:d})"
         for q, i, p, c, ok, pts, ms in rows
@@ -77,8 +73,9 @@ def _score_values(rows: Sequence[ScoreRow], quote: Quote) -> str:
 
 
 def scores_statement(rows: Sequence[ScoreRow], quote: Quote) -> str:
-    """A total only rises; MySQL applies the assignments in order, so reached_ms
-    compares the old score (MariaDB, MySQL before 8.0.20: VALUES())."""
+    """A total only rises, so replaying old records (or two jobs at once) never moves
+    a score back. MySQL applies the assignments in order, so reached_ms compares the
+    old score (MariaDB, MySQL before 8.0.20: VALUES())."""
     return (
         f"INSERT INTO {scores.name} ({', '.join(SCORE_COLUMNS)}) "
         f"VALUES {_score_values(rows, quote)} ON DUPLICATE KEY UPDATE "
@@ -98,20 +95,55 @@ def scores_statement_alias(rows: Sequence[ScoreRow], quote: Quote) -> str:
     )
 
 
-def _quoting(escape: Callable[[str], str]) -> Quote:
-    def quote(value: str) -> str:
-        return f"'{value}'" if value.isascii() and value.isalnum() else escape(value)
+async def _sqlite_answers(conn: AsyncConnection, rows: Sequence[AnswerRow]) -> None:
+    if rows:
+        await conn.execute(
+            sqlite.insert(answers).on_conflict_do_nothing(),
+            [dict(zip(ANSWER_COLUMNS, r, strict=True)) for r in rows],
+        )
 
-    return quote
+
+async def _sqlite_scores(conn: AsyncConnection, rows: Sequence[ScoreRow]) -> None:
+    if not rows:
+        return
+    s = sqlite.insert(scores)
+    new = s.excluded
+    await conn.execute(
+        s.on_conflict_do_update(
+            index_elements=[scores.c.quiz_id, scores.c.player_id],
+            set_={
+                "reached_ms": case(
+                    (new.score > scores.c.score, new.reached_ms), else_=scores.c.reached_ms
+                ),
+                "score": func.max(scores.c.score, new.score),
+            },
+        ),
+        [dict(zip(SCORE_COLUMNS, r, strict=True)) for r in rows],
+    )
 
 
-async def _mysql_escape(conn: AsyncConnection) -> Callable[[str], str] | None:
-    """The driver's string literal function (quotes included) on MySQL, else None."""
-    if conn.dialect.name != "mysql":
-        return None
-    driver = (await conn.get_raw_connection()).driver_connection
-    escape: Callable[[str], str] | None = getattr(driver, "escape", None)
-    return escape
+async def advance_checkpoint(conn: AsyncConnection, name: str, seq: int, now: int) -> None:
+    """Moves a checkpoint forward, never back (two jobs may race)."""
+    row = {"name": name, "stream_seq": seq, "updated_ms": now}
+    if conn.dialect.name == "mysql":
+        m = mysql.insert(sync_checkpoints).values(row)
+        await conn.execute(
+            m.on_duplicate_key_update(
+                stream_seq=func.greatest(sync_checkpoints.c.stream_seq, m.inserted.stream_seq),
+                updated_ms=m.inserted.updated_ms,
+            )
+        )
+    else:
+        s = sqlite.insert(sync_checkpoints).values(row)
+        await conn.execute(
+            s.on_conflict_do_update(
+                index_elements=[sync_checkpoints.c.name],
+                set_={
+                    "stream_seq": func.max(sync_checkpoints.c.stream_seq, s.excluded.stream_seq),
+                    "updated_ms": s.excluded.updated_ms,
+                },
+            )
+        )
 
 
 def _needs_alias(conn: AsyncConnection) -> bool:
@@ -121,8 +153,3 @@ def _needs_alias(conn: AsyncConnection) -> bool:
 
 def _chunks(rows: Sequence[Any]) -> list[Sequence[Any]]:
     return [rows[i : i + ROWS_PER_STATEMENT] for i in range(0, len(rows), ROWS_PER_STATEMENT)]
-
-
-async def _execute(conn: AsyncConnection, sql: str) -> None:
-    # No parameters: the driver must not read '%' in the text as a placeholder.
-    await conn.exec_driver_sql(sql, execution_options={"no_parameters": True})

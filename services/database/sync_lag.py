@@ -7,10 +7,9 @@ import asyncio
 import logging
 
 from nats.js import JetStreamContext
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.database.tables import sync_checkpoints
+from services.database.checkpoints import read_checkpoint
 from services.mesh.clock import now_ms
 from services.mesh.messaging import Subjects
 from services.mesh.metrics import Metrics
@@ -30,18 +29,10 @@ async def report_sync_lag(
     while True:
         try:
             info = await js.stream_info(subjects.answers_stream)
-            async with engine.connect() as conn:
-                row = (
-                    await conn.execute(
-                        select(sync_checkpoints.c.stream_seq, sync_checkpoints.c.updated_ms).where(
-                            sync_checkpoints.c.name == subjects.answers_stream
-                        )
-                    )
-                ).first()
-            copied, updated = (row[0], row[1]) if row else (0, None)
-            behind.set(max(0, (info.state.last_seq or 0) - copied))
-            if updated is not None:
-                age.set((now_ms() - updated) / 1000)
+            copied = await read_checkpoint(engine, subjects.answers_stream)
+            behind.set(max(0, (info.state.last_seq or 0) - copied.stream_seq))
+            if copied.updated_ms is not None:
+                age.set((now_ms() - copied.updated_ms) / 1000)
         except Exception as e:
             log.warning("sync lag not measured", extra={"error": repr(e)})
         await asyncio.sleep(every)

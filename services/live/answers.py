@@ -1,20 +1,23 @@
-"""The score service's Redis side: the answer script and answer lookups."""
+"""Answers against a quiz's live state: the atomic answer script, and reads of what
+a player has answered."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
 
-from services.live.board import SCALE, Answer, QuizKeys, points_of
+from services.live.keys import QuizKeys
+from services.live.layout import SCALE, Answer, Field, answer_field, points_of
 from services.live.pipeline import PipelinedRedis, Script
+from services.live.scripts import source
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What the script decided: accepted, replay (with the original) or an error."""
+    """What the script decided: accepted, replay (with the original) or an error
+    (no_quiz, no_player, not_started, closed, not_open, moved_on, late, bad_choice)."""
 
     kind: str
     answer: Answer | None = None
@@ -28,8 +31,7 @@ class AnswerBook:
         self.redis = redis
         # The answer script goes through one pipelined connection (see pipeline.py);
         # the rare reads below use the ordinary client.
-        source = resources.files("services.score").joinpath("submit_answer.lua").read_text()
-        self._submit = Script(script_pipe, source)
+        self._submit = Script(script_pipe, source("submit_answer"))
         self.prefix = prefix
 
     async def submit(
@@ -51,15 +53,15 @@ class AnswerBook:
         keys = QuizKeys(self.prefix, quiz_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zscore(keys.board, player_id)
-            pipe.hget(keys.state, "question_count")
+            pipe.hget(keys.state, Field.QUESTION_COUNT)
             packed, count = await pipe.execute()
         if packed is None:
             return None
-        fields = [f"{i}:{player_id}" for i in range(int(count or 0))]
+        fields = [answer_field(i, player_id) for i in range(int(count or 0))]
         records: list[Any] = await self.redis.hmget(keys.answers, fields) if fields else []
         answers = [Answer.parse(i, r) for i, r in enumerate(records) if r is not None]
         return points_of(packed), answers
 
     async def host_of(self, quiz_id: str) -> str | None:
-        host = await self.redis.hget(QuizKeys(self.prefix, quiz_id).state, "host")
+        host = await self.redis.hget(QuizKeys(self.prefix, quiz_id).state, Field.HOST)
         return str(host) if host is not None else None
