@@ -1,4 +1,4 @@
-"""Quiz state written straight into Redis in the layout of services/live/board.py, as
+"""Quiz state written straight into Redis in the layout of services/live/layout.py, as
 the quiz and score services would leave it, for tests of the services that read it.
 
 Nothing here cleans up: the keys live under the test's own key prefix, and
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from services.live.keys import QuizKeys
-from services.live.layout import pack
+from services.live.layout import Field, answer_count_field, pack
 
 
 @dataclass(frozen=True)
@@ -50,10 +50,15 @@ async def seed_quiz(
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hset(
             keys.state,
-            mapping={"status": status, "question": question, "epoch": 0, "version": version},
+            mapping={
+                Field.STATUS: status,
+                Field.QUESTION: question,
+                Field.EPOCH: 0,
+                Field.VERSION: version,
+            },
         )
         if question >= 0:
-            pipe.hset(keys.state, f"answers:{question}", len(seats))
+            pipe.hset(keys.state, answer_count_field(question), len(seats))
         if seats:
             pipe.zadd(keys.board, {s.player_id: pack(s.points, s.reached_ms) for s in seats})
             pipe.hset(keys.nicknames, mapping={s.player_id: s.nickname for s in seats})

@@ -2,7 +2,7 @@
 the live one did: same ranks, scores, nicknames, page tokens and neighbours.
 
 The same nine players are seeded twice: as a closed quiz's live board in Redis (the
-layout of services/live/board.py) and as a final quiz in SQL (the rows the sync job
+layout of services/live/layout.py) and as a final quiz in SQL (the rows the sync job
 writes), then both are read through the running leaderboard service.
 """
 

@@ -1,7 +1,7 @@
 """LeaderboardService against real Redis and NATS: ranked pages, a player's
 neighbourhood, refusals, and coalesced snapshots on NATS.
 
-The quiz state is seeded straight into Redis in the layout of services/live/board.py,
+The quiz state is seeded straight into Redis in the layout of services/live/layout.py,
 as the quiz and score services would write it.
 """
 

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import grpc
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from services.identity.keys import ALGORITHM, key_id
 from services.mesh.config import CommonSettings
+from services.mesh.context import Context
 from services.mesh.errors import PermissionDenied, Unauthenticated
 
 
@@ -92,21 +92,19 @@ class TokenVerifier:
             raise Unauthenticated("player token names no quiz")
         return Caller(role=role, subject=str(claims["sub"]), quiz_id=quiz_id)
 
-    def caller(self, context: grpc.aio.ServicerContext, fallback_token: str = "") -> Caller:
+    def caller(self, context: Context, fallback_token: str = "") -> Caller:
         """The verified caller of an RPC; UNAUTHENTICATED when there is none."""
         caller = self.optional_caller(context, fallback_token)
         if caller is None:
             raise Unauthenticated("sign in: this call needs a bearer token")
         return caller
 
-    def optional_caller(
-        self, context: grpc.aio.ServicerContext, fallback_token: str = ""
-    ) -> Caller | None:
+    def optional_caller(self, context: Context, fallback_token: str = "") -> Caller | None:
         token = bearer_token(context.invocation_metadata() or ()) or fallback_token
         return self.verify(token) if token else None
 
 
-def bearer_token(metadata: Sequence[tuple[str, str | bytes]]) -> str:
+def bearer_token(metadata: Iterable[tuple[str, str | bytes]]) -> str:
     for key, value in metadata:
         if key == "authorization" and isinstance(value, str):
             scheme, _, token = value.partition(" ")

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-import grpc
 from quizmesh.leaderboard.v1 import leaderboard_pb2, leaderboard_pb2_grpc
 
 from services import ids
@@ -15,6 +14,7 @@ from services.identity.tokens import TokenVerifier
 from services.leaderboard.final_board import FinalBoard
 from services.live.board import LiveBoard, LiveNeighbourhood, LivePage
 from services.live.errors import restoring
+from services.mesh.context import Context
 from services.mesh.errors import NotFound
 from services.mesh.paging import decode_token, encode_token
 from services.recovery.live_state import LiveStateRecovery
@@ -39,7 +39,7 @@ class LeaderboardService(leaderboard_pb2_grpc.LeaderboardServiceServicer):
         self.recovery = recovery
 
     async def GetLeaderboard(
-        self, request: leaderboard_pb2.GetLeaderboardRequest, context: grpc.aio.ServicerContext
+        self, request: leaderboard_pb2.GetLeaderboardRequest, context: Context
     ) -> leaderboard_pb2.GetLeaderboardResponse:
         quiz_id = ids.quiz_code(request.quiz_id)
         size = request.page_size or DEFAULT_PAGE_SIZE
@@ -59,7 +59,7 @@ class LeaderboardService(leaderboard_pb2_grpc.LeaderboardServiceServicer):
         )
 
     async def GetPlayerRank(
-        self, request: leaderboard_pb2.GetPlayerRankRequest, context: grpc.aio.ServicerContext
+        self, request: leaderboard_pb2.GetPlayerRankRequest, context: Context
     ) -> leaderboard_pb2.GetPlayerRankResponse:
         quiz_id = ids.quiz_code(request.quiz_id)
         player_id = ids.player_ref(request.player_id)

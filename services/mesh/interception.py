@@ -10,19 +10,21 @@ from typing import Any
 
 import grpc
 
-UnaryBehaviour = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+from services.mesh.context import Context, Handler
+
+UnaryBehaviour = Callable[[Any, Context], Awaitable[Any]]
 # Streams are written with context.write (a coroutine), whatever the handler
 # itself was: an async generator is drained into writes by `as_writer`.
-StreamBehaviour = Callable[[Any, grpc.aio.ServicerContext], Awaitable[None]]
+StreamBehaviour = Callable[[Any, Context], Awaitable[None]]
 
 
 def as_writer(
-    behaviour: Callable[[Any, grpc.aio.ServicerContext], Any],
+    behaviour: Callable[[Any, Context], Any],
 ) -> StreamBehaviour:
     """A server-streaming behaviour as one coroutine: generator handlers have what
     they yield written; handlers that write with context.write run as they are."""
 
-    async def write(request: Any, context: grpc.aio.ServicerContext) -> None:
+    async def write(request: Any, context: Context) -> None:
         result = behaviour(request, context)
         if hasattr(result, "__aiter__"):
             items: AsyncIterator[Any] = result
@@ -36,13 +38,13 @@ def as_writer(
 
 class MethodInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(self) -> None:
-        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+        self._handlers: dict[str, Handler] = {}
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Handler | None:
         method: str = details.method
         found = self._handlers.get(method)
         if found is not None:
@@ -54,32 +56,30 @@ class MethodInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._handlers[method] = wrapped
         return wrapped
 
-    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def _wrap(self, method: str, handler: Handler) -> Handler:
+        # grpc's types describe the sync server's behaviours; ours are coroutines.
+        behaviours: Any = handler
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                self.wrap_unary(method, handler.unary_unary, handler),
+                self.wrap_unary(method, behaviours.unary_unary, handler),
                 request_deserializer=self.request_deserializer(handler),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                self.wrap_stream(method, as_writer(handler.unary_stream), handler),
+                self.wrap_stream(method, as_writer(behaviours.unary_stream), handler),
                 request_deserializer=self.request_deserializer(handler),
                 response_serializer=handler.response_serializer,
             )
         return handler  # no client-streaming methods here
 
-    def request_deserializer(self, handler: grpc.RpcMethodHandler) -> Any:
+    def request_deserializer(self, handler: Handler) -> Any:
         """What grpc parses requests with before the wrapped behaviour (a concern that
         parses requests itself returns None)."""
         return handler.request_deserializer
 
-    def wrap_unary(
-        self, method: str, inner: UnaryBehaviour, handler: grpc.RpcMethodHandler
-    ) -> UnaryBehaviour:
+    def wrap_unary(self, method: str, inner: UnaryBehaviour, handler: Handler) -> UnaryBehaviour:
         return inner
 
-    def wrap_stream(
-        self, method: str, inner: StreamBehaviour, handler: grpc.RpcMethodHandler
-    ) -> StreamBehaviour:
+    def wrap_stream(self, method: str, inner: StreamBehaviour, handler: Handler) -> StreamBehaviour:
         return inner

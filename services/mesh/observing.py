@@ -10,11 +10,12 @@ from typing import Any
 import grpc
 
 from services.mesh import tracing
+from services.mesh.context import Context, Handler
 from services.mesh.interception import MethodInterceptor, StreamBehaviour, UnaryBehaviour
 from services.mesh.metrics import Metrics
 
 
-def _code(context: grpc.aio.ServicerContext, error: BaseException | None) -> grpc.StatusCode:
+def _code(context: Context, error: BaseException | None) -> grpc.StatusCode:
     if isinstance(error, asyncio.CancelledError):
         return grpc.StatusCode.CANCELLED
     code: grpc.StatusCode | None = context.code()
@@ -30,13 +31,11 @@ class ObservingInterceptor(MethodInterceptor):
         super().__init__()
         self.metrics = metrics
 
-    def wrap_unary(
-        self, method: str, inner: UnaryBehaviour, handler: grpc.RpcMethodHandler
-    ) -> UnaryBehaviour:
+    def wrap_unary(self, method: str, inner: UnaryBehaviour, handler: Handler) -> UnaryBehaviour:
         name = method.rsplit("/", 1)[-1]
         rpcs, seconds = self.metrics.rpcs, self.metrics.rpc_seconds.labels(name)
 
-        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def unary(request: Any, context: Context) -> Any:
             started = time.perf_counter()
             trace = tracing.begin(tracing.from_metadata(context.invocation_metadata() or ()))
             error: BaseException | None = None
@@ -52,13 +51,11 @@ class ObservingInterceptor(MethodInterceptor):
 
         return unary
 
-    def wrap_stream(
-        self, method: str, inner: StreamBehaviour, handler: grpc.RpcMethodHandler
-    ) -> StreamBehaviour:
+    def wrap_stream(self, method: str, inner: StreamBehaviour, handler: Handler) -> StreamBehaviour:
         name = method.rsplit("/", 1)[-1]
         rpcs = self.metrics.rpcs
 
-        async def stream(request: Any, context: grpc.aio.ServicerContext) -> None:
+        async def stream(request: Any, context: Context) -> None:
             trace = tracing.begin(tracing.from_metadata(context.invocation_metadata() or ()))
             error: BaseException | None = None
             try:

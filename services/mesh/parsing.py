@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import grpc
 from google.protobuf.message import DecodeError
 
 from services.mesh import validation
+from services.mesh.context import Context, Handler
 from services.mesh.errors import InvalidArgument
 from services.mesh.interception import MethodInterceptor, StreamBehaviour, UnaryBehaviour
 
@@ -32,25 +32,21 @@ def parser(deserialize: Callable[[bytes], Any] | None) -> Callable[[Any], Any]:
 class ParsingInterceptor(MethodInterceptor):
     """Innermost: the request arrives as bytes and leaves as a checked message."""
 
-    def request_deserializer(self, handler: grpc.RpcMethodHandler) -> Any:
+    def request_deserializer(self, handler: Handler) -> Any:
         return None
 
-    def wrap_unary(
-        self, method: str, inner: UnaryBehaviour, handler: grpc.RpcMethodHandler
-    ) -> UnaryBehaviour:
+    def wrap_unary(self, method: str, inner: UnaryBehaviour, handler: Handler) -> UnaryBehaviour:
         parse = parser(handler.request_deserializer)
 
-        async def unary(raw: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def unary(raw: Any, context: Context) -> Any:
             return await inner(parse(raw), context)
 
         return unary
 
-    def wrap_stream(
-        self, method: str, inner: StreamBehaviour, handler: grpc.RpcMethodHandler
-    ) -> StreamBehaviour:
+    def wrap_stream(self, method: str, inner: StreamBehaviour, handler: Handler) -> StreamBehaviour:
         parse = parser(handler.request_deserializer)
 
-        async def stream(raw: Any, context: grpc.aio.ServicerContext) -> None:
+        async def stream(raw: Any, context: Context) -> None:
             await inner(parse(raw), context)
 
         return stream

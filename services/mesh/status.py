@@ -8,14 +8,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import google.rpc.error_details_pb2 as error_details_pb2
+import google.rpc.status_pb2 as status_pb2
 import grpc
 import nats.errors as nats_errors
 import redis.exceptions as redis_errors
 import sqlalchemy.exc as sql_errors
 from google.protobuf import any_pb2
-from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from services.mesh.context import Context, Handler
 from services.mesh.errors import InvalidArgument, ServiceError
 from services.mesh.interception import MethodInterceptor, StreamBehaviour, UnaryBehaviour
 from services.mesh.metrics import Metrics, dependency_of
@@ -61,10 +63,8 @@ class StatusInterceptor(MethodInterceptor):
         super().__init__()
         self.metrics = metrics
 
-    def wrap_unary(
-        self, method: str, inner: UnaryBehaviour, handler: grpc.RpcMethodHandler
-    ) -> UnaryBehaviour:
-        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    def wrap_unary(self, method: str, inner: UnaryBehaviour, handler: Handler) -> UnaryBehaviour:
+        async def unary(request: Any, context: Context) -> Any:
             try:
                 return await inner(request, context)
             except Exception as e:
@@ -72,10 +72,8 @@ class StatusInterceptor(MethodInterceptor):
 
         return unary
 
-    def wrap_stream(
-        self, method: str, inner: StreamBehaviour, handler: grpc.RpcMethodHandler
-    ) -> StreamBehaviour:
-        async def stream(request: Any, context: grpc.aio.ServicerContext) -> None:
+    def wrap_stream(self, method: str, inner: StreamBehaviour, handler: Handler) -> StreamBehaviour:
+        async def stream(request: Any, context: Context) -> None:
             try:
                 await inner(request, context)
             except Exception as e:
@@ -83,7 +81,7 @@ class StatusInterceptor(MethodInterceptor):
 
         return stream
 
-    async def _abort(self, method: str, context: grpc.aio.ServicerContext, error: Exception) -> Any:
+    async def _abort(self, method: str, context: Context, error: Exception) -> Any:
         if isinstance(error, grpc.aio.AbortError):
             raise error  # the handler aborted with a status of its own
         if isinstance(error, ServiceError):

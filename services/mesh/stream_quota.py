@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-import grpc
-
+from services.mesh.context import Context, Handler
 from services.mesh.errors import ResourceExhausted
 from services.mesh.interception import MethodInterceptor, StreamBehaviour
 
@@ -16,7 +15,7 @@ from services.mesh.interception import MethodInterceptor, StreamBehaviour
 CLIENT_HEADER = "x-quizmesh-client"
 
 
-def client_address(metadata: Sequence[tuple[str, str | bytes]], peer: str) -> str:
+def client_address(metadata: Iterable[tuple[str, str | bytes]], peer: str) -> str:
     """Envoy's word for callers from outside; the peer's address for callers inside
     the mesh (peer looks like "ipv4:10.0.0.7:51234" or "ipv6:[::1]:51234")."""
     for key, value in metadata:
@@ -53,14 +52,12 @@ class StreamQuotaInterceptor(MethodInterceptor):
         super().__init__()
         self.quota = quota
 
-    def wrap_stream(
-        self, method: str, inner: StreamBehaviour, handler: grpc.RpcMethodHandler
-    ) -> StreamBehaviour:
+    def wrap_stream(self, method: str, inner: StreamBehaviour, handler: Handler) -> StreamBehaviour:
         if not method.startswith("/quizmesh."):
             return inner
         quota = self.quota
 
-        async def stream(request: Any, context: grpc.aio.ServicerContext) -> None:
+        async def stream(request: Any, context: Context) -> None:
             client = client_address(context.invocation_metadata() or (), context.peer())
             with quota.hold(client):
                 await inner(request, context)

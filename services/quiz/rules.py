@@ -18,7 +18,7 @@ MAX_QUESTIONS = rules_of(quiz_pb2.CreateQuizRequest.DESCRIPTOR, "questions").max
 MAX_QUESTION_POINTS = rules_of(quiz_pb2.QuestionSpec.DESCRIPTOR, "points").lte
 MAX_NICKNAME = rules_of(quiz_pb2.JoinQuizRequest.DESCRIPTOR, "nickname").max_len
 
-# Every score must stay exact inside a Redis double (see services/live/board.py).
+# Every score must stay exact inside a Redis double (see services/live/layout.py).
 assert MAX_QUESTIONS * MAX_QUESTION_POINTS <= MAX_POINTS
 
 

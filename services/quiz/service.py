@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import grpc
 from quizmesh.common.v1 import common_pb2, events_pb2
 from quizmesh.quiz.v1 import quiz_pb2, quiz_pb2_grpc
 
@@ -13,6 +12,7 @@ from services.database.records import Question, QuizRecord, QuizState
 from services.identity.tokens import Caller, Role, TokenIssuer, TokenVerifier
 from services.live.quizzes import LiveQuizzes
 from services.mesh.clock import now_ms, timestamp
+from services.mesh.context import Context
 from services.mesh.errors import AlreadyExists, FailedPrecondition, PermissionDenied
 from services.mesh.paging import decode_token, encode_token
 from services.quiz import rules
@@ -41,7 +41,7 @@ class QuizService(quiz_pb2_grpc.QuizServiceServicer):
     player_token_ttl: int
 
     async def CreateQuiz(
-        self, request: quiz_pb2.CreateQuizRequest, context: grpc.aio.ServicerContext
+        self, request: quiz_pb2.CreateQuizRequest, context: Context
     ) -> quiz_pb2.CreateQuizResponse:
         host = self.verifier.caller(context).require_host()
         rules.check_quiz(request)
@@ -71,14 +71,14 @@ class QuizService(quiz_pb2_grpc.QuizServiceServicer):
         return quiz_pb2.CreateQuizResponse(quiz=await self._render(quiz, host, player_count=0))
 
     async def GetQuiz(
-        self, request: quiz_pb2.GetQuizRequest, context: grpc.aio.ServicerContext
+        self, request: quiz_pb2.GetQuizRequest, context: Context
     ) -> quiz_pb2.GetQuizResponse:
         caller = self.verifier.optional_caller(context)
         quiz = await self.store.get(ids.quiz_code(request.quiz_id))
         return quiz_pb2.GetQuizResponse(quiz=await self._render(quiz, caller))
 
     async def ListQuizzes(
-        self, request: quiz_pb2.ListQuizzesRequest, context: grpc.aio.ServicerContext
+        self, request: quiz_pb2.ListQuizzesRequest, context: Context
     ) -> quiz_pb2.ListQuizzesResponse:
         self.verifier.optional_caller(context)  # anyone may list; a token present must be valid
         size = request.page_size or 20
@@ -92,7 +92,7 @@ class QuizService(quiz_pb2_grpc.QuizServiceServicer):
         return response
 
     async def JoinQuiz(
-        self, request: quiz_pb2.JoinQuizRequest, context: grpc.aio.ServicerContext
+        self, request: quiz_pb2.JoinQuizRequest, context: Context
     ) -> quiz_pb2.JoinQuizResponse:
         self.verifier.optional_caller(context)  # anyone may join; a token present must be valid
         quiz_id = ids.quiz_code(request.quiz_id)
@@ -112,28 +112,28 @@ class QuizService(quiz_pb2_grpc.QuizServiceServicer):
         )
 
     async def StartQuiz(
-        self, request: quiz_pb2.StartQuizRequest, context: grpc.aio.ServicerContext
+        self, request: quiz_pb2.StartQuizRequest, context: Context
     ) -> quiz_pb2.StartQuizResponse:
         quiz, host = await self._hosted(request.quiz_id, context, "start")
         await self.lifecycle.start(quiz)
         return quiz_pb2.StartQuizResponse(quiz=await self._render_fresh(quiz.id, host))
 
     async def AdvanceQuestion(
-        self, request: quiz_pb2.AdvanceQuestionRequest, context: grpc.aio.ServicerContext
+        self, request: quiz_pb2.AdvanceQuestionRequest, context: Context
     ) -> quiz_pb2.AdvanceQuestionResponse:
         quiz, host = await self._hosted(request.quiz_id, context, "advance")
         await self.lifecycle.advance(quiz)
         return quiz_pb2.AdvanceQuestionResponse(quiz=await self._render_fresh(quiz.id, host))
 
     async def CloseQuiz(
-        self, request: quiz_pb2.CloseQuizRequest, context: grpc.aio.ServicerContext
+        self, request: quiz_pb2.CloseQuizRequest, context: Context
     ) -> quiz_pb2.CloseQuizResponse:
         quiz, host = await self._hosted(request.quiz_id, context, "close")
         await self.lifecycle.close(quiz, events_pb2.CLOSE_REASON_HOST)
         return quiz_pb2.CloseQuizResponse(quiz=await self._render_fresh(quiz.id, host))
 
     async def _hosted(
-        self, raw_quiz_id: str, context: grpc.aio.ServicerContext, action: str
+        self, raw_quiz_id: str, context: Context, action: str
     ) -> tuple[QuizRecord, Caller]:
         """The quiz, if the caller is its host (identity from the token only)."""
         caller = self.verifier.caller(context)

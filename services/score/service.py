@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import Counter
 from quizmesh.common.v1 import events_pb2
@@ -16,6 +15,7 @@ from services.live.answers import AnswerBook, Outcome
 from services.live.layout import Answer
 from services.mesh import tracing
 from services.mesh.clock import now_ms, timestamp
+from services.mesh.context import Context
 from services.mesh.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -94,7 +94,7 @@ class ScoreService(score_pb2_grpc.ScoreServiceServicer):
         self.tokens = tokens
 
     async def SubmitAnswer(
-        self, request: score_pb2.SubmitAnswerRequest, context: grpc.aio.ServicerContext
+        self, request: score_pb2.SubmitAnswerRequest, context: Context
     ) -> score_pb2.SubmitAnswerResponse:
         now = now_ms()  # the server's clock decides, never the client's
         quiz_id = ids.quiz_code(request.quiz_id)
@@ -164,7 +164,7 @@ class ScoreService(score_pb2_grpc.ScoreServiceServicer):
             ) from e
 
     async def GetPlayerScore(
-        self, request: score_pb2.GetPlayerScoreRequest, context: grpc.aio.ServicerContext
+        self, request: score_pb2.GetPlayerScoreRequest, context: Context
     ) -> score_pb2.GetPlayerScoreResponse:
         quiz_id = ids.quiz_code(request.quiz_id)
         player_id = ids.player_ref(request.player_id)

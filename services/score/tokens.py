@@ -13,10 +13,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import grpc
 import jwt
 
 from services.identity.tokens import Caller, TokenVerifier, bearer_token
+from services.mesh.context import Context
 
 
 class KnownTokens:
@@ -32,7 +32,7 @@ class KnownTokens:
         # token -> (caller, expiry in epoch seconds); insertion order = eviction order
         self._known: dict[str, tuple[Caller, float]] = {}
 
-    def caller(self, context: grpc.aio.ServicerContext) -> Caller:
+    def caller(self, context: Context) -> Caller:
         """The verified caller of an RPC; UNAUTHENTICATED as TokenVerifier says."""
         token = bearer_token(context.invocation_metadata() or ())
         if token:

@@ -17,6 +17,7 @@ from quizmesh.stream.v1 import stream_pb2
 
 from services import ids
 from services.identity.tokens import Role, TokenVerifier
+from services.mesh.context import Context, Handler
 from services.mesh.errors import FailedPrecondition
 from services.recovery.live_state import LiveStateRecovery
 from services.stream.hub import QuizHub, QuizHubs, Watch
@@ -88,7 +89,7 @@ class StreamService:
         self.heartbeat_seconds = heartbeat_seconds
 
     def register(self, server: grpc.aio.Server) -> None:
-        handlers = {
+        handlers: dict[str, Handler] = {
             "WatchLeaderboard": grpc.unary_stream_rpc_method_handler(
                 self.WatchLeaderboard,
                 request_deserializer=stream_pb2.WatchLeaderboardRequest.FromString,
@@ -106,7 +107,7 @@ class StreamService:
         server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
     async def WatchLeaderboard(
-        self, request: stream_pb2.WatchLeaderboardRequest, context: grpc.aio.ServicerContext
+        self, request: stream_pb2.WatchLeaderboardRequest, context: Context
     ) -> None:
         quiz_id = ids.quiz_code(request.quiz_id)
         caller = self.verifier.optional_caller(context, request.access_token)
@@ -125,9 +126,7 @@ class StreamService:
             hub.forget(watch)
             await self.hubs.release(hub)
 
-    async def WatchQuiz(
-        self, request: stream_pb2.WatchQuizRequest, context: grpc.aio.ServicerContext
-    ) -> None:
+    async def WatchQuiz(self, request: stream_pb2.WatchQuizRequest, context: Context) -> None:
         quiz_id = ids.quiz_code(request.quiz_id)
         # Anyone may watch, but a token that is present must be valid.
         self.verifier.optional_caller(context, request.access_token)
@@ -151,7 +150,7 @@ class StreamService:
             )
         return await self.hubs.acquire(quiz_id)
 
-    async def _send(self, watch: Watch, rpc: str, context: grpc.aio.ServicerContext) -> None:
+    async def _send(self, watch: Watch, rpc: str, context: Context) -> None:
         active = self.metrics.active.labels(rpc)
         sent = self.metrics.sent.counts
         active.inc()

@@ -1,0 +1,224 @@
+"""The live state's layout (services/live/layout.py) is the one description every
+writer and reader follows, Python and Lua alike: each record written one way reads
+back the same the other way, against a real Redis."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import uuid
+from collections.abc import AsyncIterator
+from importlib import resources
+
+import pytest
+from redis.asyncio import Redis
+
+from services.database.records import Question, QuizRecord, QuizState
+from services.live.answers import AnswerBook
+from services.live.board import LiveBoard
+from services.live.keys import QuizKeys
+from services.live.layout import (
+    SCALE,
+    Answer,
+    Field,
+    QuestionSpec,
+    answer_count_field,
+    answer_field,
+    pack,
+    points_of,
+)
+from services.live.pipeline import PipelinedRedis, RedisAddress
+from services.live.quizzes import LiveQuizzes, RebuiltState
+from tests.stack import Backends, forget
+
+EPOCH = 1_700_000_000_000
+QUESTIONS = [
+    Question(0, "2 + 2?", ["3", "4", "5"], correct_choice=1, points=1000, time_limit_ms=10_000),
+    Question(
+        1,
+        "Capital of France?",
+        ["Paris", "Rome"],
+        correct_choice=0,
+        points=500,
+        time_limit_ms=4_000,
+    ),
+]
+
+
+def a_quiz(quiz_id: str, state: QuizState = QuizState.OPEN) -> QuizRecord:
+    return QuizRecord(
+        id=quiz_id,
+        title="layout",
+        host="alice",
+        state=state,
+        question_count=len(QUESTIONS),
+        current_question=-1,
+        question_opened_ms=None,
+        question_deadline_ms=None,
+        closed_question=-1,
+        created_ms=EPOCH,
+        board_final=False,
+    )
+
+
+@pytest.fixture(scope="module")
+async def prefix(backends: Backends) -> AsyncIterator[str]:
+    tag = uuid.uuid4().hex[:10]
+    try:
+        yield f"t{tag}:"
+    finally:
+        await forget(backends, f"t{tag}:", f"t{tag}")
+
+
+@pytest.fixture(scope="module")
+async def pipe(backends: Backends) -> AsyncIterator[PipelinedRedis]:
+    pipe = PipelinedRedis(RedisAddress.parse(backends.redis_url))
+    try:
+        yield pipe
+    finally:
+        await pipe.close()
+
+
+def test_records_read_back_as_written() -> None:
+    spec = QuestionSpec(correct_choice=2, points=750, time_limit_ms=12_000, choices=4)
+    assert QuestionSpec.parse(spec.record()) == spec
+    assert spec.record() == "2|750|12000|4"
+    answer = Answer(3, choice_index=1, correct=True, points_awarded=980, answered_ms=EPOCH + 5)
+    assert Answer.parse(3, answer.record()) == answer
+    assert answer.record() == f"1|1|980|{EPOCH + 5}"
+
+
+@pytest.mark.parametrize("points", [0, 1, 999, 1_000_000, 2**22 - 1])
+@pytest.mark.parametrize("reached_ms", [0, 1, 86_400_000, 2**31 - 1])
+def test_a_packed_score_gives_back_its_points_and_ranks_earlier_first(
+    points: int, reached_ms: int
+) -> None:
+    packed = pack(points, reached_ms)
+    assert packed == int(packed)  # exact in a double
+    assert points_of(packed) == points
+    if reached_ms:
+        assert pack(points, reached_ms - 1) > packed  # reached earlier, ranked higher
+    assert pack(points + 1, 2**31 - 1) > pack(points, 0)  # more points always rank higher
+
+
+def test_every_state_field_the_scripts_name_is_in_the_layout() -> None:
+    """A field the Lua scripts read or write but the layout does not declare would be
+    a second, silent description of the state hash."""
+    declared = {f.value for f in Field}
+    scripts = resources.files("services.live.scripts")
+    named: dict[str, set[str]] = {}
+    for script in scripts.iterdir():
+        if not script.name.endswith(".lua"):
+            continue
+        text = script.read_text()
+        # The state hash is KEYS[1] in every script that touches it (or `state`).
+        for call in re.finditer(
+            r"redis\.call\('(?:HGET|HMGET|HSET|HINCRBY)',\s*(?:KEYS\[1\]|state)((?:,\s*'[^']*')+)",
+            text,
+        ):
+            for name in re.findall(r"'([^']*)'", call.group(1)):
+                named.setdefault(name.rstrip(":"), set()).add(script.name)
+    assert named, "no state hash access found: the pattern is stale"
+    assert set(named) - declared <= {"answers"}, named  # answers:<q>, answer_count_field
+    assert answer_count_field(3) == "answers:3"
+
+
+async def test_a_published_quiz_is_judged_scored_and_read_as_the_layout_says(
+    backends: Backends, prefix: str, pipe: PipelinedRedis
+) -> None:
+    redis = Redis.from_url(backends.redis_url, decode_responses=True)
+    try:
+        live = LiveQuizzes(redis, prefix)
+        book = AnswerBook(redis, pipe, prefix)
+        board = LiveBoard(pipe, prefix)
+        quiz_id = f"L{uuid.uuid4().hex[:8].upper()}"
+        keys = QuizKeys(prefix, quiz_id)
+
+        # Python writes the quiz; the scripts read status, version and specs.
+        await live.publish(a_quiz(quiz_id), QUESTIONS)
+        assert QuestionSpec.parse(await redis.hget(keys.questions, "1")) == QuestionSpec.of(
+            QUESTIONS[1]
+        )
+        await live.enrol(quiz_id, [("p1", "Ann"), ("p2", "Bo")], reached_ms=10)
+        snapshot = await board.snapshot(quiz_id, 10)
+        assert snapshot is not None
+        assert (snapshot.version, snapshot.total_players, snapshot.is_final) == (2, 2, False)
+        # Same points, same time: the greater member first, as ZREVRANGE orders them.
+        assert [e.player_id for e in snapshot.entries] == ["p2", "p1"]
+
+        opened = EPOCH + 60_000
+        await live.open_question(quiz_id, 0, opened, opened + 10_000)
+        # The answer script reads the spec, the open question and its times, and
+        # writes the answer record, the count and the packed total.
+        now = opened + 2_000
+        outcome = await book.submit(quiz_id, 0, "p2", 1, now)
+        assert outcome.kind == "accepted"
+        assert outcome.answer == Answer(0, 1, True, 900, now)  # 1000 * (1 - 2/20)
+        assert await redis.hget(keys.answers, answer_field(0, "p2")) == outcome.answer.record()
+        assert await redis.hget(keys.state, answer_count_field(0)) == "1"
+        assert await redis.zscore(keys.board, "p2") == pack(900, now - EPOCH)
+        assert points_of(await redis.zscore(keys.board, "p2")) == outcome.total_score == 900
+        assert SCALE == 2**31
+
+        snapshot = await board.snapshot(quiz_id, 10)
+        assert snapshot is not None
+        assert (snapshot.question_index, snapshot.question_answers) == (0, 1)
+        assert snapshot.changed_at.ToMilliseconds() == now
+        assert [(e.rank, e.player_id, e.score) for e in snapshot.entries] == [
+            (1, "p2", 900),
+            (2, "p1", 0),
+        ]
+        assert await book.player_answers(quiz_id, "p2") == (900, [outcome.answer])
+
+        await live.close(quiz_id, now + 1)
+        page = await board.page(quiz_id, 0, 10)
+        assert page is not None
+        assert page.status is QuizState.CLOSED
+        assert await redis.hget(keys.state, Field.CLOSED_AT) == str(now + 1)
+    finally:
+        await redis.aclose()
+
+
+async def test_a_rebuilt_state_is_read_by_the_scripts_as_the_original_was(
+    backends: Backends, prefix: str, pipe: PipelinedRedis
+) -> None:
+    """What recovery writes (Python) is what the answer script wrote (Lua): a retry
+    of a rebuilt answer replays the original, and the board ranks as before."""
+    redis = Redis.from_url(backends.redis_url, decode_responses=True)
+    try:
+        live = LiveQuizzes(redis, prefix)
+        book = AnswerBook(redis, pipe, prefix)
+        quiz_id = f"R{uuid.uuid4().hex[:8].upper()}"
+        opened = EPOCH + 60_000
+        quiz = dataclasses.replace(
+            a_quiz(quiz_id, QuizState.RUNNING),
+            current_question=0,
+            question_opened_ms=opened,
+            question_deadline_ms=opened + 10_000,
+        )
+        original = Answer(0, 1, True, 950, opened + 1_000)
+        await live.write_rebuilt(
+            RebuiltState(
+                quiz=quiz,
+                questions=QUESTIONS,
+                nicknames={"p1": "Ann", "p2": "Bo"},
+                scores={"p1": (950, original.answered_ms - EPOCH), "p2": (0, 5)},
+                answers={answer_field(0, "p1"): original.record()},
+                answer_counts={0: 1},
+                changed_at=original.answered_ms,
+            )
+        )
+        replay = await book.submit(quiz_id, 0, "p1", 1, opened + 3_000)
+        assert (replay.kind, replay.answer, replay.total_score) == ("replay", original, 950)
+        fresh = await book.submit(quiz_id, 0, "p2", 0, opened + 3_000)
+        assert fresh.kind == "accepted"
+        assert fresh.answer is not None
+        assert not fresh.answer.correct
+        page = await LiveBoard(pipe, prefix).page(quiz_id, 0, 10)
+        assert page is not None
+        assert [(e.player_id, e.nickname, e.score) for e in page.entries] == [
+            ("p1", "Ann", 950),
+            ("p2", "Bo", 0),
+        ]
+    finally:
+        await redis.aclose()
