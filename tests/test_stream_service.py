@@ -29,9 +29,10 @@ from services.mesh.app import ServiceApp
 from services.mesh.errors import ResourceExhausted
 from services.mesh.messaging import Subjects
 from services.stream.config import Settings
-from services.stream.hub import LeaderboardWatch, QuizHubs, QuizWatch
+from services.stream.hub import QuizHubs
 from services.stream.server import create_server
 from services.stream.service import deliver
+from services.stream.watches import LeaderboardWatch, QuizWatch
 from tests.seed import Seat, Seed, seed_quiz
 from tests.stack import Backends, Stack
 

@@ -19,7 +19,7 @@ from services.quiz.joining import Joining
 from services.quiz.lifecycle import Lifecycle, QuestionCache
 from services.quiz.service import QuizService
 from services.quiz.store import QuizStore
-from services.recovery.live_state import LiveStateRecovery, restore_lost_states
+from services.recovery.live_state import LiveStateRecovery
 
 SERVICE_NAME = quiz_pb2.DESCRIPTOR.services_by_name["QuizService"].full_name
 
@@ -63,7 +63,7 @@ async def create_server(settings: Settings) -> ServiceApp:
     )
     app.background += [
         lambda: lifecycle.sweep_deadlines(settings.deadline_sweep_ms / 1000, unannounced),
-        lambda: restore_lost_states(recovery, settings.restore_check_seconds),
+        lambda: recovery.restore_lost(settings.restore_check_seconds),
         lambda: report_sync_lag(engine, conn.js, conn.subjects, metrics, every=5.0),
     ]
     app.after_stop += [conn.close, engine.dispose]

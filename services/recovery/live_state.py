@@ -165,36 +165,33 @@ class LiveStateRecovery:
         )
         return Rebuilt(quiz_id, len(joined), len(accepted))
 
+    async def restore_lost(self, every: float, parallel: int = 8) -> None:
+        """Rebuilds the live state of any active quiz Redis has lost (e.g. a restart
+        without persistence), up to `parallel` at once, checking every `every`
+        seconds until cancelled; each replica checks, the lock lets one rebuild."""
+        limit = asyncio.Semaphore(parallel)
 
-async def _rebuild_quietly(
-    recovery: LiveStateRecovery, quiz_id: str, limit: asyncio.Semaphore
-) -> None:
-    async with limit:
-        with contextlib.suppress(Unavailable):  # another replica is on it
-            await recovery.rebuild(quiz_id)
+        async def quietly(quiz_id: str) -> None:
+            async with limit:
+                with contextlib.suppress(Unavailable):  # another replica is on it
+                    await self.rebuild(quiz_id)
 
-
-async def restore_lost_states(recovery: LiveStateRecovery, every: float, parallel: int = 8) -> None:
-    """Rebuilds the live state of any active quiz Redis has lost (e.g. a restart
-    without persistence), up to `parallel` at once; each replica checks, the lock
-    lets one rebuild."""
-    limit = asyncio.Semaphore(parallel)
-    while True:
-        await asyncio.sleep(every)
-        try:
-            ids = await recovery.records.active_ids()
-            if not ids:
-                continue
-            found = await recovery.live.which_exist(ids)
-            lost = [quiz_id for quiz_id, present in zip(ids, found, strict=True) if not present]
-            # Together, not one after another: each waits out the settle delay, and
-            # a Redis that lost everything must not bring quizzes back one by one.
-            results = await asyncio.gather(
-                *(_rebuild_quietly(recovery, quiz_id, limit) for quiz_id in lost),
-                return_exceptions=True,
-            )
-            for quiz_id, result in zip(lost, results, strict=True):
-                if isinstance(result, Exception):
-                    log.error("restore failed", extra={"quiz_id": quiz_id}, exc_info=result)
-        except Exception:
-            log.exception("restore check failed")
+        while True:
+            await asyncio.sleep(every)
+            try:
+                ids = await self.records.active_ids()
+                if not ids:
+                    continue
+                found = await self.live.which_exist(ids)
+                lost = [quiz_id for quiz_id, present in zip(ids, found, strict=True) if not present]
+                # Together, not one after another: each waits out the settle delay,
+                # and a Redis that lost everything must not bring quizzes back one
+                # by one.
+                results = await asyncio.gather(
+                    *(quietly(quiz_id) for quiz_id in lost), return_exceptions=True
+                )
+                for quiz_id, result in zip(lost, results, strict=True):
+                    if isinstance(result, Exception):
+                        log.error("restore failed", extra={"quiz_id": quiz_id}, exc_info=result)
+            except Exception:
+                log.exception("restore check failed")

@@ -20,8 +20,9 @@ from services.identity.tokens import Role, TokenVerifier
 from services.mesh.context import Context, Handler
 from services.mesh.errors import FailedPrecondition
 from services.recovery.live_state import LiveStateRecovery
-from services.stream.hub import QuizHub, QuizHubs, Watch
+from services.stream.hub import QuizHub, QuizHubs
 from services.stream.metrics import StreamMetrics
+from services.stream.watches import Watch
 
 SERVICE_NAME = stream_pb2.DESCRIPTOR.services_by_name["StreamService"].full_name
 
