@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass, field
 
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -29,24 +30,17 @@ CHANGE_KINDS = ("answers", "board", "events")
 MAX_CONCURRENT_READS = 32
 
 
+@dataclass
 class SnapshotCoalescer:
-    def __init__(
-        self,
-        nc: NatsClient,
-        board: LiveBoard,
-        subjects: Subjects,
-        interval_seconds: float,
-        top: int,
-    ) -> None:
-        self.nc = nc
-        self.board = board
-        self.subjects = subjects
-        self.interval = interval_seconds
-        self.top = top
-        self._dirty: set[str] = set()
-        self._changed = asyncio.Event()
-        # Quizzes whose last snapshot failed: logged once, retried every tick.
-        self._failing: set[str] = set()
+    nc: NatsClient
+    board: LiveBoard
+    subjects: Subjects
+    interval: float
+    top: int
+    _dirty: set[str] = field(default_factory=set)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Quizzes whose last snapshot failed: logged once, retried every tick.
+    _failing: set[str] = field(default_factory=set)
 
     async def run(self) -> None:
         """Publishes snapshots until cancelled (a ServiceApp background job)."""

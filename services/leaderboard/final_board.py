@@ -60,23 +60,11 @@ class FinalBoard:
             below_rows: list[Any] = []
             if neighbours:
                 # Keyset reads from the player's place: O(neighbours), not O(rank).
-                above_rows = (
-                    await db.execute(
-                        _entries(quiz_id)
-                        .where(_ahead_of(score, reached, pid))
-                        .order_by(*_REVERSED)
-                        .limit(neighbours)
-                    )
-                ).all()
-                above_rows.reverse()
-                below_rows = (
-                    await db.execute(
-                        _entries(quiz_id)
-                        .where(_behind(score, reached, pid))
-                        .order_by(*_ORDER)
-                        .limit(neighbours)
-                    )
-                ).all()
+                nearest = _entries(quiz_id).limit(neighbours)
+                above = nearest.where(_ahead_of(score, reached, pid)).order_by(*_REVERSED)
+                above_rows = list(reversed((await db.execute(above)).all()))
+                below = nearest.where(_behind(score, reached, pid)).order_by(*_ORDER)
+                below_rows = (await db.execute(below)).all()
         return LiveNeighbourhood(
             QuizState.CLOSED,
             _ranked([mine], first_rank=rank)[0],
@@ -103,27 +91,24 @@ def _entries(quiz_id: str) -> Select[Any]:
 
 def _ahead_of(score: int, reached_ms: int, player_id: str) -> ColumnElement[bool]:
     """Rows ranked strictly before (score, reached_ms, player_id)."""
-    return or_(
-        scores.c.score > score,
-        and_(scores.c.score == score, scores.c.reached_ms < reached_ms),
-        and_(
-            scores.c.score == score,
-            scores.c.reached_ms == reached_ms,
-            scores.c.player_id > player_id,
-        ),
-    )
+    return _ranked_apart(score, reached_ms, player_id, ahead=True)
 
 
 def _behind(score: int, reached_ms: int, player_id: str) -> ColumnElement[bool]:
     """Rows ranked strictly after (score, reached_ms, player_id)."""
+    return _ranked_apart(score, reached_ms, player_id, ahead=False)
+
+
+def _ranked_apart(score: int, reached_ms: int, player_id: str, ahead: bool) -> ColumnElement[bool]:
+    # Ahead: more points, else the same points reached earlier, else the greater id.
+    s, r, p = scores.c.score, scores.c.reached_ms, scores.c.player_id
+    more, earlier, greater = (s > score, r < reached_ms, p > player_id)
+    if not ahead:
+        more, earlier, greater = (s < score, r > reached_ms, p < player_id)
     return or_(
-        scores.c.score < score,
-        and_(scores.c.score == score, scores.c.reached_ms > reached_ms),
-        and_(
-            scores.c.score == score,
-            scores.c.reached_ms == reached_ms,
-            scores.c.player_id < player_id,
-        ),
+        more,
+        and_(s == score, earlier),
+        and_(s == score, r == reached_ms, greater),
     )
 
 

@@ -3,7 +3,8 @@ coalescer; `create_server` for tests."""
 
 from __future__ import annotations
 
-import grpc
+import functools
+
 from quizmesh.leaderboard.v1 import leaderboard_pb2, leaderboard_pb2_grpc
 
 from services.database.engine import create_engine, health_check
@@ -43,16 +44,13 @@ async def create_server(settings: Settings) -> ServiceApp:
         conn.nc,
         board,
         conn.subjects,
-        interval_seconds=settings.snapshot_interval_ms / 1000,
+        interval=settings.snapshot_interval_ms / 1000,
         top=settings.snapshot_top,
     )
 
-    def register(server: grpc.aio.Server) -> None:
-        leaderboard_pb2_grpc.add_LeaderboardServiceServicer_to_server(service, server)
-
     app = build_server(
         settings,
-        register,
+        functools.partial(leaderboard_pb2_grpc.add_LeaderboardServiceServicer_to_server, service),
         [SERVICE_NAME],
         {"database": health_check(engine), **conn.checks()},
         metrics,

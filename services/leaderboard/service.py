@@ -4,6 +4,7 @@ while a quiz is live and from SQL once its final board is there and Redis let it
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from quizmesh.leaderboard.v1 import leaderboard_pb2, leaderboard_pb2_grpc
@@ -25,18 +26,12 @@ DEFAULT_NEIGHBOURS = 2
 Read = TypeVar("Read", LivePage, LiveNeighbourhood)
 
 
+@dataclass
 class LeaderboardService(leaderboard_pb2_grpc.LeaderboardServiceServicer):
-    def __init__(
-        self,
-        live: LiveBoard,
-        final_board: FinalBoard,
-        recovery: LiveStateRecovery,
-        verifier: TokenVerifier,
-    ) -> None:
-        self.verifier = verifier
-        self.live = live
-        self.final_board = final_board
-        self.recovery = recovery
+    live: LiveBoard
+    final_board: FinalBoard
+    recovery: LiveStateRecovery
+    verifier: TokenVerifier
 
     async def GetLeaderboard(
         self, request: leaderboard_pb2.GetLeaderboardRequest, context: Context

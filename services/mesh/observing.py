@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import grpc
+from prometheus_client import Counter, Histogram
 
 from services.mesh import tracing
 from services.mesh.context import Context, Handler
@@ -24,6 +25,32 @@ def _code(context: Context, error: BaseException | None) -> grpc.StatusCode:
     return grpc.StatusCode.OK if error is None else grpc.StatusCode.UNKNOWN
 
 
+class _Observed:
+    """One call: its trace id set for its duration, then its count by status code
+    (and, for unary calls, its duration)."""
+
+    __slots__ = ("context", "name", "rpcs", "seconds", "started", "trace")
+
+    def __init__(
+        self, context: Context, name: str, rpcs: Counter, seconds: Histogram | None
+    ) -> None:
+        self.context = context
+        self.name = name
+        self.rpcs = rpcs
+        self.seconds = seconds
+
+    async def __aenter__(self) -> None:
+        self.started = time.perf_counter()
+        metadata = self.context.invocation_metadata() or ()
+        self.trace = tracing.begin(tracing.from_metadata(metadata))
+
+    async def __aexit__(self, kind: Any, error: BaseException | None, tb: Any) -> None:
+        tracing.end(self.trace)
+        self.rpcs.labels(self.name, _code(self.context, error).name).inc()
+        if self.seconds is not None:
+            self.seconds.observe(time.perf_counter() - self.started)
+
+
 class ObservingInterceptor(MethodInterceptor):
     """Outermost, so it sees the status the call ends with."""
 
@@ -36,18 +63,8 @@ class ObservingInterceptor(MethodInterceptor):
         rpcs, seconds = self.metrics.rpcs, self.metrics.rpc_seconds.labels(name)
 
         async def unary(request: Any, context: Context) -> Any:
-            started = time.perf_counter()
-            trace = tracing.begin(tracing.from_metadata(context.invocation_metadata() or ()))
-            error: BaseException | None = None
-            try:
+            async with _Observed(context, name, rpcs, seconds):
                 return await inner(request, context)
-            except BaseException as e:
-                error = e
-                raise
-            finally:
-                tracing.end(trace)
-                rpcs.labels(name, _code(context, error).name).inc()
-                seconds.observe(time.perf_counter() - started)
 
         return unary
 
@@ -56,15 +73,8 @@ class ObservingInterceptor(MethodInterceptor):
         rpcs = self.metrics.rpcs
 
         async def stream(request: Any, context: Context) -> None:
-            trace = tracing.begin(tracing.from_metadata(context.invocation_metadata() or ()))
-            error: BaseException | None = None
-            try:
+            # Not timed: a watch lasts as long as its watcher wants.
+            async with _Observed(context, name, rpcs, None):
                 await inner(request, context)
-            except BaseException as e:
-                error = e
-                raise
-            finally:
-                tracing.end(trace)
-                rpcs.labels(name, _code(context, error).name).inc()
 
         return stream

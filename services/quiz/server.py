@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import grpc
+import functools
+
 from quizmesh.quiz.v1 import quiz_pb2, quiz_pb2_grpc
 
 from services.database.engine import create_engine, health_check
@@ -45,12 +46,9 @@ async def create_server(settings: Settings) -> ServiceApp:
         player_token_ttl=settings.player_token_ttl_seconds,
     )
 
-    def register(server: grpc.aio.Server) -> None:
-        quiz_pb2_grpc.add_QuizServiceServicer_to_server(service, server)
-
     app = build_server(
         settings,
-        register,
+        functools.partial(quiz_pb2_grpc.add_QuizServiceServicer_to_server, service),
         [SERVICE_NAME],
         {"database": health_check(engine), **conn.checks()},
         metrics,

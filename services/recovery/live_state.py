@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nats.js import JetStreamContext
 from quizmesh.common.v1 import events_pb2
@@ -38,23 +38,15 @@ class Rebuilt:
     answers: int
 
 
+@dataclass
 class LiveStateRecovery:
-    def __init__(
-        self,
-        records: QuizRecords,
-        live: LiveQuizzes,
-        js: JetStreamContext,
-        subjects: Subjects,
-        lock_ms: int = 120_000,
-        settle_seconds: float = 3.0,
-    ) -> None:
-        self.records = records
-        self.live = live
-        self.js = js
-        self.subjects = subjects
-        self.lock_ms = lock_ms
-        self.settle_seconds = settle_seconds
-        self._rebuilding: dict[str, asyncio.Task[None]] = {}
+    records: QuizRecords
+    live: LiveQuizzes
+    js: JetStreamContext
+    subjects: Subjects
+    lock_ms: int = 120_000
+    settle_seconds: float = 3.0
+    _rebuilding: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
     @classmethod
     def of(

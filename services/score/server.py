@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import grpc
+import functools
+
 from quizmesh.score.v1 import score_pb2, score_pb2_grpc
 
 from services.database.engine import create_engine
@@ -62,12 +63,9 @@ async def create_server(settings: Settings) -> ServiceApp:
         ),
     )
 
-    def register(server: grpc.aio.Server) -> None:
-        score_pb2_grpc.add_ScoreServiceServicer_to_server(service, server)
-
     app = build_server(
         settings,
-        register,
+        functools.partial(score_pb2_grpc.add_ScoreServiceServicer_to_server, service),
         [SERVICE_NAME],
         conn.checks(),
         metrics,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import Counter
@@ -73,25 +74,19 @@ def _refusal(quiz_id: str, question: int, outcome: Outcome) -> Exception:
     return FailedPrecondition(f"answer refused ({outcome.error})")
 
 
+@dataclass
 class ScoreService(score_pb2_grpc.ScoreServiceServicer):
-    def __init__(
-        self,
-        book: AnswerBook,
-        answer_log: AnswerLog,
-        subjects: Subjects,
-        tokens: KnownTokens,
-        recovery: LiveStateRecovery,
-        answers: Counter,
-    ) -> None:
-        self.answers = answers
+    book: AnswerBook
+    answer_log: AnswerLog
+    subjects: Subjects
+    tokens: KnownTokens
+    recovery: LiveStateRecovery
+    answers: Counter
+
+    def __post_init__(self) -> None:
         # Children looked up once: labels() costs a lock and a dict lookup per call.
-        self._accepted = answers.labels("accepted")
-        self._replayed = answers.labels("replayed")
-        self.book = book
-        self.recovery = recovery
-        self.answer_log = answer_log
-        self.subjects = subjects
-        self.tokens = tokens
+        self._accepted = self.answers.labels("accepted")
+        self._replayed = self.answers.labels("replayed")
 
     async def SubmitAnswer(
         self, request: score_pb2.SubmitAnswerRequest, context: Context

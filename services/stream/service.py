@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import grpc
 from quizmesh.stream.v1 import stream_pb2
@@ -74,20 +75,13 @@ async def deliver(watch: Watch, heartbeat_seconds: float) -> AsyncIterator[bytes
         ticker.cancel()
 
 
+@dataclass
 class StreamService:
-    def __init__(
-        self,
-        recovery: LiveStateRecovery,
-        hubs: QuizHubs,
-        verifier: TokenVerifier,
-        heartbeat_seconds: float,
-        metrics: StreamMetrics,
-    ) -> None:
-        self.metrics = metrics
-        self.recovery = recovery
-        self.hubs = hubs
-        self.verifier = verifier
-        self.heartbeat_seconds = heartbeat_seconds
+    recovery: LiveStateRecovery
+    hubs: QuizHubs
+    verifier: TokenVerifier
+    heartbeat_seconds: float
+    metrics: StreamMetrics
 
     def register(self, server: grpc.aio.Server) -> None:
         handlers: dict[str, Handler] = {

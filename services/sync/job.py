@@ -79,20 +79,16 @@ def decode(records: Records) -> Batch:
     return Batch(answer_rows, list(best.values()), records.last_seq)
 
 
+@dataclass
 class SyncJob:
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        nc: NatsClient,
-        live: LiveQuizzes,
-        settings: Settings,
-    ) -> None:
-        self.engine = engine
-        self.nc = nc
-        self.js = nc.jetstream()
-        self.live = live
-        self.settings = settings
-        self.subjects = messaging.Subjects(settings.nats_prefix)
+    engine: AsyncEngine
+    nc: NatsClient
+    live: LiveQuizzes
+    settings: Settings
+
+    def __post_init__(self) -> None:
+        self.js = self.nc.jetstream()
+        self.subjects = messaging.Subjects(self.settings.nats_prefix)
 
     async def checkpoint(self) -> int:
         return (await read_checkpoint(self.engine, self.subjects.answers_stream)).stream_seq
