@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from devstack.infra import free_port
-from tests.faults.harness import ServiceProcess, fault_stack, quizmesh_env
+from tests.faults.processes import ServiceProcess, fault_stack, quizmesh_env
 from tests.stack import Backends
 
 WORKERS = 2

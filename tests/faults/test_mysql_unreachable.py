@@ -9,21 +9,17 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from services.mesh.messaging import Subjects
-from tests.faults.harness import (
-    Game,
-    QuizPlan,
-    SyncCommand,
-    SyncResult,
-    TcpProxy,
-    assert_redis_matches_the_log,
+from tests.faults.checks import assert_redis_matches_the_log
+from tests.faults.game import Game
+from tests.faults.plan import QuizPlan
+from tests.faults.processes import SyncCommand, SyncResult, fault_stack, sync_settings
+from tests.faults.proxy import TcpProxy, host_and_port
+from tests.faults.sql import (
     assert_sql_answers_match,
     assert_sql_matches_the_log,
-    fault_stack,
-    host_and_port,
     quiz_is_final,
     sql_answer_count,
     sql_rows,
-    sync_settings,
 )
 from tests.stack import Backends
 

@@ -11,22 +11,17 @@ import pytest
 from quizmesh.common.v1 import common_pb2
 
 from devstack.infra import NatsServer
-from tests.faults.harness import (
-    Game,
-    LeaderboardWatcher,
-    QuizPlan,
-    QuizWatcher,
-    Standing,
+from tests.faults.checks import (
     assert_each_answer_recorded_once,
     assert_redis_matches_the_log,
     assert_services_serving,
-    assert_sql_matches_the_log,
-    expected_lifecycle,
-    fault_stack,
-    ranked,
-    replace_backends,
-    sync_to_sql,
 )
+from tests.faults.game import Game
+from tests.faults.plan import QuizPlan
+from tests.faults.processes import fault_stack, replace_backends, sync_to_sql
+from tests.faults.sql import assert_sql_matches_the_log
+from tests.faults.standings import Standing, ranked
+from tests.faults.watchers import LeaderboardWatcher, QuizWatcher, expected_lifecycle
 from tests.stack import Backends
 
 # 200 players, 4 questions, each question's answers spread over 2 s (100/s).

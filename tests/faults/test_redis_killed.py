@@ -9,17 +9,15 @@ import asyncio
 import pytest
 
 from devstack.infra import ValkeyServer
-from tests.faults.harness import (
-    Game,
-    QuizPlan,
+from tests.faults.checks import (
     assert_each_answer_recorded_once,
     assert_redis_matches_the_log,
     assert_services_serving,
-    assert_sql_matches_the_log,
-    fault_stack,
-    replace_backends,
-    sync_to_sql,
 )
+from tests.faults.game import Game
+from tests.faults.plan import QuizPlan
+from tests.faults.processes import fault_stack, replace_backends, sync_to_sql
+from tests.faults.sql import assert_sql_matches_the_log
 from tests.stack import Backends
 
 # 200 players, 4 questions, each question's answers spread over 2 s (100/s).

@@ -11,18 +11,12 @@ import pytest
 
 from devstack.infra import free_port
 from services.mesh.clock import now_ms
-from tests.faults.harness import (
-    Game,
-    QuizPlan,
-    ServiceProcess,
-    TcpProxy,
-    assert_each_answer_recorded_once,
-    assert_redis_matches_the_log,
-    assert_sql_matches_the_log,
-    fault_stack,
-    host_and_port,
-    sync_to_sql,
-)
+from tests.faults.checks import assert_each_answer_recorded_once, assert_redis_matches_the_log
+from tests.faults.game import Game
+from tests.faults.plan import QuizPlan
+from tests.faults.processes import ServiceProcess, fault_stack, sync_to_sql
+from tests.faults.proxy import TcpProxy, host_and_port
+from tests.faults.sql import assert_sql_matches_the_log
 from tests.stack import Backends
 
 # 240 players answering 4 questions, each question's answers sent within 0.25 s:

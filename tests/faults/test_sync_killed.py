@@ -16,20 +16,16 @@ from sqlalchemy import text
 from devstack.infra import free_port
 from services.database.engine import create_engine
 from services.mesh.messaging import Subjects
-from tests.faults.harness import (
-    Game,
-    QuizPlan,
-    ServiceProcess,
-    SyncCommand,
+from tests.faults.checks import (
     assert_each_answer_recorded_once,
     assert_live_leaderboard_matches,
     assert_running_totals_add_up,
-    assert_sql_matches_the_log,
-    expected_standings,
-    fault_stack,
-    quiz_is_final,
-    sync_settings,
 )
+from tests.faults.game import Game
+from tests.faults.plan import QuizPlan
+from tests.faults.processes import ServiceProcess, SyncCommand, fault_stack, sync_settings
+from tests.faults.sql import assert_sql_matches_the_log, quiz_is_final
+from tests.faults.standings import expected_standings
 from tests.stack import Backends, Stack
 
 # A backlog of 12,000 accepted answers, sent through the real score service as fast

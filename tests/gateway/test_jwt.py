@@ -1,0 +1,126 @@
+"""JWT at the edge: valid tokens forwarded, bad or expired ones refused by Envoy with
+JSON (or a plain gRPC status), verification cached no longer than the token lasts."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+
+import grpc
+import httpx
+import pytest
+from quizmesh.quiz.v1 import quiz_pb2, quiz_pb2_grpc
+
+from devstack.gateway import EnvoyProcess
+from services.identity.tokens import Role
+from tests.gateway.conftest import QUIZ_ID, Backend, Keys, assert_json_error, bearer
+
+
+def tampered(token: str) -> str:
+    """The same token claiming another subject: the signature no longer matches."""
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    claims["sub"] = "mallory"
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    return f"{header}.{forged}.{signature}"
+
+
+async def test_request_without_token_reaches_the_backend_without_identity(
+    http: httpx.AsyncClient, backend: Backend
+) -> None:
+    response = await http.get(f"/v1/quizzes/{QUIZ_ID}")
+
+    assert response.status_code == 200
+    assert "authorization" not in backend.last("GetQuiz").metadata
+
+
+async def test_valid_token_is_forwarded_to_the_backend(
+    http: httpx.AsyncClient, backend: Backend, keys: Keys
+) -> None:
+    token = keys.token("erin")
+
+    response = await http.get(f"/v1/quizzes/{QUIZ_ID}", headers=bearer(token))
+
+    assert response.status_code == 200
+    assert backend.last("GetQuiz").metadata["authorization"] == f"Bearer {token}"
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "code"),
+    [
+        ("forged", 401, grpc.StatusCode.UNAUTHENTICATED),
+        ("expired", 401, grpc.StatusCode.UNAUTHENTICATED),
+        ("foreign key", 401, grpc.StatusCode.UNAUTHENTICATED),
+        ("not a JWT", 401, grpc.StatusCode.UNAUTHENTICATED),
+        ("wrong audience", 403, grpc.StatusCode.PERMISSION_DENIED),
+    ],
+)
+async def test_bad_tokens_are_refused_at_the_edge_with_json(
+    http: httpx.AsyncClient,
+    backend: Backend,
+    keys: Keys,
+    kind: str,
+    status: int,
+    code: grpc.StatusCode,
+) -> None:
+    token = {
+        "forged": tampered(keys.token()),
+        "expired": keys.token(ttl=-120),  # beyond Envoy's 60 s clock skew
+        "foreign key": keys.stranger.issue(Role.HOST, "alice", 600),
+        "not a JWT": "not.a.jwt",
+        "wrong audience": keys.elsewhere.issue(Role.HOST, "alice", 600),
+    }[kind]
+    before = len(backend.calls)
+
+    response = await http.get(f"/v1/quizzes/{QUIZ_ID}", headers=bearer(token))
+
+    assert_json_error(response, status, code)
+    assert len(backend.calls) == before
+
+
+async def test_expired_token_says_so(http: httpx.AsyncClient, keys: Keys) -> None:
+    response = await http.get(f"/v1/quizzes/{QUIZ_ID}", headers=bearer(keys.token(ttl=-120)))
+
+    assert "expired" in assert_json_error(response, 401, grpc.StatusCode.UNAUTHENTICATED)
+
+
+async def jwt_cache_hits(envoy: EnvoyProcess) -> int:
+    async with httpx.AsyncClient(base_url=envoy.admin_url, timeout=5) as admin:
+        stats = (await admin.get("/stats", params={"filter": "jwt_cache_hit"})).text
+    return sum(int(line.rsplit(":", 1)[1]) for line in stats.splitlines() if ":" in line)
+
+
+async def test_envoy_verifies_a_token_once_yet_refuses_it_once_it_expires(
+    envoy: EnvoyProcess, http: httpx.AsyncClient, backend: Backend, keys: Keys
+) -> None:
+    # Expired 55 s ago: Envoy's 60 s clock skew still lets it through for 5 s.
+    token = keys.token("erin", ttl=-55)
+    hits = await jwt_cache_hits(envoy)
+
+    first = await http.get(f"/v1/quizzes/{QUIZ_ID}", headers=bearer(token))
+    again = await http.get(f"/v1/quizzes/{QUIZ_ID}", headers=bearer(token))
+    cached = await jwt_cache_hits(envoy) - hits
+    await asyncio.sleep(7)
+    before = len(backend.calls)
+    expired = await http.get(f"/v1/quizzes/{QUIZ_ID}", headers=bearer(token))
+
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert cached == 1  # the second request was not verified again
+    assert "expired" in assert_json_error(expired, 401, grpc.StatusCode.UNAUTHENTICATED)
+    assert len(backend.calls) == before  # refused at the edge, cache or not
+
+
+async def test_native_grpc_with_bad_token_is_unauthenticated(
+    channel: grpc.aio.Channel, keys: Keys
+) -> None:
+    stub = quiz_pb2_grpc.QuizServiceStub(channel)
+
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await stub.GetQuiz(
+            quiz_pb2.GetQuizRequest(quiz_id=QUIZ_ID),
+            metadata=bearer(tampered(keys.token())).items(),
+        )
+
+    assert error.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert not error.value.details().startswith("{")  # plain text for gRPC clients
