@@ -19,7 +19,7 @@ def ms(rfc3339: str) -> int:
 
 
 def expected_points(points: int, limit_ms: int, opened: str, answered: str) -> int:
-    """DESIGN.md: round(points * (1 - elapsed / (2 * time_limit))), halves rounded up."""
+    """docs/spec.md#scoring: round(points * (1 - elapsed / (2 * time_limit))), halves rounded up."""
     elapsed = max(0, ms(answered) - ms(opened))
     return math.floor(points * (1 - elapsed / (2 * limit_ms)) + 0.5)
 

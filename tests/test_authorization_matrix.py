@@ -1,7 +1,7 @@
 """Who may call what: every RPC x every kind of caller x every way in.
 
 One table, `MATRIX`, holds the exact gRPC status each caller gets from each RPC
-(DESIGN.md's "who" column, made precise). Each cell runs
+(docs/spec.md#authorization, made precise). Each cell runs
 
 - directly against the service (`grpc`): the service verifies the token itself;
 - native gRPC through Envoy (`envoy-grpc`) and HTTP/JSON through Envoy (`http`):

@@ -1,4 +1,4 @@
-"""Every refusal of DESIGN.md, with its gRPC code (and, through Envoy, its HTTP
+"""Every refusal of docs/spec.md#errors, with its gRPC code (and, through Envoy, its HTTP
 status), including who-may-do-what: identity comes only from a verified token."""
 
 from __future__ import annotations

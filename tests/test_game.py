@@ -197,8 +197,8 @@ async def a_right_answer_adds_to_the_total(
 async def a_right_answer_earns_points_for_speed(
     quiz: Quiz, player: Player, question: int, choice: int, opened: str
 ) -> Any:
-    """DESIGN.md's points for the time taken since the question `opened`, by the
-    points and time limit REFERENCE_QUIZ gave the question: at least half of them."""
+    """The points of docs/spec.md#scoring for the time taken since the question
+    `opened`, by the points and time limit REFERENCE_QUIZ gave it: at least half."""
     spec = REFERENCE_QUIZ["questions"][question]
     reply = await quiz.answer(player, question, choice)
     points = reply["result"]["points_awarded"]

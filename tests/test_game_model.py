@@ -3,7 +3,7 @@ join / start / answer (random player, question and choice, with replays of the
 same and of another choice, and late answers) / wait / advance / close against
 the real services over gRPC, and after every step each player's score equals the
 sum of the points the server awarded its accepted answers (each checked against
-DESIGN.md's formula), ranks follow score desc then who reached it first, and
+docs/spec.md#scoring), ranks follow score desc then who reached it first, and
 refusals change nothing.
 
 Hypothesis drives the `async def` test itself (pytest-asyncio runs the inner

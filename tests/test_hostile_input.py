@@ -356,7 +356,7 @@ async def test_grpc_never_fails_internally_nor_writes_half(
 
 # Corrupt wire format (a length running past the end of the message): the smallest
 # such body, for every RPC. grpcio answers a request it cannot deserialize with
-# UNKNOWN unless the service maps it; DESIGN.md wants a clear INVALID_ARGUMENT.
+# UNKNOWN unless the service maps it; docs/spec.md#errors wants a clear INVALID_ARGUMENT.
 CORRUPT = b"\n\x05ab"
 
 

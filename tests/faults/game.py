@@ -25,7 +25,7 @@ CLIENT_CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_reconnect_backoff_ms", 500),
     ("grpc.enable_retries", 0),  # the clients below retry by hand, and count it
 ]
-# What a client may retry unchanged (DESIGN.md: SubmitAnswer is idempotent).
+# What a client may retry unchanged (docs/spec.md#one-answer-per-question: SubmitAnswer is idempotent).
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 ATTEMPT_TIMEOUT_SECONDS = 3.0
 
