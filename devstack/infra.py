@@ -44,8 +44,18 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """True when `port` can be bound without SO_REUSEPORT (so nobody listens there)."""
+    """True when nobody listens on `port`: it can be bound with SO_REUSEADDR but
+    without SO_REUSEPORT.
+
+    SO_REUSEADDR lets the probe ignore connections of an earlier run still in
+    TIME_WAIT, which would not stop a new server either (the services, Envoy and
+    the metrics servers all bind with SO_REUSEADDR, and so their connections'
+    TIME_WAIT entries allow it), while on Linux it never allows binding next to a
+    listening socket; leaving out SO_REUSEPORT keeps a listener that set it (as the
+    services do) from sharing the port with the probe unnoticed.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -151,7 +161,9 @@ class ManagedProcess:
                         f"{self.name} not ready after {self.ready_timeout:g} s\n{self.tail()}"
                     )
                 await asyncio.sleep(0.05)
-        except Exception:
+        except BaseException:
+            # Cancelled too (a shutdown while a supervisor restarts it): a start
+            # that does not complete leaves nothing running.
             await self.stop()
             raise
 

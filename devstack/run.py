@@ -3,8 +3,10 @@
 Uses the Redis, NATS and database at QUIZMESH_REDIS_URL, QUIZMESH_NATS_URL and
 QUIZMESH_DATABASE_URL (or the usual local ports) when they answer, otherwise starts
 private valkey and nats servers and keeps data in SQLite; migrates the database;
-starts the four services and Envoy in front of them; on Ctrl-C or SIGTERM stops
-what it started: services first (gracefully), then Envoy, then the servers.
+starts the four services and Envoy in front of them, and keeps them running: a
+process that exits on its own (a crash, a SIGKILL) is started again after a back-off
+while the others keep serving. On Ctrl-C or SIGTERM it stops what it started:
+services first (gracefully), then Envoy, then the servers.
 """
 
 from __future__ import annotations
@@ -12,15 +14,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy.engine import make_url
 
 from devstack import infra
@@ -31,6 +34,7 @@ from devstack.gateway import (
     GatewaySettings,
     write_envoy_config,
 )
+from devstack.services import ServiceProcess
 from services.database.migrate import upgrade
 from services.identity.keys import ensure_dev_keys
 from services.mesh.config import CommonSettings
@@ -39,35 +43,117 @@ from services.sync.config import SCHEDULE, SCHEDULE_SECONDS
 
 log = logging.getLogger("devstack")
 
-# Services finish in-flight calls within their own grace period (10 s by default).
-SERVICE_STOP_GRACE = 15.0
+DEFAULT_METRICS_PORTS_FROM = 9464
+# What `status.json` in the state directory says, for tools and tests.
+STATUS_FILE = "status.json"
 
 
-class ServiceProcess(infra.ManagedProcess):
-    """`python -m services.<name>.server`, ready once grpc.health.v1 says SERVING
-    (which a service reports only after its dependencies answer)."""
+@dataclass(frozen=True)
+class RestartPolicy:
+    """When a supervised process that exited is started again: after `first_delay`
+    seconds, doubling up to `max_delay` while it keeps crashing within `stable_after`
+    seconds of its start (a longer run starts the count afresh); after
+    `give_up_after` such crashes in a row it stays down."""
 
-    def __init__(self, name: str, port: int, env: Mapping[str, str], log_file: Path | None) -> None:
-        super().__init__(
-            name,
-            [sys.executable, "-m", f"services.{name}.server"],
-            env=env,
-            cwd=REPO,
-            log_file=log_file,
-            ready_timeout=60.0,
-            stop_grace=SERVICE_STOP_GRACE,
-        )
-        self.port = port
+    first_delay: float = 0.5
+    max_delay: float = 10.0
+    stable_after: float = 30.0
+    give_up_after: int = 10
 
-    async def ready(self) -> bool:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{self.port}") as channel:
-            try:
-                reply = await health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(service=""), timeout=1.0
+    def delay(self, attempt: int) -> float:
+        """The wait before restart number `attempt` (1, 2, ...) of a crash series."""
+        return float(min(self.max_delay, self.first_delay * 2 ** (attempt - 1)))
+
+
+def describe_exit(code: int | None) -> str:
+    """-9 -> "-9 (SIGKILL)"."""
+    if code is not None and code < 0:
+        with contextlib.suppress(ValueError):
+            return f"{code} ({signal.Signals(-code).name})"
+    return str(code)
+
+
+class Supervisor:
+    """Keeps one started process running: when it exits on its own it is restarted
+    (same command, port and data directory) after the policy's back-off and awaited
+    until ready, while the other processes keep serving. Never restarts once
+    `stopping` is set; cancelling `run()` stops a restart under way, process too."""
+
+    def __init__(
+        self,
+        process: infra.ManagedProcess,
+        stopping: asyncio.Event,
+        policy: RestartPolicy,
+        *,
+        on_change: Callable[[], None] = lambda: None,
+        note: str = "",
+    ) -> None:
+        self.process = process
+        self.stopping = stopping
+        self.policy = policy
+        self.on_change = on_change
+        self.note = note  # said with each restart (what a restart loses, say)
+        self.state = "running"
+        self.restarts = 0
+        self.last_exit: int | None = None
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        name = self.process.name
+        started_at = loop.time()
+        came_up = True
+        attempt = 0  # restarts in the current series of quick crashes
+        while True:
+            code = await self.process.wait()
+            if self.stopping.is_set():
+                return
+            self.last_exit = code
+            if came_up and loop.time() - started_at >= self.policy.stable_after:
+                attempt = 0
+            attempt += 1
+            if attempt > self.policy.give_up_after:
+                await self.process.stop()  # whatever it left in its group goes too
+                self.state = "gave up"
+                self.on_change()
+                log.error(
+                    "%s exited with code %s; it crashed %d times in a row, each within "
+                    "%g s of starting: giving up on it, the rest keeps serving (fix it, "
+                    "then restart quizmesh-dev). Its last output:\n%s",
+                    name,
+                    describe_exit(code),
+                    attempt,
+                    self.policy.stable_after,
+                    self.process.tail(20),
                 )
-            except grpc.aio.AioRpcError:
-                return False
-        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+                return
+            delay = self.policy.delay(attempt)
+            self.state = "restarting"
+            self.on_change()
+            log.warning(
+                "%s exited with code %s; restart %d in %g s%s",
+                name,
+                describe_exit(code),
+                attempt,
+                delay,
+                f" ({self.note})" if self.note else "",
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), delay)
+            if self.stopping.is_set():
+                return
+            started_at = loop.time()
+            try:
+                await self.process.restart()
+            except Exception as error:  # never ready (ProcessFailed), or cannot run
+                came_up = False
+                first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+                log.warning("%s did not come back: %s", name, first_line)
+                continue
+            came_up = True
+            self.restarts += 1
+            self.state = "running"
+            self.on_change()
+            log.info("%s is back (pid %s, restart %d)", name, self.process.pid, attempt)
 
 
 class Shutdown:
@@ -92,6 +178,29 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--stats-port", type=int, default=9468, help="Envoy's /stats/prometheus (only) port"
     )
     parser.add_argument(
+        "--service-ports-from",
+        type=int,
+        default=DEFAULT_SERVICE_PORTS["quiz"],
+        metavar="PORT",
+        help="gRPC ports of quiz, score, leaderboard, stream: PORT, PORT+1, ... "
+        "(default %(default)s; 0: free ports chosen at start)",
+    )
+    parser.add_argument(
+        "--metrics-ports-from",
+        type=int,
+        default=DEFAULT_METRICS_PORTS_FROM,
+        metavar="PORT",
+        help="the services' /metrics ports, in the same order (default %(default)s; "
+        "0: each service takes a free one)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help=f"where the Envoy config and {STATUS_FILE} (pids, ports) are written "
+        f"(default: {DEV_STATE_DIR}/ in the repository)",
+    )
+    parser.add_argument(
         "--web-root",
         type=Path,
         default=default_web if default_web.is_dir() else None,
@@ -106,16 +215,34 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def service_ports(first: int) -> dict[str, int]:
+    """Each service's gRPC port: `first`, `first` + 1, ... (0: free ports, chosen now
+    and kept, so that a restarted service comes back where Envoy expects it)."""
+    if first == 0:
+        return {name: infra.free_port() for name in DEFAULT_SERVICE_PORTS}
+    return {name: first + i for i, name in enumerate(DEFAULT_SERVICE_PORTS)}
+
+
+def metrics_ports(first: int) -> dict[str, int]:
+    """Each service's /metrics port: quiz 9464, score 9465, leaderboard 9466, stream
+    9467 by default (0: each takes a free one when it starts)."""
+    return {name: first + i if first else 0 for i, name in enumerate(DEFAULT_SERVICE_PORTS)}
+
+
 def service_env(
-    port: int, redis_url: str, nats_url: str, database_url: str, settings: CommonSettings
+    port: int,
+    metrics_port: int,
+    redis_url: str,
+    nats_url: str,
+    database_url: str,
+    settings: CommonSettings,
 ) -> dict[str, str]:
     return {
         **os.environ,
         "QUIZMESH_ENVIRONMENT": os.environ.get("QUIZMESH_ENVIRONMENT", "development"),
         "QUIZMESH_GRPC_HOST": "127.0.0.1",
         "QUIZMESH_GRPC_PORT": str(port),
-        # quiz 50051 -> metrics 9464, score 9465, leaderboard 9466, stream 9467
-        "QUIZMESH_METRICS_PORT": str(9464 + port - 50051) if port else "0",
+        "QUIZMESH_METRICS_PORT": str(metrics_port),
         "QUIZMESH_REDIS_URL": redis_url,
         "QUIZMESH_NATS_URL": nats_url,
         "QUIZMESH_DATABASE_URL": database_url,
@@ -127,20 +254,38 @@ def service_env(
 
 def busy_ports(ports: Mapping[str, int]) -> list[str]:
     # The services bind with SO_REUSEPORT: a leftover from an earlier run would
-    # silently share the port, so refuse to start instead.
-    return [f"{name} ({port})" for name, port in ports.items() if not infra.port_is_free(port)]
+    # silently share the port, so refuse to start instead (port 0: any free one).
+    return [
+        f"{name} ({port})" for name, port in ports.items() if port and not infra.port_is_free(port)
+    ]
 
 
 class DevStack:
-    """What `quizmesh-dev` started, so that it can stop exactly that."""
+    """What `quizmesh-dev` started, so that it can stop exactly that; once started,
+    a Supervisor per process keeps it running until `stopping` is set."""
 
-    def __init__(self, args: argparse.Namespace, settings: CommonSettings) -> None:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        settings: CommonSettings,
+        *,
+        stopping: asyncio.Event | None = None,
+        policy: RestartPolicy | None = None,
+    ) -> None:
         self.args = args
         self.settings = settings
+        self.stopping = stopping if stopping is not None else asyncio.Event()
+        self.policy = policy or RestartPolicy()
+        self.service_ports = service_ports(args.service_ports_from)
+        self.metrics_ports = metrics_ports(args.metrics_ports_from)
+        self.state_dir: Path = args.state_dir or REPO / DEV_STATE_DIR
         self.servers: list[infra.PrivateServer] = []
         self.services: list[ServiceProcess] = []
         self.envoy: EnvoyProcess | None = None
         self.sync_task: asyncio.Task[None] | None = None
+        self.supervisors: dict[str, Supervisor] = {}
+        self.supervising: list[asyncio.Task[None]] = []
+        self.state = "starting"
         self.redis_url = settings.redis_url
         self.nats_url = settings.nats_url
         self.database_url = infra.DEFAULT_SQLITE_URL
@@ -148,7 +293,18 @@ class DevStack:
     def log_file(self, name: str) -> Path | None:
         return self.args.log_dir / f"{name}.log" if self.args.log_dir else None
 
+    def ports(self) -> dict[str, int]:
+        """The fixed ports this stack binds (checked before it starts)."""
+        return {
+            **self.service_ports,
+            **{f"{name} metrics": port for name, port in self.metrics_ports.items()},
+            "envoy": self.args.port,
+            "envoy admin": self.args.admin_port,
+            "envoy stats": self.args.stats_port,
+        }
+
     async def start(self) -> None:
+        self.write_status()
         self.redis_url, redis = await infra.ensure_redis(self.settings.redis_url)
         if redis is not None:
             self.servers.append(redis)
@@ -162,19 +318,24 @@ class DevStack:
             ServiceProcess(
                 name,
                 port,
-                service_env(port, self.redis_url, self.nats_url, self.database_url, self.settings),
+                service_env(
+                    port,
+                    self.metrics_ports[name],
+                    self.redis_url,
+                    self.nats_url,
+                    self.database_url,
+                    self.settings,
+                ),
                 self.log_file(name),
             )
-            for name, port in DEFAULT_SERVICE_PORTS.items()
+            for name, port in self.service_ports.items()
         ]
         await asyncio.gather(*(service.start() for service in self.services))
 
         config = write_envoy_config(
-            DEV_STATE_DIR / "envoy.yaml",
+            self.state_dir / "envoy.yaml",
             GatewaySettings(
-                upstreams={
-                    name: f"127.0.0.1:{port}" for name, port in DEFAULT_SERVICE_PORTS.items()
-                },
+                upstreams={name: f"127.0.0.1:{port}" for name, port in self.service_ports.items()},
                 listen_port=self.args.port,
                 admin_port=self.args.admin_port,
                 stats_port=self.args.stats_port,
@@ -185,10 +346,65 @@ class DevStack:
         self.envoy = EnvoyProcess(config, log_file=self.log_file("envoy"))
         await self.envoy.start()
         self.sync_task = asyncio.create_task(self.sync_on_schedule())
+        self.supervise()
+
+    def supervise(self) -> None:
+        """One Supervisor per process started here (services, Envoy, private servers)."""
+        notes = {
+            "valkey": "valkey keeps no data: live quizzes lose their state; "
+            "`quizctl recover QUIZ` rebuilds one",
+        }
+        for process in self.processes():
+            supervisor = Supervisor(
+                process,
+                self.stopping,
+                self.policy,
+                on_change=self.write_status,
+                note=notes.get(process.name, ""),
+            )
+            self.supervisors[process.name] = supervisor
+            self.supervising.append(
+                asyncio.create_task(supervisor.run(), name=f"supervise {process.name}")
+            )
+        self.state = "running"
+        self.write_status()
+
+    def status(self) -> dict[str, Any]:
+        processes: dict[str, Any] = {}
+        for process in self.processes():
+            supervisor = self.supervisors.get(process.name)
+            processes[process.name] = {
+                "pid": process.pid if process.running else None,
+                "state": supervisor.state
+                if supervisor and self.state == "running"
+                else ("running" if process.running else "stopped"),
+                "restarts": supervisor.restarts if supervisor else 0,
+                "last_exit": supervisor.last_exit if supervisor else None,
+            }
+        return {
+            "pid": os.getpid(),
+            "state": self.state,
+            "ports": {
+                **self.service_ports,
+                "envoy": self.envoy.port if self.envoy and self.envoy.port else self.args.port,
+                "envoy admin": self.args.admin_port,
+                "envoy stats": self.args.stats_port,
+            },
+            "processes": processes,
+        }
+
+    def write_status(self) -> None:
+        """`status.json` in the state directory: this run's state and each process's
+        pid, state (running, restarting, gave up, stopped) and restart count."""
+        path = self.state_dir / STATUS_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}")
+        partial.write_text(json.dumps(self.status(), indent=2) + "\n")
+        partial.replace(path)  # readers never see half a file
 
     async def sync_on_schedule(self) -> None:
         """The sync job, on the CronJob's schedule (`SCHEDULE`), as a separate process."""
-        env = service_env(0, self.redis_url, self.nats_url, self.database_url, self.settings)
+        env = service_env(0, 0, self.redis_url, self.nats_url, self.database_url, self.settings)
         while True:
             await asyncio.sleep(SCHEDULE_SECONDS)
             job = await asyncio.create_subprocess_exec(
@@ -205,16 +421,28 @@ class DevStack:
     def processes(self) -> list[infra.ManagedProcess]:
         return [*self.services, *([self.envoy] if self.envoy else []), *self.servers]
 
+    async def end_supervision(self) -> None:
+        """No restart from here on, and none left half done (a cancelled restart
+        stops the process it was starting)."""
+        self.stopping.set()
+        for task in self.supervising:
+            task.cancel()
+        await asyncio.gather(*self.supervising, return_exceptions=True)
+
     async def stop(self, hurry: asyncio.Event) -> None:
         """Services first (they finish in-flight calls and end streams), then Envoy,
         then the servers started here; `hurry` kills whatever is left."""
         log.info("stopping (Ctrl-C again to kill)")
+        self.stopping.set()  # before anything is stopped: no supervisor restarts it
+        self.state = "stopping"
+        self.write_status()
         if self.sync_task is not None:
             self.sync_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.sync_task
 
         async def graceful() -> None:
+            await self.end_supervision()
             await asyncio.gather(*(service.stop() for service in self.services))
             if self.envoy is not None:
                 await self.envoy.stop()
@@ -229,10 +457,13 @@ class DevStack:
             stopping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await stopping
+            await self.end_supervision()
             for process in self.processes():
                 await process.kill()
             for server in self.servers:
                 await server.close()
+        self.state = "stopped"
+        self.write_status()
 
     def banner(self) -> str:
         assert self.envoy is not None
@@ -241,9 +472,16 @@ class DevStack:
         host = f"localhost:{self.envoy.port}"
         started = {server.name for server in self.servers}
         logs = f"in {args.log_dir}/<name>.log" if args.log_dir else "below, prefixed by name"
-        services = ", ".join(f"{name} :{port}" for name, port in DEFAULT_SERVICE_PORTS.items())
+        services = ", ".join(f"{name} :{port}" for name, port in self.service_ports.items())
         web = f"{api}/  (hosts: {api}/#/host)" if args.web_root else "(none: no web/ directory)"
         database = make_url(self.database_url).render_as_string(hide_password=True)
+        if all(self.metrics_ports.values()):
+            (first, first_port), *rest = self.metrics_ports.items()
+            metrics = f"http://127.0.0.1:{first_port}/metrics ({first}), " + ", ".join(
+                f"{port} {name}" for name, port in rest
+            )
+        else:
+            metrics = "free ports (each service logs its own)"
         quiz = (
             '{"title":"Demo","questions":[{"text":"2+2?","choices":["3","4"],"correct_choice":1}]}'
         )
@@ -253,13 +491,14 @@ QuizMesh is running.
   web client:      {web}
   Envoy admin:     {self.envoy.admin_url}
   services (gRPC): {services}
-  metrics:  http://127.0.0.1:9464/metrics (quiz), 9465 score, 9466 leaderboard, 9467 stream,
+  metrics:  {metrics},
             http://127.0.0.1:{self.envoy.stats_port}/stats/prometheus (Envoy)
   Redis:    {self.redis_url} ({"started here" if "valkey" in started else "configured"})
   NATS:     {self.nats_url} ({"started here" if "nats" in started else "configured"})
   database: {database}
   sync job: every {SCHEDULE_SECONDS} s, as the CronJob ({SCHEDULE!r})
   logs:     {logs}
+  restarts: a process that exits is started again ({self.state_dir / STATUS_FILE})
 
 Try it from another terminal:
   HOST=$(.venv/bin/quizctl token --role host --subject alice)
@@ -276,24 +515,18 @@ Ctrl-C stops everything started here.
 async def run(args: argparse.Namespace) -> int:
     settings = CommonSettings()
     ensure_dev_keys(settings.signing_key_file, settings.jwks_file)
-    busy = busy_ports(
-        {
-            **DEFAULT_SERVICE_PORTS,
-            "envoy": args.port,
-            "envoy admin": args.admin_port,
-            "envoy stats": args.stats_port,
-        }
-    )
+    shutdown = Shutdown()
+    # A process that exits on its own is restarted, until Ctrl-C/SIGTERM.
+    stack = DevStack(args, settings, stopping=shutdown.requested)
+    busy = busy_ports(stack.ports())
     if busy:
         log.error("ports in use: %s; is another quizmesh-dev running?", ", ".join(busy))
         return 1
 
-    shutdown = Shutdown()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, shutdown)
 
-    stack = DevStack(args, settings)
     asked = asyncio.create_task(shutdown.requested.wait())
     try:
         # Ctrl-C while starting stops the start-up too.
@@ -301,8 +534,7 @@ async def run(args: argparse.Namespace) -> int:
         await asyncio.wait([starting, asked], return_when=asyncio.FIRST_COMPLETED)
         if not starting.done():
             starting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await starting
+            await _cancelled_start(starting, stack, shutdown.hurry)
             return 130
         if (error := starting.exception()) is not None:
             if isinstance(error, infra.ProcessFailed):
@@ -310,24 +542,33 @@ async def run(args: argparse.Namespace) -> int:
                 return 1
             raise error
         print(stack.banner(), flush=True)
-
-        # Until asked to stop, or until a process dies on its own.
-        exits = [asyncio.create_task(p.wait()) for p in stack.processes()]
-        await asyncio.wait([asked, *exits], return_when=asyncio.FIRST_COMPLETED)
-        for task in exits:
-            task.cancel()
-        died = [p for p in stack.processes() if not p.running]
-        for process in died:
-            log.error("%s exited with code %s", process.name, process.returncode)
-        return 1 if died else 0
+        await asked  # meanwhile the supervisors keep every process running
+        return 0
     finally:
         asked.cancel()
         await stack.stop(shutdown.hurry)
 
 
+async def _cancelled_start(
+    starting: asyncio.Task[None], stack: DevStack, hurry: asyncio.Event
+) -> None:
+    """Waits for a cancelled start-up, which stops what it was starting; a second
+    Ctrl-C kills what was already started instead."""
+    hurried = asyncio.create_task(hurry.wait())
+    try:
+        await asyncio.wait([starting, hurried], return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            for process in stack.processes():
+                await process.kill()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+    finally:
+        hurried.cancel()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    for option in ("web_root", "log_dir"):
+    for option in ("web_root", "log_dir", "state_dir"):
         if getattr(args, option) is not None:
             setattr(args, option, getattr(args, option).resolve())
     logging.basicConfig(level=logging.INFO, format="   devstack | %(message)s")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import uuid
 from pathlib import Path
 
@@ -249,3 +250,64 @@ def test_free_port_can_be_bound() -> None:
     port = infra.free_port()
 
     assert infra.port_is_free(port)
+
+
+# --- free ports ----------------------------------------------------------------------------
+
+
+def server_socket(*options: int, host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A listening TCP socket with the given SOL_SOCKET options set."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    for option in options:
+        s.setsockopt(socket.SOL_SOCKET, option, 1)
+    s.bind((host, port))
+    s.listen()
+    return s
+
+
+def binds_plainly(port: int) -> bool:
+    """Whether `port` can be bound without any option (TIME_WAIT entries block that)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def test_a_port_whose_connections_are_only_in_time_wait_is_free() -> None:
+    # A server as ours bind (SO_REUSEADDR) that closed a connection first: its side
+    # of it stays in TIME_WAIT on the port for a minute after the server is gone,
+    # as after a stopped or killed quizmesh-dev.
+    server = server_socket(socket.SO_REUSEADDR)
+    port = int(server.getsockname()[1])
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = server.accept()
+    accepted.close()
+    assert client.recv(1) == b""  # the server's FIN arrived
+    client.close()
+    server.close()
+    assert not binds_plainly(port), "the test needs a TIME_WAIT entry on the port"
+
+    assert infra.port_is_free(port)
+    with server_socket(socket.SO_REUSEADDR, port=port):  # and a new server can bind it
+        pass
+
+
+@pytest.mark.parametrize(
+    ("options", "host"),
+    [
+        pytest.param((), "127.0.0.1", id="plain"),
+        pytest.param((socket.SO_REUSEADDR,), "127.0.0.1", id="SO_REUSEADDR"),
+        pytest.param((socket.SO_REUSEPORT,), "127.0.0.1", id="SO_REUSEPORT"),
+        pytest.param((socket.SO_REUSEADDR, socket.SO_REUSEPORT), "127.0.0.1", id="both"),
+        pytest.param((socket.SO_REUSEADDR, socket.SO_REUSEPORT), "0.0.0.0", id="both-any"),
+    ],
+)
+def test_a_port_someone_listens_on_is_not_free(options: tuple[int, ...], host: str) -> None:
+    # The services bind with SO_REUSEPORT: a leftover one still listening must be
+    # seen, or a new one would silently share its port.
+    with server_socket(*options, host=host) as listener:
+        port = int(listener.getsockname()[1])
+
+        assert not infra.port_is_free(port)
