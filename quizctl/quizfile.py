@@ -2,26 +2,35 @@
 
 Every mistake is reported as ``FILE: FIELD: what is wrong`` and all of them at
 once, so a host fixes the file in one pass instead of one error per run. The
-limits mirror the contract (proto/quizmesh/quiz/v1/quiz.proto); the quiz service
-checks them again, this only saves a round trip and names the line to fix.
+limits are the contract's (proto/quizmesh/quiz/v1/quiz.proto), read from its
+descriptors as the server's validation reads them; the quiz service checks them
+again, this only saves a round trip and names the field to fix.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import math
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from quizmesh.quiz.v1 import quiz_pb2
+from quizmesh.validate.v1 import validate_pb2
 
-MAX_TITLE_CHARS = 200
-MAX_QUESTIONS = 100
-MIN_CHOICES, MAX_CHOICES = 2, 6
-INT32_MAX = 2**31 - 1
+from services.mesh.validation import rules_of
+
+# The contract's limits, one copy: change them in the proto, not here.
+TITLE = rules_of(quiz_pb2.CreateQuizRequest.DESCRIPTOR, "title")
+QUESTIONS = rules_of(quiz_pb2.CreateQuizRequest.DESCRIPTOR, "questions")
+TEXT = rules_of(quiz_pb2.QuestionSpec.DESCRIPTOR, "text")
+CHOICES = rules_of(quiz_pb2.QuestionSpec.DESCRIPTOR, "choices")  # .items: each choice
+CORRECT_CHOICE = rules_of(quiz_pb2.QuestionSpec.DESCRIPTOR, "correct_choice")
+POINTS = rules_of(quiz_pb2.QuestionSpec.DESCRIPTOR, "points")
+TIME_LIMIT_MS = rules_of(quiz_pb2.QuestionSpec.DESCRIPTOR, "time_limit_ms")
 
 QUIZ_FIELDS = ("title", "questions")
 QUESTION_FIELDS = (
@@ -81,10 +90,8 @@ def parse_quiz(document: Any, name: str) -> quiz_pb2.CreateQuizRequest:
     problems.unknown_fields("", document, QUIZ_FIELDS)
 
     request = quiz_pb2.CreateQuizRequest()
-    title = _text(problems, "title", document.get("title"))
-    if title is not None and len(title) > MAX_TITLE_CHARS:
-        problems.add("title", f"must be at most {MAX_TITLE_CHARS} characters, got {len(title)}")
-    elif title is not None:
+    title = _text(problems, "title", document.get("title"), TITLE)
+    if title is not None:
         request.title = title
 
     questions = document.get("questions")
@@ -92,8 +99,9 @@ def parse_quiz(document: Any, name: str) -> quiz_pb2.CreateQuizRequest:
         problems.add("questions", "is missing: a quiz needs at least one question")
     elif not isinstance(questions, list):
         problems.add("questions", f"must be a list of questions, got {_kind(questions)}")
-    elif not 1 <= len(questions) <= MAX_QUESTIONS:
-        problems.add("questions", f"must have 1-{MAX_QUESTIONS} questions, got {len(questions)}")
+    elif not _within(len(questions), *_items(QUESTIONS)):
+        span = _span(*_items(QUESTIONS))
+        problems.add("questions", f"must have {span} questions, got {len(questions)}")
     else:
         for index, question in enumerate(questions):
             spec = _question(problems, f"questions[{index}]", question)
@@ -111,10 +119,10 @@ def _question(problems: _Problems, where: str, question: Any) -> quiz_pb2.Questi
         return None
     before = len(problems.items)
     problems.unknown_fields(where, question, QUESTION_FIELDS)
-    text = _text(problems, f"{where}.text", question.get("text"))
+    text = _text(problems, f"{where}.text", question.get("text"), TEXT)
     choices = _choices(problems, f"{where}.choices", question.get("choices"))
     correct = _correct_choice(problems, where, question, choices)
-    points = _positive_int(problems, f"{where}.points", question.get("points"))
+    points = _integer(problems, f"{where}.points", question.get("points"), POINTS)
     time_limit_ms = _time_limit_ms(problems, where, question)
     if len(problems.items) > before or text is None or choices is None or correct is None:
         return None
@@ -127,18 +135,19 @@ def _question(problems: _Problems, where: str, question: Any) -> quiz_pb2.Questi
 
 
 def _choices(problems: _Problems, where: str, value: Any) -> list[str] | None:
+    span = _span(*_items(CHOICES))
     if value is None:
-        problems.add(where, f"is missing: give {MIN_CHOICES}-{MAX_CHOICES} choices")
+        problems.add(where, f"is missing: give {span} choices")
         return None
     if not isinstance(value, list):
-        problems.add(
-            where, f"must be a list of {MIN_CHOICES}-{MAX_CHOICES} texts, got {_kind(value)}"
-        )
+        problems.add(where, f"must be a list of {span} texts, got {_kind(value)}")
         return None
-    if not MIN_CHOICES <= len(value) <= MAX_CHOICES:
-        problems.add(where, f"must have {MIN_CHOICES}-{MAX_CHOICES} choices, got {len(value)}")
+    if not _within(len(value), *_items(CHOICES)):
+        problems.add(where, f"must have {span} choices, got {len(value)}")
         return None
-    choices = [_text(problems, f"{where}[{i}]", choice) for i, choice in enumerate(value)]
+    choices = [
+        _text(problems, f"{where}[{i}]", choice, CHOICES.items) for i, choice in enumerate(value)
+    ]
     texts = [c for c in choices if c is not None]
     if len(texts) != len(choices):
         return None
@@ -163,6 +172,7 @@ def _correct_choice(
             "or answer (the exact text of the right choice)",
         )
         return None
+    low, high = _values(CORRECT_CHOICE)
     if has_answer:
         answer = _text(problems, f"{where}.answer", question["answer"])
         if answer is None or choices is None:
@@ -172,18 +182,28 @@ def _correct_choice(
             hint = f"; did you mean {close[0]!r}?" if close else f"; choices are {_quoted(choices)}"
             problems.add(f"{where}.answer", f"{answer!r} is not one of the choices{hint}")
             return None
-        return choices.index(answer)
+        index = choices.index(answer)
+        # Only possible if the contract allowed more choices than correct_choice reaches.
+        if not _within(index, low, high):
+            problems.add(
+                f"{where}.answer",
+                f"is choice {index} (0-based), but correct_choice must be {_span(low, high)}",
+            )
+            return None
+        return index
     index = question["correct_choice"]
     if not _is_int(index):
         problems.add(f"{where}.correct_choice", f"must be a 0-based integer, got {_kind(index)}")
         return None
     if choices is None:
+        if not _within(index, low, high):
+            problems.add(f"{where}.correct_choice", f"must be {_span(low, high)}, got {index}")
         return None
-    if not 0 <= index < len(choices):
+    last = len(choices) - 1 if high is None else min(high, len(choices) - 1)
+    if not _within(index, low, last):
         problems.add(
             f"{where}.correct_choice",
-            f"must be 0-{len(choices) - 1} (0-based index into {len(choices)} choices), "
-            f"got {index}",
+            f"must be {_span(low, last)} (0-based index into {len(choices)} choices), got {index}",
         )
         return None
     return int(index)
@@ -194,29 +214,56 @@ def _time_limit_ms(problems: _Problems, where: str, question: Mapping[str, Any])
         problems.add(where, "give either time_limit_ms or time_limit_seconds, not both")
         return None
     if "time_limit_seconds" not in question:
-        return _positive_int(problems, f"{where}.time_limit_ms", question.get("time_limit_ms"))
+        ms = question.get("time_limit_ms")
+        return _integer(problems, f"{where}.time_limit_ms", ms, TIME_LIMIT_MS, " milliseconds")
     seconds = question["time_limit_seconds"]
     is_number = _is_int(seconds) or isinstance(seconds, float)
-    # NaN fails the comparison too; the upper bound keeps the milliseconds an int32.
-    if not is_number or not 0.001 <= seconds <= INT32_MAX // 1000:
+    # NaN and infinity are no number of seconds either.
+    if not is_number or not math.isfinite(seconds) or seconds <= 0:
         problems.add(
             f"{where}.time_limit_seconds",
             f"must be a positive number of seconds, got {_kind(seconds)}",
         )
         return None
-    return round(float(seconds) * 1000)
+    # The contract counts milliseconds: convert, then check what will be sent.
+    ms = round(float(seconds) * 1000)
+    low, high = _values(TIME_LIMIT_MS)
+    if not _within(ms, low, high):
+        in_seconds = _span(_seconds(low), _seconds(high))
+        problems.add(
+            f"{where}.time_limit_seconds",
+            f"must be {in_seconds} seconds, got {_kind(seconds)}",
+        )
+        return None
+    return ms
 
 
-def _positive_int(problems: _Problems, where: str, value: Any) -> int | None:
+def _integer(
+    problems: _Problems,
+    where: str,
+    value: Any,
+    rules: validate_pb2.FieldRules,
+    unit: str = "",
+) -> int | None:
+    """An optional integer within the rules' gte/lte."""
     if value is None:
         return None
-    if not _is_int(value) or not 1 <= value <= INT32_MAX:
-        problems.add(where, f"must be a positive integer, got {_kind(value)}")
+    low, high = _values(rules)
+    if not _is_int(value) or not _within(value, low, high):
+        span = f" {_span(low, high)}{unit}" if low is not None or high is not None else ""
+        problems.add(where, f"must be an integer{span}, got {_kind(value)}")
         return None
     return int(value)
 
 
-def _text(problems: _Problems, where: str, value: Any) -> str | None:
+def _text(
+    problems: _Problems,
+    where: str,
+    value: Any,
+    rules: validate_pb2.FieldRules | None = None,
+) -> str | None:
+    """Text, its length checked against the rules as the server counts it: Unicode
+    code points, leading and trailing white space not counted."""
     if value is None:
         problems.add(where, "is missing")
         return None
@@ -227,7 +274,55 @@ def _text(problems: _Problems, where: str, value: Any) -> str | None:
     if not value.strip():
         problems.add(where, "must not be empty")
         return None
+    if rules is not None:
+        low, high = _lengths(rules)
+        length = len(value.strip())
+        if low is not None and length < low:
+            problems.add(where, f"must be at least {low} characters, got {length}")
+            return None
+        if high is not None and length > high:
+            problems.add(where, f"must be at most {high} characters, got {length}")
+            return None
     return value
+
+
+# --- the contract's bounds (None: not limited) ----------------------------------------
+
+
+def _lengths(rules: validate_pb2.FieldRules) -> tuple[int | None, int | None]:
+    return _bound(rules, "min_len"), _bound(rules, "max_len")
+
+
+def _items(rules: validate_pb2.FieldRules) -> tuple[int | None, int | None]:
+    return _bound(rules, "min_items"), _bound(rules, "max_items")
+
+
+def _values(rules: validate_pb2.FieldRules) -> tuple[int | None, int | None]:
+    return _bound(rules, "gte"), _bound(rules, "lte")
+
+
+_Bound = Literal["min_len", "max_len", "min_items", "max_items", "gte", "lte"]
+
+
+def _bound(rules: validate_pb2.FieldRules, name: _Bound) -> int | None:
+    return int(getattr(rules, name)) if rules.HasField(name) else None
+
+
+def _within(value: int, low: int | None, high: int | None) -> bool:
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
+def _span(low: int | str | None, high: int | str | None) -> str:
+    """The allowed range in words: 2-6, at least 2, at most 6, or any number of."""
+    if low is not None and high is not None:
+        return f"{low}-{high}"
+    if low is not None:
+        return f"at least {low}"
+    return f"at most {high}" if high is not None else "any number of"
+
+
+def _seconds(ms: int | None) -> str | None:
+    return None if ms is None else f"{ms / 1000:g}"
 
 
 def _is_int(value: Any) -> bool:

@@ -382,7 +382,7 @@ def test_every_problem_in_a_quiz_file_is_reported_at_once(tmp_path: Path) -> Non
     path.write_text(
         "title: ''\nquestions:\n"
         "  - {text: Q1, choices: [a], correct_choice: 0}\n"
-        "  - {text: Q2, choices: [a, b], answer: a, correct_choice: 0, points: 0}\n"
+        "  - {text: Q2, choices: [a, b], answer: a, correct_choice: 0, points: -1}\n"
     )
 
     with pytest.raises(QuizFileError) as raised:
@@ -392,7 +392,7 @@ def test_every_problem_in_a_quiz_file_is_reported_at_once(tmp_path: Path) -> Non
         f"{path}: title: must not be empty",
         f"{path}: questions[0].choices: must have 2-6 choices, got 1",
         f"{path}: questions[1]: give either correct_choice or answer, not both",
-        f"{path}: questions[1].points: must be a positive integer, got 0 (a number)",
+        f"{path}: questions[1].points: must be an integer 0-10000, got -1 (a number)",
     ]
 
 
@@ -670,3 +670,187 @@ def test_bad_arguments_exit_2_with_usage(capsys: pytest.CaptureFixture[str]) -> 
 
     assert exited.value.code == 2
     assert "--page-size: must be at least 1, got 0" in capsys.readouterr().err
+
+
+# --- the quiz file's limits are the contract's ---------------------------------------------
+
+
+def _contract(message: Any, field: str) -> Any:
+    """A field's (quizmesh.validate.v1.rules), read from the descriptors as the server
+    reads them: the numbers a quiz file is held to."""
+    from services.mesh.validation import rules_of
+
+    return rules_of(message.DESCRIPTOR, field)
+
+
+LIMIT_TITLE = _contract(quiz_pb2.CreateQuizRequest, "title")
+LIMIT_QUESTIONS = _contract(quiz_pb2.CreateQuizRequest, "questions")
+LIMIT_TEXT = _contract(quiz_pb2.QuestionSpec, "text")
+LIMIT_CHOICES = _contract(quiz_pb2.QuestionSpec, "choices")
+LIMIT_CORRECT = _contract(quiz_pb2.QuestionSpec, "correct_choice")
+LIMIT_POINTS = _contract(quiz_pb2.QuestionSpec, "points")
+LIMIT_TIME = _contract(quiz_pb2.QuestionSpec, "time_limit_ms")
+
+
+def _question_at_the_limits(number: int) -> dict[str, Any]:
+    """A question with every field at the contract's upper limit."""
+    choices = LIMIT_CHOICES.max_items
+    return {
+        "text": f"Q{number} ".ljust(LIMIT_TEXT.max_len, "?"),
+        "choices": [f"{c} ".ljust(LIMIT_CHOICES.items.max_len, "x") for c in range(choices)],
+        "correct_choice": min(LIMIT_CORRECT.lte, choices - 1),
+        "points": LIMIT_POINTS.lte,
+        "time_limit_ms": LIMIT_TIME.lte,
+    }
+
+
+def _load_document(tmp_path: Path, document: dict[str, Any]) -> quiz_pb2.CreateQuizRequest:
+    path = tmp_path / "limits.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return load_quiz_file(str(path))
+
+
+def test_a_quiz_file_at_the_contracts_limits_is_accepted_and_passes_the_server_check(
+    tmp_path: Path,
+) -> None:
+    from services.mesh.validation import violations
+
+    questions = [_question_at_the_limits(i) for i in range(LIMIT_QUESTIONS.max_items)]
+    # The lower limits too, and in the file format's own fields (answer, seconds).
+    first = questions[0]
+    del first["correct_choice"], first["time_limit_ms"]
+    first["answer"] = first["choices"][-1]
+    first["points"] = LIMIT_POINTS.gte
+    first["time_limit_seconds"] = LIMIT_TIME.gte / 1000
+    # Characters are code points, and white space around the text is not counted.
+    title = "  " + "é" * (LIMIT_TITLE.max_len - 1) + "😀 "
+
+    request = _load_document(tmp_path, {"title": title, "questions": questions})
+
+    assert len(request.questions) == LIMIT_QUESTIONS.max_items
+    assert request.questions[0].correct_choice == LIMIT_CHOICES.max_items - 1
+    assert request.questions[0].points == LIMIT_POINTS.gte
+    assert request.questions[0].time_limit_ms == LIMIT_TIME.gte
+    assert request.questions[1].points == LIMIT_POINTS.lte
+    assert request.questions[1].time_limit_ms == LIMIT_TIME.lte
+    assert violations(request) == []  # what quizctl accepts, the server accepts
+
+
+def _one_more_question(document: dict[str, Any]) -> None:
+    document["questions"] = [_question_at_the_limits(0)] * (LIMIT_QUESTIONS.max_items + 1)
+
+
+def _set(field: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    """Sets one field of the first question (or the title) to `value`."""
+
+    def change(document: dict[str, Any]) -> None:
+        if field == "title":
+            document["title"] = value
+            return
+        question = document["questions"][0]
+        if field.startswith("time_limit"):
+            question.pop("time_limit_ms", None)
+        question[field] = value
+
+    return change
+
+
+def _one_more_choice(document: dict[str, Any]) -> None:
+    question = document["questions"][0]
+    question["choices"] = [str(c) for c in range(LIMIT_CHOICES.max_items + 1)]
+
+
+def _one_more_character_in_a_choice(document: dict[str, Any]) -> None:
+    document["questions"][0]["choices"][0] = "x" * (LIMIT_CHOICES.items.max_len + 1)
+
+
+POINTS_RANGE = f"{LIMIT_POINTS.gte}-{LIMIT_POINTS.lte}"
+TIME_RANGE = f"{LIMIT_TIME.gte}-{LIMIT_TIME.lte}"
+SECONDS_RANGE = f"{LIMIT_TIME.gte / 1000:g}-{LIMIT_TIME.lte / 1000:g}"
+PAST_THE_LIMITS = [
+    pytest.param(
+        _set("title", "t" * (LIMIT_TITLE.max_len + 1)),
+        f"title: must be at most {LIMIT_TITLE.max_len} characters, got {LIMIT_TITLE.max_len + 1}",
+        id="title",
+    ),
+    pytest.param(
+        _one_more_question,
+        f"questions: must have {LIMIT_QUESTIONS.min_items}-{LIMIT_QUESTIONS.max_items} "
+        f"questions, got {LIMIT_QUESTIONS.max_items + 1}",
+        id="questions",
+    ),
+    pytest.param(
+        _set("text", "q" * (LIMIT_TEXT.max_len + 1)),
+        f"questions[0].text: must be at most {LIMIT_TEXT.max_len} characters, "
+        f"got {LIMIT_TEXT.max_len + 1}",
+        id="text",
+    ),
+    pytest.param(
+        _one_more_choice,
+        f"questions[0].choices: must have {LIMIT_CHOICES.min_items}-{LIMIT_CHOICES.max_items} "
+        f"choices, got {LIMIT_CHOICES.max_items + 1}",
+        id="choices",
+    ),
+    pytest.param(
+        _one_more_character_in_a_choice,
+        f"questions[0].choices[0]: must be at most {LIMIT_CHOICES.items.max_len} characters, "
+        f"got {LIMIT_CHOICES.items.max_len + 1}",
+        id="choice-text",
+    ),
+    pytest.param(
+        _set("points", LIMIT_POINTS.lte + 1),
+        f"questions[0].points: must be an integer {POINTS_RANGE}, "
+        f"got {LIMIT_POINTS.lte + 1} (a number)",
+        id="points-high",
+    ),
+    pytest.param(
+        _set("points", LIMIT_POINTS.gte - 1),
+        f"questions[0].points: must be an integer {POINTS_RANGE}, "
+        f"got {LIMIT_POINTS.gte - 1} (a number)",
+        id="points-low",
+    ),
+    pytest.param(
+        _set("time_limit_ms", LIMIT_TIME.lte + 1),
+        f"questions[0].time_limit_ms: must be an integer {TIME_RANGE} milliseconds, "
+        f"got {LIMIT_TIME.lte + 1} (a number)",
+        id="time-limit-ms-high",
+    ),
+    pytest.param(
+        _set("time_limit_ms", LIMIT_TIME.gte - 1),
+        f"questions[0].time_limit_ms: must be an integer {TIME_RANGE} milliseconds, "
+        f"got {LIMIT_TIME.gte - 1} (a number)",
+        id="time-limit-ms-low",
+    ),
+    pytest.param(
+        _set("time_limit_seconds", LIMIT_TIME.lte / 1000 + 1),
+        f"questions[0].time_limit_seconds: must be {SECONDS_RANGE} seconds, "
+        f"got {LIMIT_TIME.lte / 1000 + 1} (a number)",
+        id="time-limit-seconds-high",
+    ),
+    pytest.param(
+        _set("time_limit_seconds", (LIMIT_TIME.gte - 1) / 1000),
+        f"questions[0].time_limit_seconds: must be {SECONDS_RANGE} seconds, "
+        f"got {(LIMIT_TIME.gte - 1) / 1000} (a number)",
+        id="time-limit-seconds-low",
+    ),
+    pytest.param(
+        _set("correct_choice", LIMIT_CHOICES.max_items),
+        f"questions[0].correct_choice: must be {LIMIT_CORRECT.gte}-{LIMIT_CHOICES.max_items - 1} "
+        f"(0-based index into {LIMIT_CHOICES.max_items} choices), got {LIMIT_CHOICES.max_items}",
+        id="correct-choice",
+    ),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), PAST_THE_LIMITS)
+def test_a_quiz_file_one_past_a_contract_limit_is_refused_naming_the_contracts_number(
+    tmp_path: Path, change: Callable[[dict[str, Any]], None], message: str
+) -> None:
+    document = {"title": "Limits", "questions": [_question_at_the_limits(0)]}
+    _load_document(tmp_path, document)  # at the limits: accepted
+    change(document)
+
+    with pytest.raises(QuizFileError) as raised:
+        _load_document(tmp_path, document)
+
+    assert raised.value.problems == [f"{tmp_path / 'limits.json'}: {message}"]
