@@ -76,19 +76,19 @@ class Stack:
         return f"http://127.0.0.1:{self.apps[service].metrics_port}/metrics"
 
     @property
-    def quiz(self) -> quiz_pb2_grpc.QuizServiceStub:
+    def quiz(self) -> quiz_pb2_grpc.QuizServiceAsyncStub:
         return quiz_pb2_grpc.QuizServiceStub(self.channels["quiz"])
 
     @property
-    def score(self) -> score_pb2_grpc.ScoreServiceStub:
+    def score(self) -> score_pb2_grpc.ScoreServiceAsyncStub:
         return score_pb2_grpc.ScoreServiceStub(self.channels["score"])
 
     @property
-    def leaderboard(self) -> leaderboard_pb2_grpc.LeaderboardServiceStub:
+    def leaderboard(self) -> leaderboard_pb2_grpc.LeaderboardServiceAsyncStub:
         return leaderboard_pb2_grpc.LeaderboardServiceStub(self.channels["leaderboard"])
 
     @property
-    def stream(self) -> stream_pb2_grpc.StreamServiceStub:
+    def stream(self) -> stream_pb2_grpc.StreamServiceAsyncStub:
         return stream_pb2_grpc.StreamServiceStub(self.channels["stream"])
 
     def host_token(self, name: str = "alice") -> str:

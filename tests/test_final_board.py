@@ -189,7 +189,7 @@ def expected(names: Sequence[str], first_rank: int) -> list[tuple[int, str, str,
 
 
 async def all_pages(
-    stub: leaderboard_pb2_grpc.LeaderboardServiceStub, quiz_id: str, page_size: int
+    stub: leaderboard_pb2_grpc.LeaderboardServiceAsyncStub, quiz_id: str, page_size: int
 ) -> list[leaderboard_pb2.GetLeaderboardResponse]:
     pages = []
     token = ""

@@ -7,25 +7,39 @@ import asyncio
 import dataclasses
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import reflection_pb2
 
 from devstack import infra
+from tests.health import health_status, health_watch
 from tests.stack import Backends, Stack, running_stack
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+REFLECTION_INFO = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
 
 
 async def status(channel: grpc.aio.Channel, service: str = "") -> int:
-    stub = health_pb2_grpc.HealthStub(channel)
-    reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
-    return int(reply.status)
+    return await health_status(channel, service, seconds=2)
+
+
+def reflection_info(
+    channel: grpc.aio.Channel,
+) -> grpc.aio.StreamStreamMultiCallable[
+    reflection_pb2.ServerReflectionRequest, reflection_pb2.ServerReflectionResponse
+]:
+    """ServerReflectionInfo, built from the channel: the typeshed ServerReflectionStub
+    takes only a sync grpc.Channel and leaves the method untyped."""
+    return channel.stream_stream(
+        REFLECTION_INFO,
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )
 
 
 async def until(channel: grpc.aio.Channel, wanted: int, seconds: float = 10) -> None:
     """Follows the server's health Watch stream until it reports `wanted`."""
-    watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+    watch = health_watch(channel)
     try:
         async with asyncio.timeout(seconds):
             async for reply in watch:
@@ -40,9 +54,8 @@ async def test_every_service_reports_serving_and_lists_itself_by_reflection(
 ) -> None:
     for name, channel in stack.channels.items():
         assert await status(channel) == SERVING, name
-        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
         request = reflection_pb2.ServerReflectionRequest(list_services="")
-        async for reply in stub.ServerReflectionInfo(iter([request])):
+        async for reply in reflection_info(channel)(iter([request])):
             names = {s.name for s in reply.list_services_response.service}
             assert f"quizmesh.{name}.v1.{name.capitalize()}Service" in names
             assert "grpc.health.v1.Health" in names

@@ -24,12 +24,11 @@ from urllib.parse import quote
 import grpc
 import httpx
 import pytest
-from google.api import annotations_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devstack.gateway import EnvoyProcess
-from tests.api import METHODS, ApiError, GrpcApi
+from tests.api import METHODS, ApiError, GrpcApi, http_rule
 from tests.game import join
 from tests.stack import Stack
 
@@ -280,9 +279,11 @@ async def raw_grpc(stack: Stack, rpc: str, body: bytes, token: str | None) -> gr
     key, path, _ = _grpc_method(rpc)
     channel = stack.channels[key]
     metadata = (("authorization", f"Bearer {token}"),) if token else ()
+    # No serializers: the body goes out as it is, and replies come back as bytes.
     try:
         if rpc in STREAMS:
-            call = channel.unary_stream(path)(body, metadata=metadata)
+            stream: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(path)
+            call = stream(body, metadata=metadata)
             try:
                 await asyncio.wait_for(anext(aiter(call)), timeout=2)
             except (TimeoutError, StopAsyncIteration):
@@ -290,7 +291,8 @@ async def raw_grpc(stack: Stack, rpc: str, body: bytes, token: str | None) -> gr
             finally:
                 call.cancel()
         else:
-            await channel.unary_unary(path)(body, metadata=metadata, timeout=10)
+            unary: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(path)
+            await unary(body, metadata=metadata, timeout=10)
     except grpc.aio.AioRpcError as e:
         return e.code()
     return grpc.StatusCode.OK
@@ -373,8 +375,7 @@ async def test_grpc_corrupt_wire_format_is_a_clear_refusal(
 
 
 def _http_rule(rpc: str) -> tuple[str, str, bool]:
-    _, method = METHODS[rpc]
-    rule = method.GetOptions().Extensions[annotations_pb2.http]
+    rule = http_rule(rpc)
     verb = rule.WhichOneof("pattern")
     return verb.upper(), getattr(rule, verb), rule.body == "*"
 

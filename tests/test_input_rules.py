@@ -16,11 +16,10 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from google.api import annotations_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from quizmesh.validate.v1 import validate_pb2
 
-from tests.api import METHODS, GrpcApi, HttpApi
+from tests.api import METHODS, GrpcApi, HttpApi, http_rule
 from tests.game import refused
 from tests.stack import Stack
 
@@ -116,7 +115,7 @@ CASES = [
 
 def in_url_path(rpc: str, field: str, request: Request) -> bool:
     """Whether HTTP cannot carry this value: an empty path segment is another route."""
-    rule = METHODS[rpc][1].GetOptions().Extensions[annotations_pb2.http]
+    rule = http_rule(rpc)
     template = getattr(rule, rule.WhichOneof("pattern"))
     value = request.get(field)
     return "{" + field + "}" in template and (not isinstance(value, str) or not value.strip())

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -27,6 +27,7 @@ from services.live.keys import QuizKeys
 from services.live.layout import pack
 from services.mesh.app import ServiceApp
 from services.mesh.messaging import Subjects
+from tests.health import health_status
 from tests.seed import Seat, Seed, seed_quiz
 from tests.stack import Stack
 
@@ -54,7 +55,7 @@ async def lb_app(lb_settings: Settings) -> AsyncIterator[ServiceApp]:
 @pytest.fixture(scope="module")
 async def lb_stub(
     lb_app: ServiceApp,
-) -> AsyncIterator[leaderboard_pb2_grpc.LeaderboardServiceStub]:
+) -> AsyncIterator[leaderboard_pb2_grpc.LeaderboardServiceAsyncStub]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{lb_app.port}") as channel:
         yield leaderboard_pb2_grpc.LeaderboardServiceStub(channel)
 
@@ -81,7 +82,7 @@ SEVEN = [
 
 
 async def test_leaderboard_lists_best_players_first_with_ranks(
-    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceStub, lb_seed: Seed
+    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceAsyncStub, lb_seed: Seed
 ) -> None:
     quiz_id = await lb_seed(SEVEN)
 
@@ -96,7 +97,7 @@ async def test_leaderboard_lists_best_players_first_with_ranks(
 
 
 async def test_reads_survive_a_redis_that_forgot_its_scripts(
-    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceStub, lb_seed: Seed, redis_client: Redis
+    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceAsyncStub, lb_seed: Seed, redis_client: Redis
 ) -> None:
     """After a Redis restart the script cache is empty (NOSCRIPT): the reads load
     their scripts again instead of failing."""
@@ -115,7 +116,7 @@ async def test_reads_survive_a_redis_that_forgot_its_scripts(
 
 
 async def test_next_page_token_walks_the_whole_board_and_ends_empty(
-    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceStub, lb_seed: Seed
+    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceAsyncStub, lb_seed: Seed
 ) -> None:
     quiz_id = await lb_seed(SEVEN)
     seen: list[tuple[int, str, str, int]] = []
@@ -137,7 +138,7 @@ async def test_next_page_token_walks_the_whole_board_and_ends_empty(
 
 
 async def test_page_size_zero_means_ten(
-    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceStub, lb_seed: Seed
+    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceAsyncStub, lb_seed: Seed
 ) -> None:
     quiz_id = await lb_seed([Seat(f"p{i}", f"n{i}", 10 * i, i) for i in range(12)])
 
@@ -148,7 +149,7 @@ async def test_page_size_zero_means_ten(
 
 
 async def test_equal_scores_rank_whoever_reached_them_first(
-    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceStub, lb_seed: Seed
+    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceAsyncStub, lb_seed: Seed
 ) -> None:
     quiz_id = await lb_seed(
         [
@@ -171,7 +172,7 @@ async def test_equal_scores_rank_whoever_reached_them_first(
 
 
 async def test_closed_quiz_leaderboard_is_final(
-    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceStub, lb_seed: Seed
+    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceAsyncStub, lb_seed: Seed
 ) -> None:
     quiz_id = await lb_seed(SEVEN[:2], status="CLOSED")
 
@@ -182,7 +183,7 @@ async def test_closed_quiz_leaderboard_is_final(
 
 
 async def test_player_rank_comes_with_neighbours_on_each_side(
-    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceStub, lb_seed: Seed
+    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceAsyncStub, lb_seed: Seed
 ) -> None:
     quiz_id = await lb_seed(SEVEN)
 
@@ -197,7 +198,7 @@ async def test_player_rank_comes_with_neighbours_on_each_side(
 
 
 async def test_player_rank_defaults_to_two_neighbours_and_stops_at_the_top(
-    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceStub, lb_seed: Seed
+    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceAsyncStub, lb_seed: Seed
 ) -> None:
     quiz_id = await lb_seed(SEVEN)
 
@@ -225,7 +226,7 @@ async def test_player_rank_defaults_to_two_neighbours_and_stops_at_the_top(
     ],
 )
 async def test_bad_page_request_is_invalid_argument(
-    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceStub,
+    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceAsyncStub,
     lb_seed: Seed,
     page_size: int,
     page_token: str,
@@ -246,7 +247,7 @@ async def test_bad_page_request_is_invalid_argument(
 
 @pytest.mark.parametrize("neighbours", [-1, 11])
 async def test_neighbours_out_of_range_is_invalid_argument(
-    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceStub, lb_seed: Seed, neighbours: int
+    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceAsyncStub, lb_seed: Seed, neighbours: int
 ) -> None:
     quiz_id = await lb_seed(SEVEN[:1])
 
@@ -262,7 +263,7 @@ async def test_neighbours_out_of_range_is_invalid_argument(
 
 
 async def test_unknown_quiz_is_not_found(
-    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceStub,
+    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceAsyncStub,
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as page_refused:
         await lb_stub.GetLeaderboard(leaderboard_pb2.GetLeaderboardRequest(quiz_id="NOSUCHQUIZ"))
@@ -277,7 +278,7 @@ async def test_unknown_quiz_is_not_found(
 
 
 async def test_unknown_player_is_not_found(
-    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceStub, lb_seed: Seed
+    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceAsyncStub, lb_seed: Seed
 ) -> None:
     quiz_id = await lb_seed(SEVEN)
 
@@ -292,10 +293,9 @@ async def test_unknown_player_is_not_found(
 
 async def test_health_is_serving_with_its_dependencies_up(lb_app: ServiceApp) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{lb_app.port}") as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        reply = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME))
+        status = await health_status(channel, SERVICE_NAME, seconds=None)
 
-    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    assert status == health_pb2.HealthCheckResponse.SERVING
 
 
 class SnapshotInbox:

@@ -136,9 +136,9 @@ async def test_a_published_quiz_is_judged_scored_and_read_as_the_layout_says(
 
         # Python writes the quiz; the scripts read status, version and specs.
         await live.publish(a_quiz(quiz_id), QUESTIONS)
-        assert QuestionSpec.parse(await redis.hget(keys.questions, "1")) == QuestionSpec.of(
-            QUESTIONS[1]
-        )
+        spec = await redis.hget(keys.questions, "1")
+        assert isinstance(spec, str), spec  # decode_responses: text, or None if missing
+        assert QuestionSpec.parse(spec) == QuestionSpec.of(QUESTIONS[1])
         await live.enrol(quiz_id, [("p1", "Ann"), ("p2", "Bo")], reached_ms=10)
         snapshot = await board.snapshot(quiz_id, 10)
         assert snapshot is not None
@@ -156,8 +156,10 @@ async def test_a_published_quiz_is_judged_scored_and_read_as_the_layout_says(
         assert outcome.answer == Answer(0, 1, True, 900, now)  # 1000 * (1 - 2/20)
         assert await redis.hget(keys.answers, answer_field(0, "p2")) == outcome.answer.record()
         assert await redis.hget(keys.state, answer_count_field(0)) == "1"
-        assert await redis.zscore(keys.board, "p2") == pack(900, now - EPOCH)
-        assert points_of(await redis.zscore(keys.board, "p2")) == outcome.total_score == 900
+        packed = await redis.zscore(keys.board, "p2")
+        assert packed is not None
+        assert packed == pack(900, now - EPOCH)
+        assert points_of(packed) == outcome.total_score == 900
         assert SCALE == 2**31
 
         snapshot = await board.snapshot(quiz_id, 10)

@@ -86,7 +86,11 @@ def envoy_for(
     return start
 
 
-async def open_watch(stack: Stack, quiz_id: str, client: str | None = None) -> Any:
+async def open_watch(
+    stack: Stack, quiz_id: str, client: str | None = None
+) -> grpc.aio.UnaryStreamCall[
+    stream_pb2.WatchLeaderboardRequest, stream_pb2.WatchLeaderboardResponse
+]:
     """A native watch that has delivered its first snapshot (so it is counted)."""
     stub = stream_pb2_grpc.StreamServiceStub(stack.channels["stream"])
     metadata = (("x-quizmesh-client", client),) if client else ()

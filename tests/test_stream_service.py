@@ -12,6 +12,7 @@ import asyncio
 import functools
 import time
 from collections.abc import AsyncIterator
+from typing import TypeAlias
 
 import grpc
 import pytest
@@ -38,7 +39,8 @@ from tests.stack import Backends, Stack
 
 HEARTBEAT_SECONDS = 0.5
 
-Stub = stream_pb2_grpc.StreamServiceStub
+# The generated async stub is for the type checker only (@type_check_only).
+Stub: TypeAlias = "stream_pb2_grpc.StreamServiceAsyncStub"
 
 
 @pytest.fixture(scope="module")
@@ -86,28 +88,35 @@ def hubs_of(app: ServiceApp) -> QuizHubs:
     return hubs
 
 
-async def next_event(call: grpc.aio.UnaryStreamCall, seconds: float = 3.0) -> events_pb2.QuizEvent:
+async def next_event(
+    call: grpc.aio.UnaryStreamCall[stream_pb2.WatchQuizRequest, stream_pb2.WatchQuizResponse],
+    seconds: float = 3.0,
+) -> events_pb2.QuizEvent:
     """The next WatchQuiz event that is not a heartbeat."""
     async with asyncio.timeout(seconds):
         while True:
             response = await call.read()
-            assert response is not grpc.aio.EOF, "the stream ended"
-            event: events_pb2.QuizEvent = response.event
+            # read() gives a response or grpc.aio.EOF.
+            assert isinstance(response, stream_pb2.WatchQuizResponse), "the stream ended"
+            event = response.event
             if not event.HasField("heartbeat"):
                 return event
 
 
 async def next_board(
-    call: grpc.aio.UnaryStreamCall, seconds: float = 3.0
+    call: grpc.aio.UnaryStreamCall[
+        stream_pb2.WatchLeaderboardRequest, stream_pb2.WatchLeaderboardResponse
+    ],
+    seconds: float = 3.0,
 ) -> stream_pb2.WatchLeaderboardResponse:
     """The next WatchLeaderboard message that is not a heartbeat."""
     async with asyncio.timeout(seconds):
         while True:
             response = await call.read()
-            assert response is not grpc.aio.EOF, "the stream ended"
-            message: stream_pb2.WatchLeaderboardResponse = response
-            if not message.heartbeat:
-                return message
+            # read() gives a response or grpc.aio.EOF.
+            assert isinstance(response, stream_pb2.WatchLeaderboardResponse), "the stream ended"
+            if not response.heartbeat:
+                return response
 
 
 async def publish_event(
@@ -327,6 +336,7 @@ async def test_quiet_streams_get_heartbeats(stream_stub: Stub, stream_seed: Seed
         tick = await events.read()
 
     assert beat == stream_pb2.WatchLeaderboardResponse(heartbeat=True)
+    assert isinstance(tick, stream_pb2.WatchQuizResponse), "the stream ended"
     assert tick.event.HasField("heartbeat")
     assert tick.event.quiz_id == quiz_id
     board.cancel()

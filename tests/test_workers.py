@@ -16,7 +16,8 @@ import psutil
 import pytest
 
 from devstack.infra import free_port
-from tests.faults.processes import ServiceProcess, fault_stack, quizmesh_env
+from devstack.services import ServiceProcess, quizmesh_env
+from tests.faults.processes import fault_stack, service_process
 from tests.stack import Backends
 
 WORKERS = 2
@@ -59,7 +60,7 @@ async def test_workers_share_one_port_and_stop_together_on_sigterm(
 ) -> None:
     async with fault_stack(backends, services=()) as stack:
         settings = {**stack.common(), "grpc_port": free_port(), "processes": WORKERS}
-        service = ServiceProcess(name, settings, tmp_path / f"{name}.log")
+        service = service_process(name, settings, tmp_path / f"{name}.log")
         await service.start()
         try:
             workers = await until_listening(service, WORKERS)
@@ -78,7 +79,7 @@ async def test_a_worker_that_dies_takes_the_service_down_with_an_error(
 ) -> None:
     async with fault_stack(backends, services=()) as stack:
         settings = {**stack.common(), "grpc_port": free_port(), "processes": WORKERS}
-        service = ServiceProcess("score", settings, tmp_path / "score.log")
+        service = service_process("score", settings, tmp_path / "score.log")
         await service.start()
         try:
             first, second = await until_listening(service, WORKERS)

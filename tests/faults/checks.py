@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 import grpc
 import nats
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from quizmesh.leaderboard.v1 import leaderboard_pb2, leaderboard_pb2_grpc
 from quizmesh.score.v1 import score_pb2
 
@@ -17,6 +17,7 @@ from tests.faults.answer_log import Ack, AnswerLog
 from tests.faults.game import ATTEMPT_TIMEOUT_SECONDS, Game
 from tests.faults.plan import Player
 from tests.faults.standings import Standing, differences, expected_standings, ranked
+from tests.health import health_status
 from tests.stack import Stack, bearer
 
 
@@ -25,17 +26,16 @@ async def assert_services_serving(stack: Stack, within: float = 10.0) -> None:
     reports NOT_SERVING while a dependency does not answer)."""
     deadline = time.monotonic() + within
     for name, channel in stack.channels.items():
-        stub = health_pb2_grpc.HealthStub(channel)
         while True:
-            reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
-            if reply.status == health_pb2.HealthCheckResponse.SERVING:
+            status = await health_status(channel, seconds=2)
+            if status == health_pb2.HealthCheckResponse.SERVING:
                 break
             assert time.monotonic() < deadline, f"{name} not SERVING after {within:g} s"
             await asyncio.sleep(0.1)
 
 
 async def leaderboard_pages(
-    stub: leaderboard_pb2_grpc.LeaderboardServiceStub, quiz_id: str, page_size: int = 100
+    stub: leaderboard_pb2_grpc.LeaderboardServiceAsyncStub, quiz_id: str, page_size: int = 100
 ) -> tuple[list[tuple[int, str, int]], int, bool]:
     """Every page of GetLeaderboard: (rank, player, score) rows, total, is_final."""
     rows: list[tuple[int, str, int]] = []

@@ -6,7 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from quizmesh.common.v1 import common_pb2
@@ -25,9 +25,12 @@ CLIENT_CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_reconnect_backoff_ms", 500),
     ("grpc.enable_retries", 0),  # the clients below retry by hand, and count it
 ]
-# What a client may retry unchanged (docs/spec.md#one-answer-per-question: SubmitAnswer is idempotent).
+# What a client may retry unchanged
+# (docs/spec.md#one-answer-per-question: SubmitAnswer is idempotent).
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 ATTEMPT_TIMEOUT_SECONDS = 3.0
+
+R = TypeVar("R")
 
 
 class Game:
@@ -66,7 +69,7 @@ class Game:
         for channel in self._channels:
             await channel.close()
 
-    def score_stub(self, player: Player) -> score_pb2_grpc.ScoreServiceStub:
+    def score_stub(self, player: Player) -> score_pb2_grpc.ScoreServiceAsyncStub:
         return score_pb2_grpc.ScoreServiceStub(self._channels[player.index % len(self._channels)])
 
     # The host.
@@ -191,8 +194,8 @@ class Game:
         return ack
 
     async def call_until_answered(
-        self, player: Player, call: Callable[[score_pb2_grpc.ScoreServiceStub], Awaitable[Any]]
-    ) -> tuple[Any, int]:
+        self, player: Player, call: Callable[[score_pb2_grpc.ScoreServiceAsyncStub], Awaitable[R]]
+    ) -> tuple[R, int]:
         """A score-service call retried unchanged on UNAVAILABLE / DEADLINE_EXCEEDED
         with a short backoff; raises the last error when refused or out of time."""
         deadline = time.monotonic() + self.plan.give_up_after_seconds

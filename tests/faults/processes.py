@@ -15,10 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from devstack.infra import ManagedProcess
+from devstack.services import ServiceProcess, quizmesh_env
 from tests.stack import Backends, Stack, forget, start_service
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,41 +49,12 @@ def replace_backends(backends: Backends, **changes: Any) -> Backends:
     return dataclasses.replace(backends, **changes)
 
 
-def quizmesh_env(settings: Mapping[str, Any]) -> dict[str, str]:
-    """Our environment with settings as QUIZMESH_* variables (and no stray ones)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QUIZMESH_")}
-    env.update({f"QUIZMESH_{name.upper()}": str(value) for name, value in settings.items()})
-    return env
-
-
-class ServiceProcess(ManagedProcess):
-    """`python -m services.<name>.server` on a fixed port: a restart keeps the address
-    the clients know, as a restarted pod keeps its Service."""
-
-    def __init__(self, name: str, settings: Mapping[str, Any], log_file: Path) -> None:
-        self.port = int(settings["grpc_port"])
-        super().__init__(
-            name,
-            [sys.executable, "-m", f"services.{name}.server"],
-            env=quizmesh_env(settings),
-            cwd=REPO,
-            log_file=log_file,
-            ready_timeout=30.0,
-        )
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    async def ready(self) -> bool:
-        try:
-            async with grpc.aio.insecure_channel(self.target) as channel:
-                reply = await health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(service=""), timeout=1.0
-                )
-        except grpc.aio.AioRpcError:
-            return False
-        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+def service_process(name: str, settings: Mapping[str, Any], log_file: Path) -> ServiceProcess:
+    """`python -m services.<name>.server` with these settings, on their fixed port: a
+    restart keeps the address the clients know, as a restarted pod keeps its Service."""
+    return ServiceProcess.from_settings(
+        name, settings, log_file, ready_timeout=30.0, stop_grace=5.0
+    )
 
 
 def sync_settings(stack: Stack, **overrides: Any) -> dict[str, Any]:

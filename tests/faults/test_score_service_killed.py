@@ -14,7 +14,7 @@ from services.mesh.clock import now_ms
 from tests.faults.checks import assert_each_answer_recorded_once, assert_redis_matches_the_log
 from tests.faults.game import Game
 from tests.faults.plan import QuizPlan
-from tests.faults.processes import ServiceProcess, fault_stack, sync_to_sql
+from tests.faults.processes import fault_stack, service_process, sync_to_sql
 from tests.faults.proxy import TcpProxy, host_and_port
 from tests.faults.sql import assert_sql_matches_the_log
 from tests.stack import Backends
@@ -30,7 +30,7 @@ async def test_a_score_service_killed_mid_load_and_restarted_loses_and_doubles_n
 ) -> None:
     async with fault_stack(backends, services=("quiz", "leaderboard")) as stack:
         settings = {**stack.common(), "grpc_port": free_port()}
-        score = ServiceProcess("score", settings, tmp_path / "score.log")
+        score = service_process("score", settings, tmp_path / "score.log")
         await score.start()
         try:
             async with Game(stack, PLAN, score_target=score.target) as game:
@@ -79,7 +79,7 @@ async def test_answers_scored_but_not_yet_recorded_when_the_score_service_dies_a
             "grpc_port": free_port(),
             "nats_url": f"nats://127.0.0.1:{to_nats.port}",
         }
-        score = ServiceProcess("score", settings, tmp_path / "score.log")
+        score = service_process("score", settings, tmp_path / "score.log")
         await score.start()
         try:
             async with Game(stack, PLAN, score_target=score.target) as game:

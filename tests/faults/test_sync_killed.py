@@ -23,7 +23,7 @@ from tests.faults.checks import (
 )
 from tests.faults.game import Game
 from tests.faults.plan import QuizPlan
-from tests.faults.processes import ServiceProcess, SyncCommand, fault_stack, sync_settings
+from tests.faults.processes import SyncCommand, fault_stack, service_process, sync_settings
 from tests.faults.sql import assert_sql_matches_the_log, quiz_is_final
 from tests.faults.standings import expected_standings
 from tests.stack import Backends, Stack
@@ -39,7 +39,7 @@ BATCH_SIZE = 500
 async def score_replicas(stack: Stack, folder: Path, count: int) -> AsyncIterator[str]:
     """`count` score service processes sharing one port (SO_REUSEPORT); its address."""
     settings = {**stack.common(), "grpc_port": free_port(), "log_level": "WARNING"}
-    replicas = [ServiceProcess("score", settings, folder / f"score-{i}.log") for i in range(count)]
+    replicas = [service_process("score", settings, folder / f"score-{i}.log") for i in range(count)]
     try:
         for replica in replicas:
             await replica.start()

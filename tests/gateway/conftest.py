@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 import httpx
@@ -29,6 +29,7 @@ from devstack.gateway import EnvoyProcess, GatewaySettings, RateLimit, write_env
 from devstack.infra import free_port
 from services.identity.keys import ensure_dev_keys
 from services.identity.tokens import Role, TokenIssuer
+from services.mesh.context import Context
 
 QUIZ_ID = "QUIZ0001"
 SERVICE_KEYS = ("quiz", "score", "leaderboard", "stream")
@@ -44,7 +45,7 @@ FAILING = {code.name: code for code in grpc.StatusCode if code is not grpc.Statu
 class Call:
     method: str
     request: Message
-    metadata: dict[str, str]
+    metadata: dict[str, str | bytes]
 
 
 @dataclass
@@ -56,8 +57,8 @@ class Backend:
     # The peer (Envoy's upstream connection) of every WatchLeaderboard call.
     watch_peers: list[str] = field(default_factory=list)
 
-    def record(self, method: str, request: Message, context: grpc.aio.ServicerContext) -> None:
-        metadata = {m.key: m.value for m in context.invocation_metadata() or ()}
+    def record(self, method: str, request: Message, context: Context) -> None:
+        metadata = dict(context.invocation_metadata() or ())
         self.calls.append(Call(method, request, metadata))
 
     def last(self, method: str) -> Call:
@@ -82,7 +83,7 @@ class Quiz(quiz_pb2_grpc.QuizServiceServicer):
         self.backend = backend
 
     async def CreateQuiz(
-        self, request: quiz_pb2.CreateQuizRequest, context: grpc.aio.ServicerContext
+        self, request: quiz_pb2.CreateQuizRequest, context: Context
     ) -> quiz_pb2.CreateQuizResponse:
         self.backend.record("CreateQuiz", request, context)
         quiz = canned_quiz(QUIZ_ID)
@@ -91,7 +92,7 @@ class Quiz(quiz_pb2_grpc.QuizServiceServicer):
         return quiz_pb2.CreateQuizResponse(quiz=quiz)
 
     async def GetQuiz(
-        self, request: quiz_pb2.GetQuizRequest, context: grpc.aio.ServicerContext
+        self, request: quiz_pb2.GetQuizRequest, context: Context
     ) -> quiz_pb2.GetQuizResponse:
         self.backend.record("GetQuiz", request, context)
         if request.quiz_id in FAILING:
@@ -99,36 +100,36 @@ class Quiz(quiz_pb2_grpc.QuizServiceServicer):
         return quiz_pb2.GetQuizResponse(quiz=canned_quiz(request.quiz_id))
 
     async def ListQuizzes(
-        self, request: quiz_pb2.ListQuizzesRequest, context: grpc.aio.ServicerContext
+        self, request: quiz_pb2.ListQuizzesRequest, context: Context
     ) -> quiz_pb2.ListQuizzesResponse:
         self.backend.record("ListQuizzes", request, context)
         return quiz_pb2.ListQuizzesResponse(quizzes=[canned_quiz(QUIZ_ID)])
 
     async def JoinQuiz(
-        self, request: quiz_pb2.JoinQuizRequest, context: grpc.aio.ServicerContext
+        self, request: quiz_pb2.JoinQuizRequest, context: Context
     ) -> quiz_pb2.JoinQuizResponse:
         self.backend.record("JoinQuiz", request, context)
         return quiz_pb2.JoinQuizResponse(
             player_id=f"player-{request.nickname}", player_token="token", quiz=canned_quiz(QUIZ_ID)
         )
 
-    async def _unused(self, context: grpc.aio.ServicerContext) -> Any:
+    async def _unused(self, context: Context) -> NoReturn:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in this test")
 
     async def StartQuiz(
-        self, request: quiz_pb2.StartQuizRequest, context: grpc.aio.ServicerContext
+        self, request: quiz_pb2.StartQuizRequest, context: Context
     ) -> quiz_pb2.StartQuizResponse:
-        return await self._unused(context)  # type: ignore[no-any-return]
+        return await self._unused(context)
 
     async def AdvanceQuestion(
-        self, request: quiz_pb2.AdvanceQuestionRequest, context: grpc.aio.ServicerContext
+        self, request: quiz_pb2.AdvanceQuestionRequest, context: Context
     ) -> quiz_pb2.AdvanceQuestionResponse:
-        return await self._unused(context)  # type: ignore[no-any-return]
+        return await self._unused(context)
 
     async def CloseQuiz(
-        self, request: quiz_pb2.CloseQuizRequest, context: grpc.aio.ServicerContext
+        self, request: quiz_pb2.CloseQuizRequest, context: Context
     ) -> quiz_pb2.CloseQuizResponse:
-        return await self._unused(context)  # type: ignore[no-any-return]
+        return await self._unused(context)
 
 
 class Score(score_pb2_grpc.ScoreServiceServicer):
@@ -136,7 +137,7 @@ class Score(score_pb2_grpc.ScoreServiceServicer):
         self.backend = backend
 
     async def SubmitAnswer(
-        self, request: score_pb2.SubmitAnswerRequest, context: grpc.aio.ServicerContext
+        self, request: score_pb2.SubmitAnswerRequest, context: Context
     ) -> score_pb2.SubmitAnswerResponse:
         self.backend.record("SubmitAnswer", request, context)
         return score_pb2.SubmitAnswerResponse(
@@ -150,7 +151,7 @@ class Score(score_pb2_grpc.ScoreServiceServicer):
         )
 
     async def GetPlayerScore(
-        self, request: score_pb2.GetPlayerScoreRequest, context: grpc.aio.ServicerContext
+        self, request: score_pb2.GetPlayerScoreRequest, context: Context
     ) -> score_pb2.GetPlayerScoreResponse:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in this test")
         raise AssertionError("unreachable")
@@ -161,7 +162,7 @@ class Stream(stream_pb2_grpc.StreamServiceServicer):
         self.backend = backend
 
     async def WatchQuiz(
-        self, request: stream_pb2.WatchQuizRequest, context: grpc.aio.ServicerContext
+        self, request: stream_pb2.WatchQuizRequest, context: Context
     ) -> AsyncIterator[stream_pb2.WatchQuizResponse]:
         self.backend.record("WatchQuiz", request, context)
         yield stream_pb2.WatchQuizResponse(
@@ -181,7 +182,7 @@ class Stream(stream_pb2_grpc.StreamServiceServicer):
         )
 
     async def WatchLeaderboard(
-        self, request: stream_pb2.WatchLeaderboardRequest, context: grpc.aio.ServicerContext
+        self, request: stream_pb2.WatchLeaderboardRequest, context: Context
     ) -> AsyncIterator[stream_pb2.WatchLeaderboardResponse]:
         # Which upstream connection of Envoy's carries this watch; then stay open.
         self.backend.record("WatchLeaderboard", request, context)

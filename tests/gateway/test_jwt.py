@@ -119,8 +119,10 @@ async def test_native_grpc_with_bad_token_is_unauthenticated(
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await stub.GetQuiz(
             quiz_pb2.GetQuizRequest(quiz_id=QUIZ_ID),
-            metadata=bearer(tampered(keys.token())).items(),
+            metadata=tuple(bearer(tampered(keys.token())).items()),
         )
 
     assert error.value.code() is grpc.StatusCode.UNAUTHENTICATED
-    assert not error.value.details().startswith("{")  # plain text for gRPC clients
+    details = error.value.details()
+    assert details is not None
+    assert not details.startswith("{")  # plain text for gRPC clients

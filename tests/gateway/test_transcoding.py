@@ -55,7 +55,7 @@ async def test_native_grpc_passes_through_the_same_port(
     stub = quiz_pb2_grpc.QuizServiceStub(channel)
 
     reply = await stub.GetQuiz(
-        quiz_pb2.GetQuizRequest(quiz_id=QUIZ_ID), metadata=bearer(token).items()
+        quiz_pb2.GetQuizRequest(quiz_id=QUIZ_ID), metadata=tuple(bearer(token).items())
     )
 
     assert reply.quiz == canned_quiz(QUIZ_ID)
