@@ -24,10 +24,10 @@ lock:
 gen: venv
 	PYTHON=$(abspath $(BIN)/python) bash scripts/gen.sh
 
-## Fail when gen/ differs from what the protos produce.
+## Fail when gen/ (or web/js/generated/) differs from what the protos produce.
 check-gen: gen
-	@git diff --exit-code --stat -- gen third_party || (echo "gen/ is stale: run 'make gen' and commit" >&2; exit 1)
-	@test -z "$$(git status --porcelain -- gen third_party)" || (git status --porcelain -- gen third_party; echo "gen/ has untracked files: run 'make gen' and commit" >&2; exit 1)
+	@git diff --exit-code --stat -- gen third_party web/js/generated || (echo "gen/ or web/js/generated/ is stale: run 'make gen' and commit" >&2; exit 1)
+	@test -z "$$(git status --porcelain -- gen third_party web/js/generated)" || (git status --porcelain -- gen third_party web/js/generated; echo "gen/ or web/js/generated/ has untracked files: run 'make gen' and commit" >&2; exit 1)
 
 ## buf lint, buf breaking (against the previous commit of main), ruff, mypy, k8s-check.
 lint: venv k8s-check
