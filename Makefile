@@ -29,12 +29,14 @@ check-gen: gen
 	@git diff --exit-code --stat -- gen third_party web/js/generated || (echo "gen/ or web/js/generated/ is stale: run 'make gen' and commit" >&2; exit 1)
 	@test -z "$$(git status --porcelain -- gen third_party web/js/generated)" || (git status --porcelain -- gen third_party web/js/generated; echo "gen/ or web/js/generated/ has untracked files: run 'make gen' and commit" >&2; exit 1)
 
-## buf lint, buf breaking (against the previous commit of main), ruff, mypy, k8s-check.
+## buf lint, buf breaking (against the previous commit of main), ruff, the import
+## boundaries (.importlinter), mypy, k8s-check.
 lint: venv k8s-check
 	$(BIN)/buf lint
 	bash scripts/buf-breaking.sh
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/mypy services quizctl devstack tests benchmarks scripts
 
 ## Render the Envoy config the Kubernetes manifests mount (k8s/base/envoy/); commit it.

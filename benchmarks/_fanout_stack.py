@@ -31,7 +31,7 @@ from benchmarks._stack import (
     py_spy_command,
 )
 from devstack import infra
-from devstack.run import ServiceProcess
+from devstack.services import ServiceProcess
 
 
 def add_stack_args(parser: argparse.ArgumentParser) -> None:
@@ -280,7 +280,7 @@ class BenchStack(ServiceStack):
     # The game, over native gRPC.
 
     @property
-    def score(self) -> score_pb2_grpc.ScoreServiceStub:
+    def score(self) -> score_pb2_grpc.ScoreServiceAsyncStub:
         return score_pb2_grpc.ScoreServiceStub(self.channels["score"])
 
     async def create_quiz(self, questions: int, time_limit_ms: int = 600_000) -> str:

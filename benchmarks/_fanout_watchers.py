@@ -139,7 +139,10 @@ class Tally:
 
 
 async def watch_one(
-    method: grpc.aio.UnaryStreamMultiCallable, request: bytes, token: str, tally: Tally
+    method: grpc.aio.UnaryStreamMultiCallable[bytes, bytes],
+    request: bytes,
+    token: str,
+    tally: Tally,
 ) -> None:
     metadata = (("authorization", f"Bearer {token}"),) if token else None
     call = method(request, metadata=metadata)
@@ -236,7 +239,7 @@ async def run(spec: WatcherSpec, reports: Queue[Report], stop: Any) -> None:
         grpc.aio.insecure_channel(spec.targets[i % len(spec.targets)], options=options)
         for i in range(spec.connections)
     ]
-    methods = [
+    methods: list[grpc.aio.UnaryStreamMultiCallable[bytes, bytes]] = [
         channel.unary_stream(SERVICE + spec.rpc, response_deserializer=None) for channel in channels
     ]
     request = request_of(spec)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from typing import Any
 
 import grpc
 import uvloop
@@ -48,7 +49,7 @@ async def serve(port: int, as_score: bool = False) -> None:
     reply = sample_response()
 
     async def echo(
-        request: score_pb2.SubmitAnswerRequest, context: grpc.aio.ServicerContext
+        request: score_pb2.SubmitAnswerRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> score_pb2.SubmitAnswerResponse:
         return reply
 

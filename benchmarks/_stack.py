@@ -24,7 +24,7 @@ import uvloop
 from quizmesh.quiz.v1 import quiz_pb2_grpc
 
 from devstack import infra, scratch
-from devstack.run import ServiceProcess
+from devstack.services import ServiceProcess
 from services.identity.keys import ensure_dev_keys
 from services.identity.tokens import Role, TokenIssuer
 
@@ -181,7 +181,7 @@ class ServiceStack:
         await self._claimed.aclose()
 
     @property
-    def quiz(self) -> quiz_pb2_grpc.QuizServiceStub:
+    def quiz(self) -> quiz_pb2_grpc.QuizServiceAsyncStub:
         return quiz_pb2_grpc.QuizServiceStub(self.channels["quiz"])
 
 

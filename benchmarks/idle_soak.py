@@ -61,7 +61,9 @@ async def sse_watch(client: httpx.AsyncClient, url: str, watch: Watch) -> None:
             raise
 
 
-async def grpc_watch(stub: stream_pb2_grpc.StreamServiceStub, quiz_id: str, watch: Watch) -> None:
+async def grpc_watch(
+    stub: stream_pb2_grpc.StreamServiceAsyncStub, quiz_id: str, watch: Watch
+) -> None:
     try:
         call = stub.WatchLeaderboard(stream_pb2.WatchLeaderboardRequest(quiz_id=quiz_id))
         async for reply in call:

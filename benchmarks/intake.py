@@ -57,7 +57,7 @@ from benchmarks._intake_profile import perf_record, record
 from benchmarks._stack import Space, add_server_args, bearer, run_cleanly
 from devstack.gateway import EnvoyProcess, local_gateway, write_envoy_config
 from devstack.infra import ManagedProcess, free_port
-from devstack.run import ServiceProcess
+from devstack.services import ServiceProcess
 from services.identity.keys import ensure_dev_keys
 from services.identity.tokens import Role, TokenIssuer
 

@@ -87,7 +87,7 @@ async def timed_calls(call: Call, count: int, into: Latency) -> None:
 
 
 async def api_joins(
-    quiz: quiz_pb2_grpc.QuizServiceStub, quiz_id: str, count: int, concurrency: int
+    quiz: quiz_pb2_grpc.QuizServiceAsyncStub, quiz_id: str, count: int, concurrency: int
 ) -> tuple[list[str], float, Latency]:
     """`count` players through JoinQuiz, `concurrency` calls in flight."""
     latency = Latency()
@@ -134,14 +134,14 @@ class Progress:
 class Reads:
     """The three reads, each as an RPC and as the raw Redis round trips it needs."""
 
-    stub: leaderboard_pb2_grpc.LeaderboardServiceStub
+    stub: leaderboard_pb2_grpc.LeaderboardServiceAsyncStub
     redis: Redis
     keys: QuizKeys
     quiz_id: str
     players: list[str]
     deep_offset: int
     # A bare grpc.aio unary echo (benchmarks/_intake_echo.py), the floor of any RPC.
-    echo: grpc.aio.UnaryUnaryMultiCallable
+    echo: grpc.aio.UnaryUnaryMultiCallable[Any, Any]
     neighbours: int = 2
     page: int = 10
 
@@ -280,7 +280,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def run(
-    stack: ServiceStack, args: argparse.Namespace, echo: grpc.aio.UnaryUnaryMultiCallable
+    stack: ServiceStack, args: argparse.Namespace, echo: grpc.aio.UnaryUnaryMultiCallable[Any, Any]
 ) -> dict[str, Any]:
     quiz = stack.quiz
     created = await quiz.CreateQuiz(

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self, cast
+from typing import Self
 
 import grpc
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -122,15 +122,8 @@ class QuizMeshClient:
             )
         else:
             self._channel = grpc.aio.insecure_channel(connection.target)
-        # grpc ships no type hints, so the stubs' overloads cannot see that this
-        # channel is an aio one; the cast names the async stub types they return.
-        self._quizzes = cast(
-            "quiz_pb2_grpc.QuizServiceAsyncStub", quiz_pb2_grpc.QuizServiceStub(self._channel)
-        )
-        self._leaderboards = cast(
-            "leaderboard_pb2_grpc.LeaderboardServiceAsyncStub",
-            leaderboard_pb2_grpc.LeaderboardServiceStub(self._channel),
-        )
+        self._quizzes = quiz_pb2_grpc.QuizServiceStub(self._channel)
+        self._leaderboards = leaderboard_pb2_grpc.LeaderboardServiceStub(self._channel)
         token = connection.token
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()

@@ -26,6 +26,7 @@ from quizctl import cli
 from quizctl.quizfile import QuizFileError, load_quiz_file
 from services.identity.keys import ensure_dev_keys
 from services.identity.tokens import Caller, Role, TokenVerifier
+from services.mesh.context import Context
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "quiz.yaml"
@@ -91,8 +92,8 @@ class Gateway:
     target: str = ""
     calls: list[Call] = field(default_factory=list)
 
-    def record(self, method: str, request: Message, context: grpc.aio.ServicerContext) -> None:
-        metadata = {m.key: m.value for m in context.invocation_metadata() or ()}
+    def record(self, method: str, request: Message, context: Context) -> None:
+        metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
         self.calls.append(Call(method, request, metadata))
 
 
@@ -130,26 +131,26 @@ class FakeQuizService(quiz_pb2_grpc.QuizServiceServicer):
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
 
-    async def _known(self, quiz_id: str, context: grpc.aio.ServicerContext) -> None:
+    async def _known(self, quiz_id: str, context: Context) -> None:
         if quiz_id != QUIZ_ID:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"quiz {quiz_id} does not exist")
 
     async def CreateQuiz(
-        self, request: quiz_pb2.CreateQuizRequest, context: grpc.aio.ServicerContext
+        self, request: quiz_pb2.CreateQuizRequest, context: Context
     ) -> quiz_pb2.CreateQuizResponse:
         self.gateway.record("CreateQuiz", request, context)
         quiz = running_quiz(common_pb2.QUIZ_STATE_OPEN, -1)
         return quiz_pb2.CreateQuizResponse(quiz=quiz)
 
     async def GetQuiz(
-        self, request: quiz_pb2.GetQuizRequest, context: grpc.aio.ServicerContext
+        self, request: quiz_pb2.GetQuizRequest, context: Context
     ) -> quiz_pb2.GetQuizResponse:
         self.gateway.record("GetQuiz", request, context)
         await self._known(request.quiz_id, context)
         return quiz_pb2.GetQuizResponse(quiz=running_quiz(common_pb2.QUIZ_STATE_RUNNING, 0))
 
     async def ListQuizzes(
-        self, request: quiz_pb2.ListQuizzesRequest, context: grpc.aio.ServicerContext
+        self, request: quiz_pb2.ListQuizzesRequest, context: Context
     ) -> quiz_pb2.ListQuizzesResponse:
         self.gateway.record("ListQuizzes", request, context)
         first = running_quiz(common_pb2.QUIZ_STATE_RUNNING, 1)
@@ -160,20 +161,20 @@ class FakeQuizService(quiz_pb2_grpc.QuizServiceServicer):
         return quiz_pb2.ListQuizzesResponse(quizzes=[first, second], next_page_token="p2")
 
     async def JoinQuiz(
-        self, request: quiz_pb2.JoinQuizRequest, context: grpc.aio.ServicerContext
+        self, request: quiz_pb2.JoinQuizRequest, context: Context
     ) -> quiz_pb2.JoinQuizResponse:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not part of quizctl")
         raise AssertionError("unreachable")
 
     async def StartQuiz(
-        self, request: quiz_pb2.StartQuizRequest, context: grpc.aio.ServicerContext
+        self, request: quiz_pb2.StartQuizRequest, context: Context
     ) -> quiz_pb2.StartQuizResponse:
         self.gateway.record("StartQuiz", request, context)
         await self._known(request.quiz_id, context)
         return quiz_pb2.StartQuizResponse(quiz=running_quiz(common_pb2.QUIZ_STATE_RUNNING, 0))
 
     async def AdvanceQuestion(
-        self, request: quiz_pb2.AdvanceQuestionRequest, context: grpc.aio.ServicerContext
+        self, request: quiz_pb2.AdvanceQuestionRequest, context: Context
     ) -> quiz_pb2.AdvanceQuestionResponse:
         self.gateway.record("AdvanceQuestion", request, context)
         await self._known(request.quiz_id, context)
@@ -181,7 +182,7 @@ class FakeQuizService(quiz_pb2_grpc.QuizServiceServicer):
         return quiz_pb2.AdvanceQuestionResponse(quiz=quiz)
 
     async def CloseQuiz(
-        self, request: quiz_pb2.CloseQuizRequest, context: grpc.aio.ServicerContext
+        self, request: quiz_pb2.CloseQuizRequest, context: Context
     ) -> quiz_pb2.CloseQuizResponse:
         self.gateway.record("CloseQuiz", request, context)
         await self._known(request.quiz_id, context)
@@ -195,7 +196,7 @@ class FakeLeaderboardService(leaderboard_pb2_grpc.LeaderboardServiceServicer):
         self.gateway = gateway
 
     async def GetLeaderboard(
-        self, request: leaderboard_pb2.GetLeaderboardRequest, context: grpc.aio.ServicerContext
+        self, request: leaderboard_pb2.GetLeaderboardRequest, context: Context
     ) -> leaderboard_pb2.GetLeaderboardResponse:
         self.gateway.record("GetLeaderboard", request, context)
         start = int(request.page_token or 0)
@@ -213,7 +214,7 @@ class FakeLeaderboardService(leaderboard_pb2_grpc.LeaderboardServiceServicer):
         )
 
     async def GetPlayerRank(
-        self, request: leaderboard_pb2.GetPlayerRankRequest, context: grpc.aio.ServicerContext
+        self, request: leaderboard_pb2.GetPlayerRankRequest, context: Context
     ) -> leaderboard_pb2.GetPlayerRankResponse:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not part of quizctl")
         raise AssertionError("unreachable")
