@@ -488,15 +488,6 @@ def public_port(listeners: Mapping[str, Any], name: str = "public") -> int:
     raise ProcessFailed(f"Envoy has no listener named {name!r}: {listeners}")
 
 
-async def start_envoy(
-    config_path: Path, *, log_file: Path | None = None, log_level: str = "warning"
-) -> EnvoyProcess:
-    """A started Envoy (stop it with `await envoy.stop()`, or use `async with`)."""
-    envoy = EnvoyProcess(config_path, log_file=log_file, log_level=log_level)
-    await envoy.start()
-    return envoy
-
-
 # --- command line ----------------------------------------------------------------------
 
 

@@ -34,12 +34,12 @@ from quizctl.client import (
     issue_token,
     resolve_target,
     resolve_token,
+    settings_of,
 )
 from quizctl.enrol import enrol
 from quizctl.quizfile import QuizFileError, load_quiz_file
 from quizctl.recover import recover
 from services.identity.tokens import Role
-from services.mesh.config import CommonSettings
 from services.mesh.errors import ServiceError
 from services.quiz.joining import ENROL_BATCH
 from services.quiz.store import DuplicateKey
@@ -134,7 +134,7 @@ async def cmd_token(args: argparse.Namespace, environ: Mapping[str, str]) -> int
         raise UsageError("a player token belongs to one quiz: add --quiz QUIZ")
     if role is Role.HOST and quiz_id:
         raise UsageError("--quiz only applies to --role player")
-    token, created_jwks = issue_token(role, args.subject, args.ttl, quiz_id)
+    token, created_jwks = issue_token(role, args.subject, args.ttl, environ, quiz_id)
     if created_jwks is not None:
         _err(f"created development keys; services and Envoy verify with {created_jwks}")
     print(token)
@@ -143,7 +143,7 @@ async def cmd_token(args: argparse.Namespace, environ: Mapping[str, str]) -> int
 
 async def cmd_recover(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     try:
-        rebuilt = await recover(args.quiz, CommonSettings())
+        rebuilt = await recover(args.quiz, settings_of(environ))
     except ServiceError as e:
         _err(f"error: {e.code.name}: {e.message}")
         return EXIT_USAGE if e.code in CLIENT_ERRORS else EXIT_FAILURE
@@ -168,7 +168,7 @@ async def cmd_enrol(args: argparse.Namespace, environ: Mapping[str, str]) -> int
             _err(f"enrolled {done:,} of {count:,}")
 
     try:
-        player_ids = await enrol(args.quiz, nicknames, CommonSettings(), args.batch, progress)
+        player_ids = await enrol(args.quiz, nicknames, settings_of(environ), args.batch, progress)
     except DuplicateKey:
         _err(
             f"error: a nickname {args.prefix}{first}..{args.prefix}{first + count - 1} is "

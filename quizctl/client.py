@@ -56,17 +56,17 @@ def resolve_token(
     if token_flag:
         return token_flag
     if as_flag:
-        return sign_as_host(as_flag)
+        return sign_as_host(as_flag, environ)
     if environ.get("QUIZMESH_TOKEN"):
         return environ["QUIZMESH_TOKEN"]
     if environ.get("QUIZMESH_HOST"):
-        return sign_as_host(environ["QUIZMESH_HOST"])
+        return sign_as_host(environ["QUIZMESH_HOST"], environ)
     return None
 
 
-def sign_as_host(name: str) -> str:
+def sign_as_host(name: str, environ: Mapping[str, str]) -> str:
     """Signs a host token with the existing dev key; never creates a key."""
-    settings = _settings()
+    settings = settings_of(environ)
     key_file = settings.signing_key_file
     if not key_file.exists():
         raise IdentityError(
@@ -77,13 +77,17 @@ def sign_as_host(name: str) -> str:
 
 
 def issue_token(
-    role: Role, subject: str, ttl_seconds: int, quiz_id: str | None = None
+    role: Role,
+    subject: str,
+    ttl_seconds: int,
+    environ: Mapping[str, str],
+    quiz_id: str | None = None,
 ) -> tuple[str, Path | None]:
     """Signs a token, creating the dev key pair first if there is none.
 
     Returns the token and, when keys were just created, the JWKS file to show the user.
     """
-    settings = _settings()
+    settings = settings_of(environ)
     created = not (settings.signing_key_file.exists() and settings.jwks_file.exists())
     try:
         ensure_dev_keys(settings.signing_key_file, settings.jwks_file)
@@ -93,9 +97,15 @@ def issue_token(
     return token, settings.jwks_file if created else None
 
 
-def _settings() -> CommonSettings:
+def settings_of(environ: Mapping[str, str]) -> CommonSettings:
+    """The QUIZMESH_* settings `environ` gives (the process's own, or a test's)."""
+    given = {
+        name.removeprefix("QUIZMESH_").lower(): value
+        for name, value in environ.items()
+        if name.startswith("QUIZMESH_")
+    }
     try:
-        return CommonSettings()
+        return CommonSettings.model_validate(given)
     except ValidationError as e:
         problems = "; ".join(str(err["msg"]) for err in e.errors())
         raise IdentityError(f"invalid QUIZMESH_* settings: {problems}") from None
