@@ -20,11 +20,11 @@ from grpc_health.v1 import health_pb2
 
 from devstack import infra
 from devstack.gateway import REPO
+from services.mesh.health_client import health_status
 
 # Services finish in-flight calls within their own grace period (10 s by default).
 SERVICE_STOP_GRACE = 15.0
 SERVICE_READY_TIMEOUT = 60.0
-HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 
 
 def quizmesh_env(
@@ -91,14 +91,7 @@ class ServiceProcess(infra.ManagedProcess):
     async def ready(self) -> bool:
         try:
             async with grpc.aio.insecure_channel(self.target) as channel:
-                # The method itself, not HealthStub: typed the same with or without
-                # the grpc stub packages.
-                check = channel.unary_unary(
-                    HEALTH_CHECK,
-                    request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
-                    response_deserializer=health_pb2.HealthCheckResponse.FromString,
-                )
-                reply = await check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
+                status = await health_status(channel, seconds=1.0)
         except grpc.aio.AioRpcError:
             return False
-        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+        return status == health_pb2.HealthCheckResponse.SERVING

@@ -11,7 +11,7 @@ from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
 from devstack import infra
-from tests.health import health_status, health_watch
+from services.mesh.health_client import health_status, health_watch
 from tests.stack import Backends, Stack, running_stack
 
 SERVING = health_pb2.HealthCheckResponse.SERVING

@@ -26,8 +26,8 @@ from services.leaderboard.server import SERVICE_NAME, create_server
 from services.live.keys import QuizKeys
 from services.live.layout import pack
 from services.mesh.app import ServiceApp
+from services.mesh.health_client import health_status
 from services.mesh.messaging import Subjects
-from tests.health import health_status
 from tests.seed import Seat, Seed, seed_quiz
 from tests.stack import Stack
 

@@ -12,12 +12,12 @@ from grpc_health.v1 import health_pb2
 from quizmesh.leaderboard.v1 import leaderboard_pb2, leaderboard_pb2_grpc
 from quizmesh.score.v1 import score_pb2
 
+from services.mesh.health_client import health_status
 from services.mesh.messaging import Subjects
 from tests.faults.answer_log import Ack, AnswerLog
 from tests.faults.game import ATTEMPT_TIMEOUT_SECONDS, Game
 from tests.faults.plan import Player
 from tests.faults.standings import Standing, differences, expected_standings, ranked
-from tests.health import health_status
 from tests.stack import Stack, bearer
 
 

@@ -1,5 +1,6 @@
-"""grpc.health.v1 calls, typed: the HealthStub of types-grpcio-health-checking declares
-neither Check nor Watch, so these build the two methods from the channel."""
+"""grpc.health.v1 as a client asks it (the dev stack, the tests, probes): typed
+calls built from the channel, since the HealthStub of types-grpcio-health-checking
+declares neither Check nor Watch."""
 
 from __future__ import annotations
 
