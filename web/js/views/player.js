@@ -2,6 +2,7 @@
 // The phone is the primary target; everything works with a keyboard alone.
 
 import { ApiError, Code, millis } from "../api.js";
+import { LIMITS } from "../generated/contract.js";
 import { Leaderboard, neighbours, podium } from "../board.js";
 import { countdown } from "../clock.js";
 import {
@@ -189,7 +190,7 @@ export function mountPlayer(root, { quizId }) {
       id: "nickname",
       name: "nickname",
       required: true,
-      maxlength: 32,
+      maxlength: LIMITS.JoinQuizRequest.nickname.max_len,
       autocomplete: "nickname",
       autocapitalize: "words",
       spellcheck: "false",
