@@ -100,6 +100,7 @@ async def soak(minutes: float, watchers: int) -> dict[str, object]:
         backends = Backends(
             redis_url=await stack.enter_async_context(infra.redis_at(infra.DEFAULT_REDIS_URL)),
             nats_url=await stack.enter_async_context(infra.nats_at(infra.DEFAULT_NATS_URL)),
+            mysql_server_url="",  # none: the soak keeps its records in SQLite
             database_url=database_url,
             jwks_file=folder / "jwks.json",
             signing_key_file=folder / "signing-key.pem",

@@ -2,9 +2,10 @@
 
 The suite uses the Redis, NATS and MySQL/MariaDB at QUIZMESH_TEST_REDIS_URL,
 QUIZMESH_TEST_NATS_URL and QUIZMESH_TEST_MYSQL_URL (defaults: the usual local
-ports) when they answer, and otherwise starts private Redis-compatible and NATS
-servers (MySQL falls back to the embedded SQLite database). Every test session
-keeps to its own database, key prefix and stream names and removes them after.
+ports) when they answer, and otherwise starts private ones: valkey, nats-server
+and MariaDB (Debian's mariadb-server, `make mariadb`; never SQLite in its place).
+The summary at the end says which were used. Every test session keeps to its own
+database, key prefix and stream names and removes them after.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import os
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import nats
@@ -24,7 +24,7 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from redis.asyncio import Redis
 
-from devstack import infra, scratch
+from devstack import infra, mariadb, scratch
 from devstack.gateway import REPO, EnvoyProcess, local_gateway, write_envoy_config
 from services.identity.keys import ensure_dev_keys
 from tests.stack import Backends, Stack, forget, running_stack
@@ -45,35 +45,53 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     faulthandler.dump_traceback_later(EXIT_SECONDS, exit=True, file=sys.__stderr__ or 2)
 
 
+# Which servers the run used ("Redis: redis://... (private)"), for the summary.
+SERVERS_USED: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if SERVERS_USED:
+        terminalreporter.write_sep("-", "servers used")
+        for line in SERVERS_USED:
+            terminalreporter.write_line(line)
+
+
 def private_database(
-    server_url: str, fallback_dir: Path, *, migrate: bool = True
+    server_url: str, *, migrate: bool = True
 ) -> contextlib.AbstractAsyncContextManager[str]:
     """A fresh database of our own (migrated unless told not to) on the MySQL
-    server, else SQLite."""
+    server at `server_url`."""
     name = f"quizmesh_test_{uuid.uuid4().hex[:10]}"
-    return scratch.private_database(server_url, name, fallback_dir, migrate=migrate)
+    return scratch.private_database(server_url, name, None, migrate=migrate)
+
+
+async def _configured_or_private(
+    stack: contextlib.AsyncExitStack,
+    kind: str,
+    configured: str,
+    chosen: contextlib.AbstractAsyncContextManager[str],
+) -> str:
+    url = await stack.enter_async_context(chosen)
+    SERVERS_USED.append(f"{kind}: {url} ({'configured' if url == configured else 'private'})")
+    return url
 
 
 @pytest.fixture(scope="session")
 async def backends(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Backends]:
     keys = tmp_path_factory.mktemp("keys")
     ensure_dev_keys(keys / "signing-key.pem", keys / "jwks.json")
+    redis = os.environ.get("QUIZMESH_TEST_REDIS_URL", infra.DEFAULT_REDIS_URL)
+    nats_ = os.environ.get("QUIZMESH_TEST_NATS_URL", infra.DEFAULT_NATS_URL)
+    mysql = os.environ.get("QUIZMESH_TEST_MYSQL_URL", DEFAULT_MYSQL)
     async with contextlib.AsyncExitStack() as stack:
-        redis_url = await stack.enter_async_context(
-            infra.redis_at(os.environ.get("QUIZMESH_TEST_REDIS_URL", infra.DEFAULT_REDIS_URL))
-        )
-        nats_url = await stack.enter_async_context(
-            infra.nats_at(os.environ.get("QUIZMESH_TEST_NATS_URL", infra.DEFAULT_NATS_URL))
-        )
-        database_url = await stack.enter_async_context(
-            private_database(
-                os.environ.get("QUIZMESH_TEST_MYSQL_URL", DEFAULT_MYSQL),
-                tmp_path_factory.mktemp("sqlite"),
-            )
-        )
+        redis_url = await _configured_or_private(stack, "Redis", redis, infra.redis_at(redis))
+        nats_url = await _configured_or_private(stack, "NATS", nats_, infra.nats_at(nats_))
+        mysql_url = await _configured_or_private(stack, "MySQL", mysql, mariadb.mysql_at(mysql))
+        database_url = await stack.enter_async_context(private_database(mysql_url))
         yield Backends(
             redis_url=redis_url,
             nats_url=nats_url,
+            mysql_server_url=mysql_url,
             database_url=database_url,
             jwks_file=keys / "jwks.json",
             signing_key_file=keys / "signing-key.pem",
@@ -81,14 +99,11 @@ async def backends(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Ba
 
 
 @pytest.fixture(scope="module")
-async def own_backends(
-    backends: Backends, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Backends]:
+async def own_backends(backends: Backends) -> AsyncIterator[Backends]:
     """The shared servers with a database of the module's own: a quiz service the
     module starts sweeps and restores that module's quizzes only, not every other
     test's (and announces nothing of theirs under its own NATS prefix)."""
-    server = os.environ.get("QUIZMESH_TEST_MYSQL_URL", DEFAULT_MYSQL)
-    async with private_database(server, tmp_path_factory.mktemp("own-db")) as url:
+    async with private_database(backends.mysql_server_url) as url:
         yield dataclasses.replace(backends, database_url=url)
 
 

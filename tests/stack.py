@@ -37,6 +37,8 @@ class Backends:
 
     redis_url: str
     nats_url: str
+    # The MySQL/MariaDB server (its admin URL) that holds database_url's database.
+    mysql_server_url: str
     database_url: str
     jwks_file: Path
     signing_key_file: Path

@@ -15,10 +15,9 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy import text
 
-from devstack import infra
+from devstack import infra, mariadb
 from services.database.engine import create_engine
-
-MYSQL_URL = os.environ.get("QUIZMESH_TEST_MYSQL_URL", "mysql+aiomysql://root@127.0.0.1:3306/test")
+from tests.stack import Backends
 
 
 def unused_url(scheme: str) -> str:
@@ -161,6 +160,20 @@ async def test_nats_at_falls_back_to_a_local_server() -> None:
     assert not await infra.nats_answers(url)
 
 
+async def test_mysql_at_falls_back_to_a_private_mariadb_removed_after() -> None:
+    unreachable = f"mysql+aiomysql://root@127.0.0.1:{infra.free_port()}/test"
+
+    async with mariadb.mysql_at(unreachable) as url:
+        assert url != unreachable
+        engine = create_engine(url)
+        async with engine.connect() as conn:
+            version = (await conn.execute(text("SELECT VERSION()"))).scalar()
+        await engine.dispose()
+        assert "MariaDB" in str(version)
+
+    assert not await mariadb.mysql_answers(url, within=1.0)
+
+
 async def test_choose_database_without_configuration_is_sqlite() -> None:
     assert await infra.choose_database(None) == infra.DEFAULT_SQLITE_URL
     assert infra.DEFAULT_SQLITE_URL == "sqlite+aiosqlite:///.quizmesh/quizmesh.db"
@@ -179,13 +192,10 @@ async def test_choose_database_falls_back_to_sqlite_with_a_warning(
     assert infra.DEFAULT_SQLITE_URL in caplog.text
 
 
-async def test_choose_database_creates_a_missing_mysql_database_or_falls_back() -> None:
+async def test_choose_database_creates_a_missing_mysql_database(backends: Backends) -> None:
     name = f"quizmesh_devstack_{uuid.uuid4().hex[:8]}"
-    url = MYSQL_URL.rsplit("/", 1)[0] + f"/{name}"
-    if await infra.choose_database(MYSQL_URL) != MYSQL_URL:
-        # No MySQL server here: the embedded database is used instead, never an error.
-        assert await infra.choose_database(url) == infra.DEFAULT_SQLITE_URL
-        return
+    server = backends.mysql_server_url
+    url = server.rsplit("/", 1)[0] + f"/{name}"
     try:
         assert await infra.choose_database(url) == url
         engine = create_engine(url)
@@ -193,7 +203,7 @@ async def test_choose_database_creates_a_missing_mysql_database_or_falls_back() 
             assert (await conn.execute(text("SELECT DATABASE()"))).scalar() == name
         await engine.dispose()
     finally:
-        admin = create_engine(MYSQL_URL)
+        admin = create_engine(server)
         async with admin.connect() as conn:
             await conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
         await admin.dispose()

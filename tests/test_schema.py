@@ -3,7 +3,6 @@ SQLite, and both databases agree on which nicknames are the same."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,7 +17,8 @@ from services.database.engine import create_engine
 from services.database.migrate import upgrade
 from services.database.tables import metadata, players, quizzes
 from services.quiz.store import DuplicateKey, QuizStore
-from tests.conftest import DEFAULT_MYSQL, private_database
+from tests.conftest import private_database
+from tests.stack import Backends
 
 # The players table as revision 0002 left it.
 PLAYERS_0002 = table(
@@ -27,15 +27,15 @@ PLAYERS_0002 = table(
 
 
 @pytest.fixture(params=["mysql", "sqlite"])
-async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+async def database(
+    request: pytest.FixtureRequest, tmp_path: Path, backends: Backends
+) -> AsyncIterator[str]:
     """An empty database of our own (not migrated): on the suite's MySQL server
-    (MariaDB here and in CI; SQLite, as for the whole suite, where none answers),
-    and on SQLite."""
+    (the configured one, or a private MariaDB), and on SQLite."""
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'schema.db'}"
         return
-    server = os.environ.get("QUIZMESH_TEST_MYSQL_URL", DEFAULT_MYSQL)
-    async with private_database(server, tmp_path, migrate=False) as url:
+    async with private_database(backends.mysql_server_url, migrate=False) as url:
         yield url
 
 
