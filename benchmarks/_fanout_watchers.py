@@ -26,6 +26,7 @@ import grpc
 from quizmesh.stream.v1 import stream_pb2
 
 from benchmarks import _fanout_h2 as h2
+from services.mesh.retries import channel_options
 
 SERVICE = "/quizmesh.stream.v1.StreamService/"
 Report = tuple[Any, ...]
@@ -234,6 +235,8 @@ async def run(spec: WatcherSpec, reports: Queue[Report], stop: Any) -> None:
         # Separate connections (channels with equal arguments would share one).
         ("grpc.use_local_subchannel_pool", 1),
         ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+        # A watch refused UNAVAILABLE before its first event is sent again.
+        *channel_options(),
     ]
     channels = [
         grpc.aio.insecure_channel(spec.targets[i % len(spec.targets)], options=options)

@@ -32,6 +32,7 @@ from quizmesh.quiz.v1 import quiz_pb2
 from quizmesh.score.v1 import score_pb2
 
 from benchmarks._intake_echo import METHOD as ECHO_METHOD
+from services.mesh.retries import channel_options
 
 SUBMIT_METHOD = "/quizmesh.score.v1.ScoreService/SubmitAnswer"
 ADVANCE_METHOD = "/quizmesh.quiz.v1.QuizService/AdvanceQuestion"
@@ -301,8 +302,9 @@ class Worker:
 
     def _channels(self, target: str) -> list[grpc.aio.Channel]:
         if target not in self.channels:
-            # A subchannel pool of each channel's own: one TCP connection per channel.
-            options = [("grpc.use_local_subchannel_pool", 1)]
+            # A subchannel pool of each channel's own: one TCP connection per channel;
+            # SubmitAnswer retried on UNAVAILABLE as every client does.
+            options = [("grpc.use_local_subchannel_pool", 1), *channel_options()]
             self.channels[target] = [
                 grpc.aio.insecure_channel(target, options=options)
                 for _ in range(self.spec.channels)

@@ -28,6 +28,7 @@ import yaml
 from google.protobuf import descriptor_pb2
 
 from devstack.infra import ManagedProcess, ProcessFailed
+from services.mesh import retries
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO / "envoy" / "envoy.yaml.tmpl"
@@ -316,6 +317,7 @@ def render_envoy_config(settings: GatewaySettings) -> str:
 
     contract = read_descriptor_services(settings.descriptor_path)
     method_extras: dict[str, Any] = dict(policy.get("methods") or {})
+    retried_methods = set(retries.retried_methods())
     clusters: list[dict[str, Any]] = []
     routes: list[dict[str, Any]] = []
     for name in services:
@@ -349,14 +351,18 @@ def render_envoy_config(settings: GatewaySettings) -> str:
         )
         # Single RPCs first: Envoy takes the first route that matches.
         for method in contract[name].method:
-            extra = method_extras.pop(f"{name}.{method.name}", None)
-            if not method.server_streaming and extra is None:
+            full_name = f"{name}.{method.name}"
+            extra = method_extras.pop(full_name, None)
+            retried = full_name in retried_methods
+            if not method.server_streaming and extra is None and not retried:
                 continue
             action = policy["streaming_route"] if method.server_streaming else policy["unary_route"]
             route = {
                 "match": {"path": f"/{name}/{method.name}"},
                 "route": {"cluster": key, **action},
             }
+            if retried:
+                route["route"]["retry_policy"] = copy.deepcopy(policy["retry_policy"])
             routes.append(_merge(route, extra or {}))
         routes.append(
             {"match": {"prefix": f"/{name}/"}, "route": {"cluster": key, **policy["unary_route"]}}

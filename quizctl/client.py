@@ -21,6 +21,7 @@ from quizmesh.quiz.v1 import quiz_pb2, quiz_pb2_grpc
 from services.identity.keys import ensure_dev_keys
 from services.identity.tokens import Role, TokenIssuer
 from services.mesh.config import CommonSettings
+from services.mesh.retries import channel_options
 
 DEFAULT_TARGET = "localhost:8080"
 # A token signed for --as lives as long as one quiz evening needs it to.
@@ -126,12 +127,14 @@ class QuizMeshClient:
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
+        # gRPC retries the idempotent calls on UNAVAILABLE itself (services/mesh/retries.py).
+        options = channel_options()
         if connection.tls:
             self._channel = grpc.aio.secure_channel(
-                connection.target, grpc.ssl_channel_credentials()
+                connection.target, grpc.ssl_channel_credentials(), options=options
             )
         else:
-            self._channel = grpc.aio.insecure_channel(connection.target)
+            self._channel = grpc.aio.insecure_channel(connection.target, options=options)
         self._quizzes = quiz_pb2_grpc.QuizServiceStub(self._channel)
         self._leaderboards = leaderboard_pb2_grpc.LeaderboardServiceStub(self._channel)
         token = connection.token

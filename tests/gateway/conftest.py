@@ -56,6 +56,8 @@ class Backend:
     second_event: asyncio.Event = field(default_factory=asyncio.Event)
     # The peer (Envoy's upstream connection) of every WatchLeaderboard call.
     watch_peers: list[str] = field(default_factory=list)
+    # A call keyed here (quiz id, nickname) is refused UNAVAILABLE this many more times.
+    unavailable_for: dict[str, int] = field(default_factory=dict)
 
     def record(self, method: str, request: Message, context: Context) -> None:
         metadata = dict(context.invocation_metadata() or ())
@@ -63,6 +65,15 @@ class Backend:
 
     def last(self, method: str) -> Call:
         return next(c for c in reversed(self.calls) if c.method == method)
+
+    def count(self, method: str, key: str) -> int:
+        """How many `method` calls reached the backend whose request names `key`."""
+        return sum(1 for c in self.calls if c.method == method and key in str(c.request))
+
+    async def refuse_while_unavailable(self, key: str, context: Context) -> None:
+        if self.unavailable_for.get(key, 0) > 0:
+            self.unavailable_for[key] -= 1
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"{key} is briefly away; retry")
 
 
 def canned_quiz(quiz_id: str) -> quiz_pb2.Quiz:
@@ -95,6 +106,7 @@ class Quiz(quiz_pb2_grpc.QuizServiceServicer):
         self, request: quiz_pb2.GetQuizRequest, context: Context
     ) -> quiz_pb2.GetQuizResponse:
         self.backend.record("GetQuiz", request, context)
+        await self.backend.refuse_while_unavailable(request.quiz_id, context)
         if request.quiz_id in FAILING:
             await context.abort(FAILING[request.quiz_id], f"canned {request.quiz_id}")
         return quiz_pb2.GetQuizResponse(quiz=canned_quiz(request.quiz_id))
@@ -109,6 +121,7 @@ class Quiz(quiz_pb2_grpc.QuizServiceServicer):
         self, request: quiz_pb2.JoinQuizRequest, context: Context
     ) -> quiz_pb2.JoinQuizResponse:
         self.backend.record("JoinQuiz", request, context)
+        await self.backend.refuse_while_unavailable(request.nickname, context)
         return quiz_pb2.JoinQuizResponse(
             player_id=f"player-{request.nickname}", player_token="token", quiz=canned_quiz(QUIZ_ID)
         )
@@ -140,6 +153,7 @@ class Score(score_pb2_grpc.ScoreServiceServicer):
         self, request: score_pb2.SubmitAnswerRequest, context: Context
     ) -> score_pb2.SubmitAnswerResponse:
         self.backend.record("SubmitAnswer", request, context)
+        await self.backend.refuse_while_unavailable(request.quiz_id, context)
         return score_pb2.SubmitAnswerResponse(
             result=score_pb2.AnswerResult(
                 question_index=request.question_index,

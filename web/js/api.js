@@ -119,13 +119,17 @@ export const api = {
 /** Timestamps are RFC 3339; Date.parse keeps milliseconds of longer fractions. */
 export const millis = (timestamp) => (timestamp ? Date.parse(timestamp) : NaN);
 
-/** Calls `fn` again while it fails transiently (for idempotent calls only). */
+/** Calls `fn` again while no reply arrives at all (the phone's network is away) or a
+ * rate limit asks to slow down; for idempotent calls only. A replica's UNAVAILABLE
+ * is not retried here: the gateway retries those calls itself (its retry policy,
+ * services/mesh/retries.py), so a 503 that reaches the page is already the last try. */
 export async function retrying(fn, { attempts = 4, firstDelay = 300 } = {}) {
   for (let attempt = 1; ; attempt++) {
     try {
       return await fn();
     } catch (error) {
-      if (!(error instanceof ApiError) || !error.transient || attempt >= attempts) throw error;
+      const again = error instanceof ApiError && (error.status === 0 || error.status === 429);
+      if (!again || attempt >= attempts) throw error;
       await new Promise((resolve) => setTimeout(resolve, firstDelay * 2 ** (attempt - 1)));
     }
   }
