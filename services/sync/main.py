@@ -13,6 +13,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
+import nats.errors
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -21,6 +22,9 @@ from services.sync.config import Settings
 from services.sync.job import SyncReport, run_sync
 
 log = logging.getLogger("services.sync")
+
+DATABASE_FAILED = 2
+NATS_FAILED = 3
 
 
 def run(job: Coroutine[Any, Any, SyncReport]) -> SyncReport:
@@ -33,28 +37,36 @@ def run(job: Coroutine[Any, Any, SyncReport]) -> SyncReport:
     return uvloop.run(job)
 
 
+def failure_of(e: BaseException, settings: Settings) -> tuple[int, str] | None:
+    """The exit status and message of a dependency's failure, by which client
+    library raised it; None for anything else (a bug)."""
+    if isinstance(e, (OperationalError, DBAPIError)):
+        database = make_url(settings.database_url).render_as_string(hide_password=True)
+        return DATABASE_FAILED, f"the database at {database} did not answer: {e}"
+    if isinstance(e, nats.errors.Error):
+        servers = settings.nats_url.removeprefix("nats://")
+        return NATS_FAILED, f"NATS at {servers} did not answer: {e}"
+    return None
+
+
 def main() -> None:
     settings = Settings()
     logs.configure("sync", settings.log_level)
     started = time.monotonic()
-    database = make_url(settings.database_url).render_as_string(hide_password=True)
     try:
         report = run(run_sync(settings))
-    except (OperationalError, DBAPIError, ConnectionError, OSError) as e:
-        if isinstance(e, (OperationalError, DBAPIError)) or "database" in repr(e).lower():
-            message = f"sync failed: the database at {database} did not answer: {e}"
-            code = 2
-        else:
+    except Exception as e:
+        failure = failure_of(e, settings)
+        if failure is None:
             message = f"sync failed: {e!r}"
-            code = 3
+            log.exception(message)
+            print(message, file=sys.stderr)
+            sys.exit(1)
+        code, said = failure
+        message = f"sync failed: {said}"
         log.error(message)
         print(message, file=sys.stderr)
         sys.exit(code)
-    except Exception as e:
-        message = f"sync failed: {e!r}"
-        log.exception(message)
-        print(message, file=sys.stderr)
-        sys.exit(1)
     log.info(
         "sync done",
         extra={
