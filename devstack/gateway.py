@@ -29,12 +29,13 @@ from google.protobuf import descriptor_pb2
 
 from devstack.infra import ManagedProcess, ProcessFailed
 from services.mesh import retries
+from services.mesh.dev_state import DEV_STATE_DIR
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO / "envoy" / "envoy.yaml.tmpl"
 DESCRIPTOR_SET = REPO / "gen" / "quizmesh.pb"
 SERVICES_FILE = REPO / "gen" / "services.txt"
-DEV_JWKS = REPO / ".quizmesh" / "keys" / "jwks.json"
+DEV_JWKS = DEV_STATE_DIR / "keys" / "jwks.json"
 # Where `make run` starts each service (QUIZMESH_GRPC_PORT).
 DEFAULT_SERVICE_PORTS: Mapping[str, int] = {
     "quiz": 50051,

@@ -198,7 +198,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=Path,
         default=None,
         help=f"where the Envoy config and {STATUS_FILE} (pids, ports) are written "
-        f"(default: {DEV_STATE_DIR}/ in the repository)",
+        f"(default: {DEV_STATE_DIR}/)",
     )
     parser.add_argument(
         "--web-root",
@@ -278,7 +278,7 @@ class DevStack:
         self.policy = policy or RestartPolicy()
         self.service_ports = service_ports(args.service_ports_from)
         self.metrics_ports = metrics_ports(args.metrics_ports_from)
-        self.state_dir: Path = args.state_dir or REPO / DEV_STATE_DIR
+        self.state_dir: Path = args.state_dir or DEV_STATE_DIR
         self.servers: list[infra.PrivateServer] = []
         self.services: list[ServiceProcess] = []
         self.envoy: EnvoyProcess | None = None

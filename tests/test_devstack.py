@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 
 from devstack import infra, mariadb
+from devstack.gateway import REPO
 from services.database.engine import create_engine
 from tests.stack import Backends
 
@@ -176,7 +177,8 @@ async def test_mysql_at_falls_back_to_a_private_mariadb_removed_after() -> None:
 
 async def test_choose_database_without_configuration_is_sqlite() -> None:
     assert await infra.choose_database(None) == infra.DEFAULT_SQLITE_URL
-    assert infra.DEFAULT_SQLITE_URL == "sqlite+aiosqlite:///.quizmesh/quizmesh.db"
+    # In the checkout's .quizmesh/, wherever the command was started.
+    assert f"sqlite+aiosqlite:///{REPO}/.quizmesh/quizmesh.db" == infra.DEFAULT_SQLITE_URL
 
 
 async def test_choose_database_falls_back_to_sqlite_with_a_warning(

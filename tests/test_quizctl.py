@@ -27,6 +27,7 @@ from quizctl.quizfile import QuizFileError, load_quiz_file
 from services.identity.keys import ensure_dev_keys
 from services.identity.tokens import Caller, Role, TokenVerifier
 from services.mesh.context import Context
+from services.mesh.dev_state import DEV_STATE_DIR, dev_state_dir
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "quiz.yaml"
@@ -855,3 +856,34 @@ def test_a_quiz_file_one_past_a_contract_limit_is_refused_naming_the_contracts_n
         _load_document(tmp_path, document)
 
     assert raised.value.problems == [f"{tmp_path / 'limits.json'}: {message}"]
+
+
+def test_token_signs_with_the_checkout_s_dev_keys_from_any_folder(tmp_path: Path) -> None:
+    # Run elsewhere, quizctl must not make keys of its own there: Envoy (make run)
+    # trusts only the checkout's .quizmesh/keys/jwks.json.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUIZMESH_")}
+
+    done = subprocess.run(
+        [sys.executable, "-m", "quizctl", "token", "--role", "host", "--subject", "alice"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / ".quizmesh").exists()
+    jwks = json.loads((DEV_STATE_DIR / "keys" / "jwks.json").read_text())
+    kid = jwt.get_unverified_header(done.stdout.strip())["kid"]
+    assert kid in {key["kid"] for key in jwks["keys"]}
+    assert DEV_STATE_DIR == REPO / ".quizmesh"
+
+
+def test_installed_without_a_checkout_the_dev_state_is_in_the_working_folder(
+    tmp_path: Path,
+) -> None:
+    package_file = tmp_path / "site-packages" / "services" / "mesh" / "dev_state.py"
+
+    assert dev_state_dir(package_file) == Path(".quizmesh")

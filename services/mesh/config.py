@@ -59,7 +59,7 @@ class CommonSettings(BaseSettings):
             return self
         for name in ("jwks_file", "signing_key_file"):
             path: Path = getattr(self, name)
-            if DEV_STATE_DIR in path.parents:
+            if DEV_STATE_DIR.resolve() in path.resolve().parents:
                 raise ValueError(
                     f"production needs QUIZMESH_{name.upper()} outside the dev key "
                     f"folder {DEV_STATE_DIR}/"
