@@ -95,9 +95,11 @@ class GatewaySettings:
     listen_address: str = "0.0.0.0"
     admin_port: int = 9901
     admin_address: str = "127.0.0.1"
-    # A second listener (on listen_address) serving only GET /stats/prometheus, from
-    # the admin, for Prometheus; None: no such listener. Needs a fixed admin port.
+    # A second listener serving only GET /stats/prometheus, from the admin, for
+    # Prometheus; None: no such listener. Needs a fixed admin port. On loopback
+    # unless told otherwise (a pod's Prometheus scrape needs 0.0.0.0).
     stats_port: int | None = None
+    stats_address: str = "127.0.0.1"
     descriptor_path: Path = DESCRIPTOR_SET
     # Where Envoy finds the descriptor set, when not where the renderer reads it
     # (e.g. a path inside a container).
@@ -205,6 +207,9 @@ def _status_filter(status: int) -> dict[str, Any]:
     }
 
 
+WWW_AUTHENTICATE = 'Bearer realm="quizmesh", error="invalid_token"'
+
+
 def local_reply_mappers(max_request_bytes: int) -> list[dict[str, Any]]:
     """JSON bodies for HTTP clients, plain grpc-message text for native gRPC clients.
 
@@ -269,6 +274,16 @@ def local_reply_mappers(max_request_bytes: int) -> list[dict[str, Any]]:
         if status in messages:
             mapper["body"] = {"inline_string": messages[status]}
         mappers.append(mapper)
+    # jwt_authn names the request's URL as the realm of its WWW-Authenticate: with
+    # ?access_token= (EventSource cannot set headers) that echoes the token. Every
+    # mapper (the first that matches applies) replaces the header where it is set.
+    for mapper in mappers:
+        mapper.setdefault("headers_to_add", []).append(
+            {
+                "header": {"key": "www-authenticate", "value": WWW_AUTHENTICATE},
+                "append_action": "OVERWRITE_IF_EXISTS",
+            }
+        )
     return mappers
 
 
@@ -280,6 +295,7 @@ def _placeholders(settings: GatewaySettings, services: Sequence[str]) -> dict[st
         "admin_address": settings.admin_address,
         "admin_port": settings.admin_port,
         "stats_port": settings.stats_port,
+        "stats_address": settings.stats_address,
         "xff_num_trusted_hops": settings.xff_num_trusted_hops,
         "descriptor_path": str(
             settings.envoy_descriptor_path or settings.descriptor_path.resolve()
@@ -518,6 +534,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=None,
         help="serve GET /stats/prometheus (only) on this port; default: no stats listener",
     )
+    parser.add_argument(
+        "--stats-address",
+        default="127.0.0.1",
+        help="the stats listener's address (default: loopback; 0.0.0.0 in a pod)",
+    )
     parser.add_argument("--jwks", type=Path, default=DEV_JWKS, help="JWKS file")
     parser.add_argument("--descriptor", type=Path, default=DESCRIPTOR_SET)
     parser.add_argument(
@@ -538,6 +559,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         listen_port=args.port,
         admin_port=args.admin_port,
         stats_port=args.stats_port,
+        stats_address=args.stats_address,
         jwks_path=args.jwks,
         descriptor_path=args.descriptor,
         envoy_descriptor_path=args.envoy_descriptor,

@@ -20,6 +20,7 @@ mkdir -p "$out"
   --port 8080 \
   --admin-port 9901 \
   --stats-port 9464 \
+  --stats-address 0.0.0.0 \
   --jwks /etc/quizmesh/keys/jwks.json \
   --envoy-descriptor /etc/envoy/quizmesh.pb \
   --output "$out/envoy.yaml"

@@ -126,3 +126,32 @@ async def test_native_grpc_with_bad_token_is_unauthenticated(
     details = error.value.details()
     assert details is not None
     assert not details.startswith("{")  # plain text for gRPC clients
+
+
+@pytest.mark.parametrize("where", ["query", "header"])
+async def test_a_refused_token_is_never_echoed_back(
+    http: httpx.AsyncClient, keys: Keys, where: str
+) -> None:
+    # Envoy's jwt_authn names the request URL as the realm of WWW-Authenticate:
+    # with ?access_token= (EventSource cannot set headers) that is the token itself.
+    token = keys.token(ttl=-120)
+    path = f"/v1/quizzes/{QUIZ_ID}/events:watch"
+    if where == "query":
+        response = await http.get(path, params={"access_token": token})
+    else:
+        response = await http.get(path, headers=bearer(token))
+
+    assert_json_error(response, 401, grpc.StatusCode.UNAUTHENTICATED)
+    assert token not in str(response.headers)
+    assert token.split(".")[1] not in response.text
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert "access_token" not in response.headers["www-authenticate"]
+
+
+async def test_replies_that_are_no_token_refusal_carry_no_www_authenticate(
+    http: httpx.AsyncClient,
+) -> None:
+    response = await http.post("/v2/nothing", json={})
+
+    assert response.status_code == 404
+    assert "www-authenticate" not in response.headers

@@ -38,6 +38,25 @@ def test_transcoder_and_clusters_come_from_the_contract(keys: Keys) -> None:
     assert "quizmesh" not in config  # the template's generator section is consumed
 
 
+def listener_addresses(config: dict[str, Any]) -> dict[str, str]:
+    return {
+        listener["name"]: listener["address"]["socket_address"]["address"]
+        for listener in config["static_resources"]["listeners"]
+    }
+
+
+def test_the_stats_listener_stays_on_loopback_unless_told(keys: Keys) -> None:
+    # make run's Envoy: the public port for phones on the network, stats only here.
+    local = local_settings(keys, listen_address="0.0.0.0", stats_port=9464)
+    pod = local_settings(keys, stats_port=9464, stats_address="0.0.0.0")
+
+    assert listener_addresses(yaml.safe_load(render_envoy_config(local))) == {
+        "public": "0.0.0.0",
+        "stats": "127.0.0.1",
+    }
+    assert listener_addresses(yaml.safe_load(render_envoy_config(pod)))["stats"] == "0.0.0.0"
+
+
 def test_rendering_refuses_a_service_without_an_upstream(keys: Keys) -> None:
     settings = GatewaySettings(upstreams={"quiz": "127.0.0.1:1"}, jwks_path=keys.jwks)
 
