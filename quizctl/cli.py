@@ -21,10 +21,11 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 from quizmesh.leaderboard.v1 import leaderboard_pb2
+from quizmesh.quiz.v1 import quiz_pb2
 
 from quizctl import output
 from quizctl.client import (
@@ -221,25 +222,33 @@ async def cmd_list(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return EXIT_OK
 
 
-async def cmd_start(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+LifecycleResponse: TypeAlias = (
+    quiz_pb2.StartQuizResponse | quiz_pb2.AdvanceQuestionResponse | quiz_pb2.CloseQuizResponse
+)
+
+
+async def _lifecycle(
+    args: argparse.Namespace,
+    environ: Mapping[str, str],
+    step: Callable[[QuizMeshClient, str], Awaitable[LifecycleResponse]],
+) -> int:
+    """A host's start, advance or close: the quiz after it, as a summary or JSON."""
     async with _client(args, environ, host_only=True) as client:
-        response = await client.start_quiz(args.quiz)
+        response = await step(client, args.quiz)
     print(output.to_json(response) if args.json else output.quiz_summary(response.quiz))
     return EXIT_OK
+
+
+async def cmd_start(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    return await _lifecycle(args, environ, QuizMeshClient.start_quiz)
 
 
 async def cmd_advance(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    async with _client(args, environ, host_only=True) as client:
-        response = await client.advance_question(args.quiz)
-    print(output.to_json(response) if args.json else output.quiz_summary(response.quiz))
-    return EXIT_OK
+    return await _lifecycle(args, environ, QuizMeshClient.advance_question)
 
 
 async def cmd_close(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    async with _client(args, environ, host_only=True) as client:
-        response = await client.close_quiz(args.quiz)
-    print(output.to_json(response) if args.json else output.quiz_summary(response.quiz))
-    return EXIT_OK
+    return await _lifecycle(args, environ, QuizMeshClient.close_quiz)
 
 
 async def cmd_leaderboard(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
