@@ -5,6 +5,7 @@ back the same the other way, against a real Redis."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -222,5 +223,44 @@ async def test_a_rebuilt_state_is_read_by_the_scripts_as_the_original_was(
             ("p1", "Ann", 950),
             ("p2", "Bo", 0),
         ]
+    finally:
+        await redis.aclose()
+
+
+async def test_every_change_a_snapshot_shows_steps_the_version(
+    backends: Backends, prefix: str, pipe: PipelinedRedis
+) -> None:
+    """The contract (common.proto): a watcher that skips versions it has seen must
+    miss nothing. Joining, a question opening, an answer and the close each change
+    what a snapshot shows, so each steps the version."""
+    redis = Redis.from_url(backends.redis_url, decode_responses=True)
+    try:
+        live = LiveQuizzes(redis, prefix)
+        book = AnswerBook(redis, pipe, prefix)
+        board = LiveBoard(pipe, prefix)
+        quiz_id = f"V{uuid.uuid4().hex[:8].upper()}"
+        opened = EPOCH + 60_000
+        steps = {
+            "published": lambda: live.publish(a_quiz(quiz_id), QUESTIONS),
+            "joined": lambda: live.enrol(quiz_id, [("p1", "Ann")], reached_ms=10),
+            "question 0 opened": lambda: live.open_question(quiz_id, 0, opened, opened + 10_000),
+            "answered": lambda: book.submit(quiz_id, 0, "p1", 1, opened + 1_000),
+            "question 1 opened": lambda: live.open_question(
+                quiz_id, 1, opened + 20_000, opened + 24_000
+            ),
+            "closed": lambda: live.close(quiz_id, opened + 30_000),
+        }
+        seen: list[tuple[str, int, bytes]] = []
+        for step, write in steps.items():
+            await write()
+            snapshot = await board.snapshot(quiz_id, 10)
+            assert snapshot is not None, step
+            version = snapshot.version
+            snapshot.version = 0
+            seen.append((step, version, snapshot.SerializeToString(deterministic=True)))
+
+        for (_, v0, shown0), (after, v1, shown1) in itertools.pairwise(seen):
+            assert shown0 != shown1, f"{after} changed nothing a snapshot shows"
+            assert v1 > v0, f"{after} changed the snapshot but not its version ({v0} -> {v1})"
     finally:
         await redis.aclose()

@@ -304,15 +304,16 @@ async def test_stale_and_duplicate_snapshots_are_not_sent(
     assert (opening.version, opening.question_index) == (5, -1)
 
     # (version, question, final) as several leaderboard replicas might publish them,
-    # and whether it is ahead of everything sent before.
+    # and whether it is ahead of everything sent before: every change steps the
+    # version (a question opening too), so the version alone decides.
     published = [
         ((4, -1, False), False),
         ((5, -1, False), False),
         ((6, -1, False), True),
         ((6, -1, False), False),
-        ((6, 0, False), True),  # a question opened: no new version, still news
-        ((5, 0, True), False),
-        ((6, 0, True), True),
+        ((7, 0, False), True),  # a question opened: a new version
+        ((6, 0, True), False),
+        ((8, 0, True), True),
     ]
     for (version, question, is_final), is_news in published:
         snapshot = common_pb2.LeaderboardSnapshot(

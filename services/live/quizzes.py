@@ -65,9 +65,10 @@ class LiveQuizzes:
             raise restoring(quiz_id)
 
     async def open_question(self, quiz_id: str, index: int, opened: int, deadline: int) -> None:
+        # A snapshot shows the open question and its answer count: a new version.
         await self._update(
             quiz_id,
-            0,
+            1,
             {
                 Field.STATUS: QuizState.RUNNING.value,
                 Field.QUESTION: index,

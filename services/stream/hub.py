@@ -44,11 +44,9 @@ SHUTTING_DOWN = "this server is shutting down; reconnect to resume"
 def is_newer(
     snapshot: common_pb2.LeaderboardSnapshot, than: common_pb2.LeaderboardSnapshot
 ) -> bool:
-    """Version, question and finality only ever grow, so a snapshot ahead on none of
-    them is stale or a duplicate (several leaderboard replicas may publish)."""
-    mine = (snapshot.version, snapshot.question_index, snapshot.is_final)
-    theirs = (than.version, than.question_index, than.is_final)
-    return mine != theirs and all(a >= b for a, b in zip(mine, theirs, strict=True))
+    """Every change of what a snapshot shows steps its version (common.proto), so one
+    not ahead of it is stale or a duplicate (several leaderboard replicas publish)."""
+    return snapshot.version > than.version
 
 
 class QuizHub:

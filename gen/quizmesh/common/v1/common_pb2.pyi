@@ -191,7 +191,10 @@ class LeaderboardSnapshot(_message.Message):
     quiz_id: _builtins.str
     """The quiz this snapshot belongs to."""
     version: _builtins.int
-    """Grows with every change of the board; a watcher ignores older versions."""
+    """Grows with every change of what a snapshot shows (a join, an answer, a question
+    opening, the close), never repeats with other content: a watcher may ignore
+    every snapshot whose version is not above the last one it kept.
+    """
     total_players: _builtins.int
     """How many players have joined the quiz."""
     question_index: _builtins.int
