@@ -117,12 +117,20 @@ async def test_enrolled_players_rank_and_count_exactly_like_joined_ones(
     assert [r.id for r in ranked].index(joined[2]) == 6  # joined after every enrolled player
 
     for pid in (enrolled[1], joined[0]):
-        rank = await api.call("GetPlayerRank", {"quiz_id": quiz_id, "player_id": pid})
+        rank = await api.call(
+            "GetPlayerRank", {"quiz_id": quiz_id, "player_id": pid, "neighbours": 2}
+        )
         mine = next(i for i, e in enumerate(expected) if e["player_id"] == pid)
         assert rank["player"] == expected[mine]
         assert rank["above"] == expected[max(0, mine - 2) : mine]
         assert rank["below"] == expected[mine + 1 : mine + 3]
         assert rank["total_players"] == 7
+    # Neighbours exactly as asked: 0, or none sent, is the player alone.
+    for asked in ({"neighbours": 0}, {}):
+        alone = await api.call(
+            "GetPlayerRank", {"quiz_id": quiz_id, "player_id": joined[0], **asked}
+        )
+        assert (alone["above"], alone["below"]) == ([], []), asked
 
 
 async def test_a_taken_nickname_fails_its_batch_and_leaves_nothing_of_it(

@@ -254,8 +254,8 @@ async def test_final_player_rank_and_neighbours_match_the_live_board(
         ]
 
         assert final == live, seat.name
-        # neighbours=0 means the default of 2 (proto3 cannot send an explicit 0).
-        wanted = neighbours or 2
+        # Exactly as asked: 0 is the player alone (no default stands in for it).
+        wanted = neighbours
         index = RANKED.index(seat.name)
         start = max(0, index - wanted)
         assert rows([final.player]) == expected([seat.name], first_rank=index + 1)

@@ -197,16 +197,19 @@ async def test_player_rank_comes_with_neighbours_on_each_side(
     assert rank.total_players == 7
 
 
-async def test_player_rank_defaults_to_two_neighbours_and_stops_at_the_top(
+async def test_player_rank_gives_the_neighbours_asked_for_and_stops_at_the_top(
     lb_stub: leaderboard_pb2_grpc.LeaderboardServiceAsyncStub, lb_seed: Seed
 ) -> None:
     quiz_id = await lb_seed(SEVEN)
 
     middle = await lb_stub.GetPlayerRank(
-        leaderboard_pb2.GetPlayerRankRequest(quiz_id=quiz_id, player_id="p1")
+        leaderboard_pb2.GetPlayerRankRequest(quiz_id=quiz_id, player_id="p1", neighbours=2)
     )
     top = await lb_stub.GetPlayerRank(
-        leaderboard_pb2.GetPlayerRankRequest(quiz_id=quiz_id, player_id="p5")
+        leaderboard_pb2.GetPlayerRankRequest(quiz_id=quiz_id, player_id="p5", neighbours=2)
+    )
+    alone = await lb_stub.GetPlayerRank(
+        leaderboard_pb2.GetPlayerRankRequest(quiz_id=quiz_id, player_id="p1")
     )
 
     assert [e.player_id for e in middle.above] == ["p3", "p7"]
@@ -214,6 +217,9 @@ async def test_player_rank_defaults_to_two_neighbours_and_stops_at_the_top(
     assert rows([top.player]) == [(1, "p5", "Ed", 700)]
     assert list(top.above) == []
     assert [e.player_id for e in top.below] == ["p3", "p7"]
+    # None asked for (0 is never replaced by a default): the player alone.
+    assert (list(alone.above), list(alone.below)) == ([], [])
+    assert alone.player.player_id == "p1"
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,6 @@ from services.mesh.paging import decode_token, encode_token
 from services.recovery.live_state import LiveStateRecovery
 
 DEFAULT_PAGE_SIZE = 10
-DEFAULT_NEIGHBOURS = 2
 
 Read = TypeVar("Read", LivePage, LiveNeighbourhood)
 
@@ -59,7 +58,7 @@ class LeaderboardService(leaderboard_pb2_grpc.LeaderboardServiceServicer):
         quiz_id = ids.quiz_code(request.quiz_id)
         player_id = ids.player_ref(request.player_id)
         # proto3 cannot tell an explicit 0 from unset, so 0 means the default.
-        neighbours = request.neighbours or DEFAULT_NEIGHBOURS
+        neighbours = request.neighbours
         self.verifier.optional_caller(context)
         place = await self._read(
             quiz_id,

@@ -99,7 +99,9 @@ class GetPlayerRankRequest(_message.Message):
     player_id: _builtins.str
     """The player's id."""
     neighbours: _builtins.int
-    """How many neighbours to return on each side (0-10, default 2)."""
+    """How many neighbours to return on each side, 0-10, exactly as sent: 0 (or
+    leaving it out) returns the player alone.
+    """
     def __init__(
         self,
         *,
