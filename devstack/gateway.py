@@ -12,24 +12,29 @@ descriptor set. The template's `quizmesh:` section says how those look.
 from __future__ import annotations
 
 import argparse
+import base64
 import copy
 import json
 import math
 import shutil
 import string
 import sys
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import google.rpc.error_details_pb2 as error_details_pb2
+import google.rpc.status_pb2 as status_pb2
 import httpx
 import yaml
-from google.protobuf import descriptor_pb2
+from google.protobuf import any_pb2, descriptor_pb2
 
 from devstack.infra import ManagedProcess, ProcessFailed
 from services.mesh import retries
 from services.mesh.dev_state import DEV_STATE_DIR
+from services.mesh.errors import DOMAIN, Reason, reason_name
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO / "envoy" / "envoy.yaml.tmpl"
@@ -133,6 +138,9 @@ class GatewaySettings:
     xff_num_trusted_hops: int = 0
     # A directory served at / (the web client); None serves nothing there.
     web_root: Path | None = None
+    # Where players open the web client (a domain, or a proxy's address), told to the
+    # client at GET /config.json for the host's join link; "": none set.
+    public_url: str = ""
     template_path: Path = TEMPLATE
 
     def __post_init__(self) -> None:
@@ -140,6 +148,26 @@ class GatewaySettings:
             raise ValueError(
                 "a stats port needs a fixed admin port (the stats listener's upstream)"
             )
+        if self.public_url:
+            checked_public_url(self.public_url)
+
+
+def checked_public_url(url: str) -> str:
+    """`url` without a trailing slash, or ValueError: players' phones open it, and the
+    web client appends `/#/play/CODE`, so it is http(s) with a host, perhaps a port
+    and a path (a proxy's prefix), and no query or fragment."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        parts.port  # noqa: B018 (reading it parses it)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # a port that is not a number
+        usable = False
+    if not usable or parts.query or parts.fragment:
+        raise ValueError(
+            "a public URL is http(s)://HOST[:PORT][/PATH], e.g. https://quiz.example.org; "
+            f"got {url!r}"
+        )
+    return url.rstrip("/")
 
 
 def local_gateway(upstreams: Mapping[str, str], jwks: Path, **options: Any) -> GatewaySettings:
@@ -208,6 +236,51 @@ def _status_filter(status: int) -> dict[str, Any]:
 
 
 WWW_AUTHENTICATE = 'Bearer realm="quizmesh", error="invalid_token"'
+ERROR_INFO_TYPE = "type.googleapis.com/google.rpc.ErrorInfo"
+# The ErrorInfo reason (quizmesh.common.v1.ErrorReason) of each of Envoy's own replies.
+LOCAL_REPLY_REASONS: Mapping[int, str] = {
+    400: reason_name(Reason.ERROR_REASON_MESSAGE_INVALID),
+    401: reason_name(Reason.ERROR_REASON_TOKEN_INVALID),
+    403: reason_name(Reason.ERROR_REASON_TOKEN_INVALID),  # a token for another audience
+    404: reason_name(Reason.ERROR_REASON_ROUTE_NOT_FOUND),
+    413: reason_name(Reason.ERROR_REASON_REQUEST_TOO_LARGE),
+    429: reason_name(Reason.ERROR_REASON_RATE_LIMITED),
+    500: reason_name(Reason.ERROR_REASON_INTERNAL),
+    502: reason_name(Reason.ERROR_REASON_DEPENDENCY_UNAVAILABLE),
+    503: reason_name(Reason.ERROR_REASON_DEPENDENCY_UNAVAILABLE),
+    504: reason_name(Reason.ERROR_REASON_UPSTREAM_TIMEOUT),
+}
+GRPC_LOCAL_REPLY_CODES: Mapping[int, int] = {**LOCAL_REPLY_CODES, 404: 12}  # UNIMPLEMENTED
+# grpc-message of Envoy's replies to gRPC clients: fixed, so that the status in
+# grpc-status-details-bin (which repeats it) matches, as grpc_status checks.
+GRPC_LOCAL_REPLY_MESSAGES: Mapping[int, str] = {
+    400: "the request is malformed",
+    401: "Jwt verification fails: a bad signature, an unknown key, or no JWT",
+    403: "Jwt audience is not allowed here",
+    404: "no such method here",
+    500: "internal error in the gateway",
+    502: "the service is not answering; retry",
+    503: "the service is not answering; retry",
+    504: "the service did not answer in time; retry",
+}
+
+
+def _overwrite(key: str, value: str) -> dict[str, Any]:
+    return {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+
+
+def _all_of(*filters: dict[str, Any]) -> dict[str, Any]:
+    return {"and_filter": {"filters": list(filters)}}
+
+
+def _status_details(code: int, message: str, reason: str) -> str:
+    """grpc-status-details-bin of one of Envoy's replies to a gRPC client: a
+    google.rpc.Status whose only detail is the reply's ErrorInfo."""
+    info = error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN)
+    packed = any_pb2.Any()
+    packed.Pack(info)
+    details = status_pb2.Status(code=code, message=message, details=[packed])
+    return base64.b64encode(details.SerializeToString()).decode()
 
 
 def local_reply_mappers(max_request_bytes: int) -> list[dict[str, Any]]:
@@ -239,35 +312,72 @@ def local_reply_mappers(max_request_bytes: int) -> list[dict[str, Any]]:
             ]
         }
     }
-    # Envoy would turn 413 into UNKNOWN for gRPC clients; say RESOURCE_EXHAUSTED, as
-    # grpc does for an oversized message.
-    grpc_status = {413: "8"}
-    mappers: list[dict[str, Any]] = []
-    for status, message in messages.items():
-        mapper: dict[str, Any] = {
-            "filter": {"and_filter": {"filters": [grpc_request, _status_filter(status)]}},
-            "body": {"inline_string": message},
-            "body_format_override": {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"}},
+    # Which reply is which: the status, and for 401 whether jwt_authn found the token
+    # expired (its response code details say `Jwt_is_expired`).
+    expired = {
+        "extension_filter": {
+            "name": "envoy.access_loggers.extension_filters.cel",
+            "typed_config": {
+                "@type": "type.googleapis.com/"
+                "envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
+                "expression": "response.code_details.contains('expired')",
+            },
         }
-        if status in grpc_status:
-            mapper["headers_to_add"] = [
-                {
-                    "header": {"key": "grpc-status", "value": grpc_status[status]},
-                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-                }
-            ]
-        mappers.append(mapper)
+    }
+    expired_reason = reason_name(Reason.ERROR_REASON_TOKEN_EXPIRED)
+    kinds: list[tuple[int, str, dict[str, Any]]] = [
+        (401, expired_reason, _all_of(_status_filter(401), expired))
+    ]
+    kinds += [
+        (status, LOCAL_REPLY_REASONS[status], _status_filter(status))
+        for status in LOCAL_REPLY_CODES
+    ]
+    # gRPC clients get the code of LOCAL_REPLY_CODES too (Envoy would turn 413 into
+    # UNKNOWN), except an unknown path: UNIMPLEMENTED, as a gRPC server says.
+    mappers: list[dict[str, Any]] = []
+    said = {**GRPC_LOCAL_REPLY_MESSAGES, **messages}
+    for status, reason, which in kinds:
+        code = GRPC_LOCAL_REPLY_CODES[status]
+        message = "Jwt is expired" if reason == expired_reason else said[status]
+        mappers.append(
+            {
+                "filter": _all_of(grpc_request, which),
+                "body": {"inline_string": message},
+                "body_format_override": {
+                    "text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"}
+                },
+                "headers_to_add": [
+                    _overwrite("grpc-status", str(code)),
+                    _overwrite("grpc-status-details-bin", _status_details(code, message, reason)),
+                ],
+            }
+        )
     mappers.append(
         {
             "filter": grpc_request,
             "body_format_override": {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"}},
         }
     )
-    for status, code in LOCAL_REPLY_CODES.items():
-        mapper = {
-            "filter": _status_filter(status),
+    # Envoy's only own 200 is the web client's settings (GET /config.json), JSON
+    # already: sent as it is, not wrapped as an error.
+    mappers.append(
+        {
+            "filter": _status_filter(200),
             "body_format_override": {
-                "json_format": {"code": code, "message": "%LOCAL_REPLY_BODY%"},
+                "text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"},
+                "content_type": "application/json",
+            },
+        }
+    )
+    for status, reason, which in kinds:
+        mapper: dict[str, Any] = {
+            "filter": which,
+            "body_format_override": {
+                "json_format": {
+                    "code": LOCAL_REPLY_CODES[status],
+                    "message": "%LOCAL_REPLY_BODY%",
+                    "details": [{"@type": ERROR_INFO_TYPE, "reason": reason, "domain": DOMAIN}],
+                },
                 "content_type": "application/json",
             },
         }
@@ -320,6 +430,9 @@ def _placeholders(settings: GatewaySettings, services: Sequence[str]) -> dict[st
         "local_reply_mappers": local_reply_mappers(settings.max_request_bytes),
         "web_path_mappings": (
             [{"request_path_prefix": "/", "file_path_prefix": str(web.resolve())}] if web else []
+        ),
+        "web_client_config": json.dumps(
+            {"public_url": checked_public_url(settings.public_url) if settings.public_url else ""}
         ),
     }
 
@@ -545,6 +658,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--envoy-descriptor", type=Path, help="the descriptor set's path where Envoy runs"
     )
     parser.add_argument("--web-root", type=Path, default=None)
+    parser.add_argument(
+        "--public-url",
+        default="",
+        help="where players open the web client (e.g. https://quiz.example.org), for the "
+        "host's join link; default: none (the client uses the address it was opened at)",
+    )
     parser.add_argument("--trusted-hops", type=int, default=0, help="xff_num_trusted_hops")
     parser.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
     args = parser.parse_args(argv)
@@ -554,6 +673,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         if not sep:
             parser.error(f"--upstream wants KEY=HOST:PORT, got {item!r}")
         upstreams[key] = address
+    if args.public_url:
+        try:
+            checked_public_url(args.public_url)
+        except ValueError as error:
+            parser.error(str(error))
     settings = GatewaySettings(
         upstreams=upstreams,
         listen_port=args.port,
@@ -564,6 +688,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         descriptor_path=args.descriptor,
         envoy_descriptor_path=args.envoy_descriptor,
         web_root=args.web_root,
+        public_url=args.public_url,
         xff_num_trusted_hops=args.trusted_hops,
     )
     if args.output:

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from devstack.gateway import (
     REPO,
     EnvoyProcess,
     GatewaySettings,
+    checked_public_url,
     write_envoy_config,
 )
 from devstack.services import ServiceProcess
@@ -212,7 +214,53 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="write each process's output to <dir>/<name>.log instead of the terminal",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--public-url",
+        default=os.environ.get("QUIZMESH_PUBLIC_URL", ""),
+        help="where players open the web client, behind a proxy or at a domain (e.g. "
+        "https://quiz.example.org), for the host's join link and QR code (default: "
+        "$QUIZMESH_PUBLIC_URL; none: players use this machine's address on its network)",
+    )
+    args = parser.parse_args(argv)
+    if args.public_url:
+        try:
+            args.public_url = checked_public_url(args.public_url)
+        except ValueError as error:
+            parser.error(str(error))
+    return args
+
+
+# Any private address: connect() on a UDP socket only asks the kernel for a route,
+# it sends nothing.
+_PRIVATE_ADDRESS = ("10.254.254.254", 9)
+
+
+def lan_address() -> str:
+    """This machine's IPv4 address on its local network, which phones on the same
+    Wi-Fi can open: the source address of the route to a private address, found
+    without sending a packet. Without such a route (no network up), the hostname."""
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(_PRIVATE_ADDRESS)
+        address = str(probe.getsockname()[0])
+        if not address.startswith("127.") and address != "0.0.0.0":
+            return address
+    return socket.gethostname()
+
+
+def players_address(port: int, public_url: str) -> str:
+    """Where players' phones open the web client, for the banner: the public URL,
+    else this machine's address on its network (localhost is only this machine)."""
+    if public_url:
+        return f"{public_url}/  (the public URL)"
+    lan = f"http://{lan_address()}:{port}"
+    indent = "\n" + " " * 19  # under the banner's values
+    return indent.join(
+        [
+            f"{lan}/  (this machine on its network; for the join link",
+            f"and QR code to show it, host from {lan}/#/host",
+            "or set QUIZMESH_PUBLIC_URL)",
+        ]
+    )
 
 
 def service_ports(first: int) -> dict[str, int]:
@@ -341,6 +389,7 @@ class DevStack:
                 stats_port=self.args.stats_port,
                 jwks_path=self.settings.jwks_file,
                 web_root=self.args.web_root,
+                public_url=self.args.public_url,
             ),
         )
         self.envoy = EnvoyProcess(config, log_file=self.log_file("envoy"))
@@ -474,6 +523,7 @@ class DevStack:
         logs = f"in {args.log_dir}/<name>.log" if args.log_dir else "below, prefixed by name"
         services = ", ".join(f"{name} :{port}" for name, port in self.service_ports.items())
         web = f"{api}/  (hosts: {api}/#/host)" if args.web_root else "(none: no web/ directory)"
+        phones = players_address(self.envoy.port, args.public_url) if args.web_root else "-"
         database = make_url(self.database_url).render_as_string(hide_password=True)
         if all(self.metrics_ports.values()):
             (first, first_port), *rest = self.metrics_ports.items()
@@ -489,6 +539,7 @@ class DevStack:
 QuizMesh is running.
   API (HTTP/JSON, SSE, gRPC): {api}
   web client:      {web}
+  players' phones: {phones}
   Envoy admin:     {self.envoy.admin_url}
   services (gRPC): {services}
   metrics:  {metrics},

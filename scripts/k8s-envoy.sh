@@ -24,4 +24,13 @@ mkdir -p "$out"
   --jwks /etc/quizmesh/keys/jwks.json \
   --envoy-descriptor /etc/envoy/quizmesh.pb \
   --output "$out/envoy.yaml"
-cp gen/quizmesh.pb "$out/quizmesh.pb"
+# The pod's copy without source info (the protos' comments): Envoy needs only the
+# types and the HTTP rules, and the ConfigMap must stay under kubectl apply's 256 KiB.
+"$PY" - "$out/quizmesh.pb" <<'PY'
+import pathlib, sys
+from google.protobuf import descriptor_pb2
+fds = descriptor_pb2.FileDescriptorSet.FromString(pathlib.Path("gen/quizmesh.pb").read_bytes())
+for file in fds.file:
+    file.ClearField("source_code_info")
+pathlib.Path(sys.argv[1]).write_bytes(fds.SerializeToString(deterministic=True))
+PY

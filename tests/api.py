@@ -62,8 +62,9 @@ def http_rule(rpc: str) -> http_pb2.HttpRule:
 
 
 class ApiError(Exception):
-    """A refusal as a client sees it, with the google.rpc.BadRequest field
-    violations (field, description) when the status carried them."""
+    """A refusal as a client sees it: its google.rpc.ErrorInfo reason (None when the
+    status carried none), and the google.rpc.BadRequest field violations (field,
+    description) when it carried them."""
 
     def __init__(
         self,
@@ -71,8 +72,10 @@ class ApiError(Exception):
         message: str,
         http_status: int | None = None,
         violations: list[tuple[str, str]] | None = None,
+        reason: str | None = None,
     ):
-        super().__init__(f"{code.name}: {message}")
+        super().__init__(f"{code.name} ({reason}): {message}")
+        self.reason = reason
         self.code = code
         self.message = message
         self.http_status = http_status
@@ -80,14 +83,17 @@ class ApiError(Exception):
 
     @classmethod
     def of_rpc(cls, error: grpc.aio.AioRpcError) -> ApiError:
-        violations = []
+        violations, reason = [], None
         for key, value in error.trailing_metadata() or ():
             if key == "grpc-status-details-bin" and isinstance(value, bytes):
                 for detail in status_pb2.Status.FromString(value).details:
-                    bad = error_details_pb2.BadRequest()
+                    bad, info = error_details_pb2.BadRequest(), error_details_pb2.ErrorInfo()
                     if detail.Unpack(bad):
                         violations += [(v.field, v.description) for v in bad.field_violations]
-        return cls(error.code(), error.details() or "", violations=violations)
+                    elif detail.Unpack(info):
+                        assert info.domain == "quizmesh", info
+                        reason = info.reason
+        return cls(error.code(), error.details() or "", violations=violations, reason=reason)
 
 
 class Api(Protocol):
@@ -173,7 +179,7 @@ class HttpApi:
 
     @staticmethod
     def _error(status: int, body: str) -> ApiError:
-        violations = []
+        violations, reason = [], None
         try:
             payload = json.loads(body)
             code = CODES[int(payload["code"])]
@@ -183,9 +189,12 @@ class HttpApi:
                     violations += [
                         (v["field"], v["description"]) for v in detail["field_violations"]
                     ]
+                elif detail.get("@type", "").endswith("/google.rpc.ErrorInfo"):
+                    assert detail["domain"] == "quizmesh", detail
+                    reason = str(detail["reason"])
         except (ValueError, KeyError, TypeError):
             code, message = grpc.StatusCode.UNKNOWN, body
-        return ApiError(code, message, http_status=status, violations=violations)
+        return ApiError(code, message, http_status=status, violations=violations, reason=reason)
 
     async def watch(
         self, rpc: str, request: dict[str, Any], token: str | None = None

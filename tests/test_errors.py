@@ -27,8 +27,11 @@ def api(request: pytest.FixtureRequest, stack: Stack) -> Api:
     return GrpcApi(stack.channels)
 
 
-def expect(error: ApiError, code: grpc.StatusCode, *words: str) -> None:
+def expect(error: ApiError, code: grpc.StatusCode, reason: str, *words: str) -> None:
+    """The code (and HTTP status), the machine-readable reason (ErrorInfo) and, for
+    people, a message with `words`."""
     assert error.code == code, error
+    assert error.reason == reason, error
     if error.http_status is not None:
         assert error.http_status == HTTP_STATUS[code]
     for word in words:
@@ -49,16 +52,16 @@ def forged(claims: dict[str, Any]) -> str:
 
 async def test_creating_a_quiz_needs_a_host_token(api: Api, stack: Stack) -> None:
     e = await refused(api.call("CreateQuiz", REFERENCE_QUIZ))
-    expect(e, grpc.StatusCode.UNAUTHENTICATED, "token")
+    expect(e, grpc.StatusCode.UNAUTHENTICATED, "TOKEN_MISSING", "token")
     player = stack.backends.issuer().issue(Role.PLAYER, "p1", 60, quiz_id="ABCDEFGH")
     e = await refused(api.call("CreateQuiz", REFERENCE_QUIZ, player))
-    expect(e, grpc.StatusCode.PERMISSION_DENIED, "host")
+    expect(e, grpc.StatusCode.PERMISSION_DENIED, "HOST_ONLY", "host")
 
 
 async def test_expired_and_forged_tokens_are_refused(api: Api, stack: Stack) -> None:
     expired = stack.backends.issuer().issue(Role.HOST, "alice", -10)
     e = await refused(api.call("CreateQuiz", REFERENCE_QUIZ, expired))
-    expect(e, grpc.StatusCode.UNAUTHENTICATED)
+    expect(e, grpc.StatusCode.UNAUTHENTICATED, "TOKEN_EXPIRED", "expired")
     claims = {
         "sub": "alice",
         "role": "host",
@@ -67,7 +70,7 @@ async def test_expired_and_forged_tokens_are_refused(api: Api, stack: Stack) -> 
         "exp": int(time.time()) + 60,
     }
     e = await refused(api.call("CreateQuiz", REFERENCE_QUIZ, forged(claims)))
-    expect(e, grpc.StatusCode.UNAUTHENTICATED)
+    expect(e, grpc.StatusCode.UNAUTHENTICATED, "TOKEN_INVALID")
 
 
 async def test_malformed_quizzes_are_refused_naming_the_field(api: Api, stack: Stack) -> None:
@@ -115,6 +118,7 @@ async def test_malformed_quizzes_are_refused_naming_the_field(api: Api, stack: S
         expect(
             await refused(api.call("CreateQuiz", body, host)),
             grpc.StatusCode.INVALID_ARGUMENT,
+            "FIELD_INVALID",
             field,
         )
     assert await quiz_ids() == before  # nothing was written
@@ -126,7 +130,8 @@ async def test_unknown_quiz_and_player_are_not_found(api: Api, stack: Stack) -> 
         ("JoinQuiz", {"quiz_id": "NOSUCH23", "nickname": "x"}),
         ("GetLeaderboard", {"quiz_id": "NOSUCH23"}),
     ]:
-        expect(await refused(api.call(rpc, request)), grpc.StatusCode.NOT_FOUND, "NOSUCH23")
+        e = await refused(api.call(rpc, request))
+        expect(e, grpc.StatusCode.NOT_FOUND, "QUIZ_NOT_FOUND", "NOSUCH23")
 
 
 async def test_only_the_quizs_host_runs_it(api: Api, stack: Stack, quiz_id: str) -> None:
@@ -135,9 +140,9 @@ async def test_only_the_quizs_host_runs_it(api: Api, stack: Stack, quiz_id: str)
     for token in (bob_host, player.token):
         for rpc in ("StartQuiz", "AdvanceQuestion", "CloseQuiz"):
             e = await refused(api.call(rpc, {"quiz_id": quiz_id}, token))
-            expect(e, grpc.StatusCode.PERMISSION_DENIED, "host")
+            expect(e, grpc.StatusCode.PERMISSION_DENIED, "NOT_THE_HOST", "host")
     e = await refused(api.call("StartQuiz", {"quiz_id": quiz_id}))
-    expect(e, grpc.StatusCode.UNAUTHENTICATED)
+    expect(e, grpc.StatusCode.UNAUTHENTICATED, "TOKEN_MISSING")
     quiz = (await api.call("GetQuiz", {"quiz_id": quiz_id}))["quiz"]
     assert quiz["state"] == "QUIZ_STATE_OPEN"  # none of that changed anything
 
@@ -151,13 +156,20 @@ async def test_players_answer_only_as_themselves_in_their_quiz(
     await join(api, quiz_id, "pia")
     await api.call("StartQuiz", {"quiz_id": quiz_id}, host)
     request = {"quiz_id": quiz_id, "question_index": 0, "choice_index": 1}
-    expect(await refused(api.call("SubmitAnswer", request)), grpc.StatusCode.UNAUTHENTICATED)
+    expect(
+        await refused(api.call("SubmitAnswer", request)),
+        grpc.StatusCode.UNAUTHENTICATED,
+        "TOKEN_MISSING",
+    )
     expect(
         await refused(api.call("SubmitAnswer", request, stranger.token)),
         grpc.StatusCode.PERMISSION_DENIED,
+        "NOT_A_PLAYER",
     )
     expect(
-        await refused(api.call("SubmitAnswer", request, host)), grpc.StatusCode.PERMISSION_DENIED
+        await refused(api.call("SubmitAnswer", request, host)),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "NOT_A_PLAYER",
     )
 
 
@@ -165,11 +177,13 @@ async def test_answers_must_fit_the_question(api: Api, stack: Stack, quiz_id: st
     host = stack.host_token("alice")
     pia = await join(api, quiz_id, "pia")
     await api.call("StartQuiz", {"quiz_id": quiz_id}, host)
-    for q, choice, code, word in [
-        (0, 7, grpc.StatusCode.INVALID_ARGUMENT, "choice_index"),
-        (0, -1, grpc.StatusCode.INVALID_ARGUMENT, "choice_index"),
-        (-1, 0, grpc.StatusCode.INVALID_ARGUMENT, "question_index"),
-        (1, 0, grpc.StatusCode.FAILED_PRECONDITION, "not open"),
+    for q, choice, code, reason, word in [
+        (0, 7, grpc.StatusCode.INVALID_ARGUMENT, "FIELD_INVALID", "choice_index"),
+        # Within the contract's limit, beyond this question's three choices.
+        (0, 3, grpc.StatusCode.INVALID_ARGUMENT, "CHOICE_OUT_OF_RANGE", "choice_index"),
+        (0, -1, grpc.StatusCode.INVALID_ARGUMENT, "FIELD_INVALID", "choice_index"),
+        (-1, 0, grpc.StatusCode.INVALID_ARGUMENT, "FIELD_INVALID", "question_index"),
+        (1, 0, grpc.StatusCode.FAILED_PRECONDITION, "QUESTION_NOT_OPEN", "not open"),
     ]:
         e = await refused(
             api.call(
@@ -178,14 +192,14 @@ async def test_answers_must_fit_the_question(api: Api, stack: Stack, quiz_id: st
                 pia.token,
             )
         )
-        expect(e, code, word)
+        expect(e, code, reason, word)
     await api.call("AdvanceQuestion", {"quiz_id": quiz_id}, host)
     e = await refused(
         api.call(
             "SubmitAnswer", {"quiz_id": quiz_id, "question_index": 0, "choice_index": 1}, pia.token
         )
     )
-    expect(e, grpc.StatusCode.FAILED_PRECONDITION, "question 0 is closed")
+    expect(e, grpc.StatusCode.FAILED_PRECONDITION, "QUESTION_CLOSED", "question 0 is closed")
     score = await api.call(
         "GetPlayerScore", {"quiz_id": quiz_id, "player_id": pia.player_id}, pia.token
     )
@@ -195,19 +209,19 @@ async def test_answers_must_fit_the_question(api: Api, stack: Stack, quiz_id: st
 async def test_lifecycle_moves_only_forward(api: Api, stack: Stack, quiz_id: str) -> None:
     host = stack.host_token("alice")
     e = await refused(api.call("AdvanceQuestion", {"quiz_id": quiz_id}, host))
-    expect(e, grpc.StatusCode.FAILED_PRECONDITION, "start it first")
+    expect(e, grpc.StatusCode.FAILED_PRECONDITION, "QUIZ_NOT_STARTED", "start it first")
     await api.call("StartQuiz", {"quiz_id": quiz_id}, host)
     e = await refused(api.call("StartQuiz", {"quiz_id": quiz_id}, host))
-    expect(e, grpc.StatusCode.FAILED_PRECONDITION, "already")
+    expect(e, grpc.StatusCode.FAILED_PRECONDITION, "QUIZ_ALREADY_STARTED", "already")
     e = await refused(api.call("JoinQuiz", {"quiz_id": quiz_id, "nickname": "late"}))
-    expect(e, grpc.StatusCode.FAILED_PRECONDITION, "joining is closed")
+    expect(e, grpc.StatusCode.FAILED_PRECONDITION, "QUIZ_ALREADY_STARTED", "joining is closed")
     await api.call("CloseQuiz", {"quiz_id": quiz_id}, host)
     e = await refused(api.call("CloseQuiz", {"quiz_id": quiz_id}, host))
-    expect(e, grpc.StatusCode.FAILED_PRECONDITION, "already closed")
+    expect(e, grpc.StatusCode.FAILED_PRECONDITION, "QUIZ_CLOSED", "already closed")
 
 
 async def test_leaderboard_paging_is_checked(api: Api, stack: Stack, quiz_id: str) -> None:
     e = await refused(api.call("GetLeaderboard", {"quiz_id": quiz_id, "page_size": 5000}))
-    expect(e, grpc.StatusCode.INVALID_ARGUMENT, "page_size")
+    expect(e, grpc.StatusCode.INVALID_ARGUMENT, "FIELD_INVALID", "page_size")
     e = await refused(api.call("GetLeaderboard", {"quiz_id": quiz_id, "page_token": "garbage!"}))
-    expect(e, grpc.StatusCode.INVALID_ARGUMENT, "page_token")
+    expect(e, grpc.StatusCode.INVALID_ARGUMENT, "FIELD_INVALID", "page_token")

@@ -278,8 +278,9 @@ async def the_leaderboard_pages_rank(
 async def a_players_rank_shows_who_is_above(
     quiz: Quiz, player: Player, rank: int, score: int, above: list[str]
 ) -> None:
-    """GetPlayerRank: the player's rank and score, the nicknames above, none below."""
-    reply = await quiz.call("GetPlayerRank", player_id=player.player_id)
+    """GetPlayerRank with two neighbours: the player's rank and score, the nicknames
+    above, none below."""
+    reply = await quiz.call("GetPlayerRank", player_id=player.player_id, neighbours=2)
     assert (reply["player"]["rank"], reply["player"]["score"]) == (rank, score)
     assert [e["nickname"] for e in reply["above"]] == above
     assert reply["below"] == []

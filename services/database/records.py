@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.database.tables import answers, players, questions, quizzes
-from services.mesh.errors import NotFound
+from services.mesh.errors import NotFound, Reason
 
 
 class QuizState(StrEnum):
@@ -119,7 +119,7 @@ class QuizRecords:
         else:
             row = (await conn.execute(query)).first()
         if row is None:
-            raise NotFound(f"quiz {quiz_id} not found")
+            raise NotFound(f"quiz {quiz_id} not found", Reason.ERROR_REASON_QUIZ_NOT_FOUND)
         return quiz_of(row)
 
     async def questions(self, quiz_id: str) -> list[Question]:

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from services.identity.keys import ALGORITHM, key_id
 from services.mesh.config import CommonSettings
 from services.mesh.context import Context
-from services.mesh.errors import PermissionDenied, Unauthenticated
+from services.mesh.errors import PermissionDenied, Reason, Unauthenticated
 
 
 class Role(StrEnum):
@@ -39,12 +39,16 @@ class Caller:
 
     def require_host(self) -> Caller:
         if self.role is not Role.HOST:
-            raise PermissionDenied("only a host may do this; sign in with a host token")
+            raise PermissionDenied(
+                "only a host may do this; sign in with a host token", Reason.ERROR_REASON_HOST_ONLY
+            )
         return self
 
     def require_player_of(self, quiz_id: str) -> Caller:
         if self.role is not Role.PLAYER or self.quiz_id != quiz_id:
-            raise PermissionDenied(f"only a player of quiz {quiz_id} may do this")
+            raise PermissionDenied(
+                f"only a player of quiz {quiz_id} may do this", Reason.ERROR_REASON_NOT_A_PLAYER
+            )
         return self
 
 
@@ -70,7 +74,9 @@ class TokenVerifier:
             header = jwt.get_unverified_header(token)
             key = self._keys.get(header.get("kid"))
             if key is None:
-                raise Unauthenticated("token was signed by an unknown key")
+                raise Unauthenticated(
+                    "token was signed by an unknown key", Reason.ERROR_REASON_TOKEN_INVALID
+                )
             claims = jwt.decode(
                 token,
                 key.key,
@@ -80,23 +86,29 @@ class TokenVerifier:
                 options={"require": ["exp", "sub", "role"]},
             )
         except jwt.ExpiredSignatureError as e:
-            raise Unauthenticated("token has expired; get a new one") from e
+            raise Unauthenticated(
+                "token has expired; get a new one", Reason.ERROR_REASON_TOKEN_EXPIRED
+            ) from e
         except jwt.InvalidTokenError as e:
-            raise Unauthenticated(f"invalid token: {e}") from e
+            raise Unauthenticated(f"invalid token: {e}", Reason.ERROR_REASON_TOKEN_INVALID) from e
         try:
             role = Role(claims["role"])
         except ValueError as e:
-            raise Unauthenticated("token carries an unknown role") from e
+            raise Unauthenticated(
+                "token carries an unknown role", Reason.ERROR_REASON_TOKEN_INVALID
+            ) from e
         quiz_id = claims.get("quiz")
         if role is Role.PLAYER and not quiz_id:
-            raise Unauthenticated("player token names no quiz")
+            raise Unauthenticated("player token names no quiz", Reason.ERROR_REASON_TOKEN_INVALID)
         return Caller(role=role, subject=str(claims["sub"]), quiz_id=quiz_id)
 
     def caller(self, context: Context, fallback_token: str = "") -> Caller:
         """The verified caller of an RPC; UNAUTHENTICATED when there is none."""
         caller = self.optional_caller(context, fallback_token)
         if caller is None:
-            raise Unauthenticated("sign in: this call needs a bearer token")
+            raise Unauthenticated(
+                "sign in: this call needs a bearer token", Reason.ERROR_REASON_TOKEN_MISSING
+            )
         return caller
 
     def optional_caller(self, context: Context, fallback_token: str = "") -> Caller | None:

@@ -16,7 +16,7 @@ from services.leaderboard.final_board import FinalBoard
 from services.live.board import LiveBoard, LiveNeighbourhood, LivePage
 from services.live.errors import restoring
 from services.mesh.context import Context
-from services.mesh.errors import NotFound
+from services.mesh.errors import NotFound, Reason
 from services.mesh.paging import decode_token, encode_token
 from services.recovery.live_state import LiveStateRecovery
 
@@ -66,7 +66,9 @@ class LeaderboardService(leaderboard_pb2_grpc.LeaderboardServiceServicer):
             lambda: self.final_board.around(quiz_id, player_id, neighbours),
         )
         if place.player is None:
-            raise NotFound(f"player {player_id} is not in quiz {quiz_id}")
+            raise NotFound(
+                f"player {player_id} is not in quiz {quiz_id}", Reason.ERROR_REASON_PLAYER_NOT_FOUND
+            )
         return leaderboard_pb2.GetPlayerRankResponse(
             player=place.player, above=place.above, below=place.below, total_players=place.total
         )

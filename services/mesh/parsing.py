@@ -11,7 +11,7 @@ from google.protobuf.message import DecodeError
 
 from services.mesh import validation
 from services.mesh.context import Context, Handler
-from services.mesh.errors import InvalidArgument
+from services.mesh.errors import InvalidArgument, Reason
 from services.mesh.interception import MethodInterceptor, StreamBehaviour, UnaryBehaviour
 
 
@@ -22,7 +22,10 @@ def parser(deserialize: Callable[[bytes], Any] | None) -> Callable[[Any], Any]:
         try:
             request = deserialize(raw)
         except DecodeError as e:
-            raise InvalidArgument("the request is not a valid message for this method") from e
+            raise InvalidArgument(
+                "the request is not a valid message for this method",
+                Reason.ERROR_REASON_MESSAGE_INVALID,
+            ) from e
         validation.check(request)
         return request
 

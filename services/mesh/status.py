@@ -15,10 +15,12 @@ import nats.errors as nats_errors
 import redis.exceptions as redis_errors
 import sqlalchemy.exc as sql_errors
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from grpc_status import rpc_status
+from quizmesh.common.v1 import errors_pb2
 
 from services.mesh.context import Context, Handler
-from services.mesh.errors import InvalidArgument, ServiceError
+from services.mesh.errors import DOMAIN, InvalidArgument, Reason, ServiceError, reason_name
 from services.mesh.interception import MethodInterceptor, StreamBehaviour, UnaryBehaviour
 from services.mesh.metrics import Metrics, dependency_of
 
@@ -39,9 +41,30 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 )
 
 
+def _packed(detail: Message) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(detail)
+    return packed
+
+
+def status_of(
+    code: grpc.StatusCode,
+    message: str,
+    reason: errors_pb2.ErrorReason.ValueType,
+    *more: Message,
+) -> grpc.Status:
+    """A status with its google.rpc details (grpc-status-details-bin): the ErrorInfo
+    that says why, then `more`."""
+    info = error_details_pb2.ErrorInfo(reason=reason_name(reason), domain=DOMAIN)
+    details = [_packed(info), *map(_packed, more)]
+    status = status_pb2.Status(code=code.value[0], message=message, details=details)
+    return rpc_status.to_status(status)
+
+
 def rich_status(error: ServiceError) -> grpc.Status:
-    """The status of a refusal, with its google.rpc details (grpc-status-details-bin)."""
-    details = []
+    """The status of a refusal: its reason, and for an InvalidArgument with
+    violations a google.rpc.BadRequest naming each field."""
+    more: list[Message] = []
     if isinstance(error, InvalidArgument) and error.violations:
         bad = error_details_pb2.BadRequest(
             field_violations=[
@@ -51,11 +74,8 @@ def rich_status(error: ServiceError) -> grpc.Status:
                 for v in error.violations
             ]
         )
-        detail = any_pb2.Any()
-        detail.Pack(bad)
-        details.append(detail)
-    status = status_pb2.Status(code=error.code.value[0], message=error.message, details=details)
-    return rpc_status.to_status(status)
+        more.append(bad)
+    return status_of(error.code, error.message, error.reason, *more)
 
 
 class StatusInterceptor(MethodInterceptor):
@@ -90,8 +110,16 @@ class StatusInterceptor(MethodInterceptor):
             # A dependency hiccup (Redis/NATS/SQL restarting): the call may be retried.
             self.metrics.dependency_errors.labels(dependency_of(error)).inc()
             log.warning("dependency not answering", extra={"rpc": method, "error": repr(error)})
-            await context.abort(
-                grpc.StatusCode.UNAVAILABLE, "a backing service is not answering; retry"
+            await context.abort_with_status(
+                status_of(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "a backing service is not answering; retry",
+                    Reason.ERROR_REASON_DEPENDENCY_UNAVAILABLE,
+                )
             )
         log.error("unhandled error", exc_info=error, extra={"rpc": method})
-        await context.abort(grpc.StatusCode.INTERNAL, "internal error; try again")
+        await context.abort_with_status(
+            status_of(
+                grpc.StatusCode.INTERNAL, "internal error; try again", Reason.ERROR_REASON_INTERNAL
+            )
+        )

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from services.mesh.context import Context, Handler
-from services.mesh.errors import ResourceExhausted
+from services.mesh.errors import Reason, ResourceExhausted
 from services.mesh.interception import MethodInterceptor, StreamBehaviour
 
 # Set by Envoy to the client address it trusts (see envoy/envoy.yaml.tmpl).
@@ -34,7 +34,9 @@ class StreamQuota:
     def hold(self, client: str) -> Iterator[None]:
         if self._open[client] >= self.limit:
             raise ResourceExhausted(
-                f"too many open watches from {client} (at most {self.limit}); close one, then retry"
+                f"too many open watches from {client} (at most {self.limit}); "
+                "close one, then retry",
+                Reason.ERROR_REASON_TOO_MANY_WATCHES,
             )
         self._open[client] += 1
         try:

@@ -13,7 +13,7 @@ from services import ids
 from services.database.records import QuizRecord, QuizState
 from services.live.quizzes import LiveQuizzes
 from services.mesh.clock import now_ms
-from services.mesh.errors import FailedPrecondition
+from services.mesh.errors import FailedPrecondition, Reason
 from services.quiz import rules
 from services.quiz.store import QuizStore
 
@@ -26,7 +26,10 @@ ENROL_IN_FLIGHT = 3
 
 def refuse_closed(quiz: QuizRecord) -> None:
     if quiz.state is not QuizState.OPEN:
-        raise FailedPrecondition(f"quiz {quiz.id} has already started; joining is closed")
+        raise FailedPrecondition(
+            f"quiz {quiz.id} has already started; joining is closed",
+            Reason.ERROR_REASON_QUIZ_ALREADY_STARTED,
+        )
 
 
 class Joining:

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.database.records import Question, QuizRecord, QuizRecords, QuizState
 from services.live.quizzes import LiveQuizzes
 from services.mesh.clock import now_ms, timestamp
-from services.mesh.errors import FailedPrecondition, Unavailable
+from services.mesh.errors import FailedPrecondition, Reason, Unavailable
 from services.quiz.announcer import Announcer
 from services.quiz.store import QuizStore
 
@@ -88,7 +88,8 @@ class Lifecycle:
     async def start(self, quiz: QuizRecord) -> None:
         if quiz.state is not QuizState.OPEN:
             raise FailedPrecondition(
-                f"quiz {quiz.id} has already been started (it is {quiz.state})"
+                f"quiz {quiz.id} has already been started (it is {quiz.state})",
+                Reason.ERROR_REASON_QUIZ_ALREADY_STARTED,
             )
         qs = await self.questions.get(quiz.id)
         now = now_ms()
@@ -104,14 +105,23 @@ class Lifecycle:
         async with self.engine.begin() as conn:
             won = await self.store.transition(conn, quiz.id, {"state": QuizState.OPEN}, **changes)
             if not won:
-                raise FailedPrecondition(f"quiz {quiz.id} has already been started")
+                raise FailedPrecondition(
+                    f"quiz {quiz.id} has already been started",
+                    Reason.ERROR_REASON_QUIZ_ALREADY_STARTED,
+                )
             await self.live.open_question(quiz.id, 0, now, deadline)
         await self._announce_committed(replace(quiz, **changes))
 
     async def advance(self, quiz: QuizRecord) -> None:
         if quiz.state is not QuizState.RUNNING:
-            hint = "start it first" if quiz.state is QuizState.OPEN else "it is closed"
-            raise FailedPrecondition(f"quiz {quiz.id} is not running: {hint}")
+            if quiz.state is QuizState.OPEN:
+                raise FailedPrecondition(
+                    f"quiz {quiz.id} is not running: start it first",
+                    Reason.ERROR_REASON_QUIZ_NOT_STARTED,
+                )
+            raise FailedPrecondition(
+                f"quiz {quiz.id} is not running: it is closed", Reason.ERROR_REASON_QUIZ_CLOSED
+            )
         qs = await self.questions.get(quiz.id)
         current = quiz.current_question
         if current + 1 >= len(qs):
@@ -133,13 +143,18 @@ class Lifecycle:
                 conn, quiz.id, {"state": QuizState.RUNNING, "current_question": current}, **changes
             )
             if not won:
-                raise FailedPrecondition(f"quiz {quiz.id} changed meanwhile; look again and retry")
+                raise FailedPrecondition(
+                    f"quiz {quiz.id} changed meanwhile; look again and retry",
+                    Reason.ERROR_REASON_QUIZ_CHANGED,
+                )
             await self.live.open_question(quiz.id, nxt.index, now, deadline)
         await self._announce_committed(replace(quiz, **changes))
 
     async def close(self, quiz: QuizRecord, reason: events_pb2.CloseReason.ValueType) -> None:
         if quiz.state is QuizState.CLOSED:
-            raise FailedPrecondition(f"quiz {quiz.id} is already closed")
+            raise FailedPrecondition(
+                f"quiz {quiz.id} is already closed", Reason.ERROR_REASON_QUIZ_CLOSED
+            )
         await self._previous_announced(quiz)
         now = now_ms()
         changes: dict[str, Any] = {
@@ -157,7 +172,10 @@ class Lifecycle:
                 **changes,
             )
             if not won:
-                raise FailedPrecondition(f"quiz {quiz.id} changed meanwhile; look again and retry")
+                raise FailedPrecondition(
+                    f"quiz {quiz.id} changed meanwhile; look again and retry",
+                    Reason.ERROR_REASON_QUIZ_CHANGED,
+                )
             await self.live.close(quiz.id, now)
         await self._announce_committed(replace(quiz, **changes))
 
@@ -171,7 +189,8 @@ class Lifecycle:
         except Exception as e:
             raise Unavailable(
                 f"the previous step of quiz {quiz.id} has not reached its watchers yet; "
-                "retry in a moment"
+                "retry in a moment",
+                Reason.ERROR_REASON_LIVE_UPDATES_UNAVAILABLE,
             ) from e
 
     async def _announce_committed(self, quiz: QuizRecord) -> None:

@@ -13,7 +13,7 @@ from services.identity.tokens import Caller, Role, TokenIssuer, TokenVerifier
 from services.live.quizzes import LiveQuizzes
 from services.mesh.clock import now_ms, timestamp
 from services.mesh.context import Context
-from services.mesh.errors import AlreadyExists, FailedPrecondition, PermissionDenied
+from services.mesh.errors import AlreadyExists, FailedPrecondition, PermissionDenied, Reason
 from services.mesh.paging import decode_token, encode_token
 from services.quiz import rules
 from services.quiz.announcer import Announcer
@@ -65,7 +65,9 @@ class QuizService(quiz_pb2_grpc.QuizServiceServicer):
             except DuplicateKey:
                 continue
         else:
-            raise FailedPrecondition("could not allocate a quiz code; try again")
+            raise FailedPrecondition(
+                "could not allocate a quiz code; try again", Reason.ERROR_REASON_NO_QUIZ_CODE
+            )
         quiz = await self.store.get(quiz_id)
         await self.live.publish(quiz, qs)
         return quiz_pb2.CreateQuizResponse(quiz=await self._render(quiz, host, player_count=0))
@@ -102,7 +104,8 @@ class QuizService(quiz_pb2_grpc.QuizServiceServicer):
             player_id = await self.joining.join(quiz, nickname)
         except DuplicateKey as e:
             raise AlreadyExists(
-                f"nickname {nickname!r} is already taken in quiz {quiz_id}; pick another"
+                f"nickname {nickname!r} is already taken in quiz {quiz_id}; pick another",
+                Reason.ERROR_REASON_NICKNAME_TAKEN,
             ) from e
         await self.announcer.board_changed(quiz_id)
         token = self.issuer.issue(Role.PLAYER, player_id, self.player_token_ttl, quiz_id=quiz_id)
@@ -139,7 +142,9 @@ class QuizService(quiz_pb2_grpc.QuizServiceServicer):
         caller = self.verifier.caller(context)
         quiz = await self.store.get(ids.quiz_code(raw_quiz_id))
         if caller.role is not Role.HOST or caller.subject != quiz.host:
-            raise PermissionDenied(f"only the host of quiz {quiz.id} may {action} it")
+            raise PermissionDenied(
+                f"only the host of quiz {quiz.id} may {action} it", Reason.ERROR_REASON_NOT_THE_HOST
+            )
         return quiz, caller
 
     async def _render_fresh(self, quiz_id: str, caller: Caller) -> quiz_pb2.Quiz:

@@ -25,7 +25,7 @@ from services.live.layout import Answer, answer_field
 from services.live.quizzes import LiveQuizzes, RebuiltState
 from services.mesh.config import CommonSettings
 from services.mesh.connections import Connections
-from services.mesh.errors import NotFound, Unavailable
+from services.mesh.errors import NotFound, Reason, Unavailable
 from services.mesh.messaging import Subjects, replay
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,10 @@ class LiveStateRecovery:
     async def _rebuild(self, quiz_id: str) -> Rebuilt:
         quiz = await self.records.get(quiz_id)
         if quiz.board_final:
-            raise NotFound(f"quiz {quiz_id} is final; its leaderboard is served from SQL")
+            raise NotFound(
+                f"quiz {quiz_id} is final; its leaderboard is served from SQL",
+                Reason.ERROR_REASON_QUIZ_OVER,
+            )
         questions = await self.records.questions(quiz_id)
         joined = await self.records.players(quiz_id)
         accepted: dict[tuple[int, str], Answer] = {

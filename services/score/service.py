@@ -23,6 +23,7 @@ from services.mesh.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    Reason,
     Unavailable,
 )
 from services.mesh.messaging import Subjects
@@ -48,30 +49,43 @@ def _refusal(quiz_id: str, question: int, outcome: Outcome) -> Exception:
     detail = outcome.detail
     match outcome.error:
         case "no_quiz":
-            return NotFound(f"quiz {quiz_id} not found")
+            return NotFound(f"quiz {quiz_id} not found", Reason.ERROR_REASON_QUIZ_NOT_FOUND)
         case "no_player":
-            return NotFound(f"you are not a player of quiz {quiz_id}; join it first")
+            return NotFound(
+                f"you are not a player of quiz {quiz_id}; join it first",
+                Reason.ERROR_REASON_PLAYER_NOT_FOUND,
+            )
         case "not_started":
-            return FailedPrecondition(f"quiz {quiz_id} has not started yet")
+            return FailedPrecondition(
+                f"quiz {quiz_id} has not started yet", Reason.ERROR_REASON_QUIZ_NOT_STARTED
+            )
         case "closed":
-            return FailedPrecondition(f"quiz {quiz_id} is closed; answers are no longer accepted")
+            return FailedPrecondition(
+                f"quiz {quiz_id} is closed; answers are no longer accepted",
+                Reason.ERROR_REASON_QUIZ_CLOSED,
+            )
         case "not_open":
             return FailedPrecondition(
-                f"question {question} is not open yet (the open question is {detail})"
+                f"question {question} is not open yet (the open question is {detail})",
+                Reason.ERROR_REASON_QUESTION_NOT_OPEN,
             )
         case "moved_on":
             return FailedPrecondition(
-                f"question {question} is closed; the open question is {detail}"
+                f"question {question} is closed; the open question is {detail}",
+                Reason.ERROR_REASON_QUESTION_CLOSED,
             )
         case "late":
             return FailedPrecondition(
-                f"too late: question {question} closed {detail} ms before your answer arrived"
+                f"too late: question {question} closed {detail} ms before your answer arrived",
+                Reason.ERROR_REASON_ANSWER_TOO_LATE,
             )
         case "bad_choice":
             return InvalidArgument(
-                f"choice_index must be between 0 and {int(detail) - 1}, got a larger value"
+                f"choice_index must be between 0 and {int(detail) - 1}, got a larger value",
+                Reason.ERROR_REASON_CHOICE_OUT_OF_RANGE,
             )
-    return FailedPrecondition(f"answer refused ({outcome.error})")
+    # A refusal the script has and this does not know: a bug (INTERNAL, logged).
+    return RuntimeError(f"the answer script refused with an unknown error {outcome.error!r}")
 
 
 @dataclass
@@ -110,7 +124,8 @@ class ScoreService(score_pb2_grpc.ScoreServiceServicer):
             self.answers.labels("changed_answer").inc()
             raise AlreadyExists(
                 f"you already answered question {answer.question_index} "
-                f"(choice {answer.choice_index}); one answer per question"
+                f"(choice {answer.choice_index}); one answer per question",
+                Reason.ERROR_REASON_ANSWER_CHANGED,
             )
         answered_at = timestamp(answer.answered_ms)  # once: its Python setter is not cheap
         # Durable before acknowledged. A replay publishes again: the first attempt
@@ -126,7 +141,10 @@ class ScoreService(score_pb2_grpc.ScoreServiceServicer):
         a final quiz has no live state any more: it is closed."""
         if await self.recovery.ensure_live(quiz_id):
             return True
-        raise FailedPrecondition(f"quiz {quiz_id} is closed; answers are no longer accepted")
+        raise FailedPrecondition(
+            f"quiz {quiz_id} is closed; answers are no longer accepted",
+            Reason.ERROR_REASON_QUIZ_CLOSED,
+        )
 
     async def _record(
         self, quiz_id: str, player_id: str, answer: Answer, answered_at: Timestamp, total: int
@@ -155,7 +173,8 @@ class ScoreService(score_pb2_grpc.ScoreServiceServicer):
                 "answer not confirmed durable", extra={"quiz_id": quiz_id, "error": repr(e)}
             )
             raise Unavailable(
-                "your answer was scored but not yet stored durably; retry the same request"
+                "your answer was scored but not yet stored durably; retry the same request",
+                Reason.ERROR_REASON_ANSWER_NOT_DURABLE,
             ) from e
 
     async def GetPlayerScore(
@@ -169,10 +188,15 @@ class ScoreService(score_pb2_grpc.ScoreServiceServicer):
         if not is_self and not (
             caller.role is Role.HOST and caller.subject == await self.book.host_of(quiz_id)
         ):
-            raise PermissionDenied("only that player or the quiz's host may read this score")
+            raise PermissionDenied(
+                "only that player or the quiz's host may read this score",
+                Reason.ERROR_REASON_NOT_A_PLAYER,
+            )
         found = await self.book.player_answers(quiz_id, player_id)
         if found is None:
-            raise NotFound(f"player {player_id} is not in quiz {quiz_id}")
+            raise NotFound(
+                f"player {player_id} is not in quiz {quiz_id}", Reason.ERROR_REASON_PLAYER_NOT_FOUND
+            )
         total, answers = found
         return score_pb2.GetPlayerScoreResponse(
             player_id=player_id, score=total, answers=[_result(a) for a in answers]

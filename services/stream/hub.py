@@ -26,7 +26,7 @@ from quizmesh.stream.v1 import stream_pb2
 from services.live.board import LiveBoard
 from services.mesh import tracing
 from services.mesh.clock import now_ms, timestamp
-from services.mesh.errors import ServiceError, Unavailable
+from services.mesh.errors import Reason, ServiceError, Unavailable
 from services.mesh.messaging import Subjects
 from services.mesh.tasks import cancel_and_wait
 from services.stream.standings import Standings
@@ -347,7 +347,7 @@ class QuizHubs:
     async def acquire(self, quiz_id: str) -> QuizHub:
         """The quiz's started hub; the caller must `release` it when its stream ends."""
         if self._stopping:
-            raise Unavailable(SHUTTING_DOWN)
+            raise Unavailable(SHUTTING_DOWN, Reason.ERROR_REASON_SHUTTING_DOWN)
         hub = self._hubs.get(quiz_id)
         if hub is None:
             hub = self._new_hub(quiz_id)
@@ -359,13 +359,14 @@ class QuizHubs:
         except asyncio.CancelledError:
             await self.release(hub)
             if hub.ready.cancelled():  # closed while starting: the server is stopping
-                raise Unavailable(SHUTTING_DOWN) from None
+                raise Unavailable(SHUTTING_DOWN, Reason.ERROR_REASON_SHUTTING_DOWN) from None
             raise
         except Exception as e:
             await self.release(hub)
             log.warning("quiz hub did not start", extra={"quiz_id": quiz_id, "error": repr(e)})
             raise Unavailable(
-                f"live updates of quiz {quiz_id} are not available right now; retry"
+                f"live updates of quiz {quiz_id} are not available right now; retry",
+                Reason.ERROR_REASON_LIVE_UPDATES_UNAVAILABLE,
             ) from e
         if self._stopping:
             await self.release(hub)
@@ -390,5 +391,5 @@ class QuizHubs:
         hubs = list(self._hubs.values())
         self._hubs.clear()
         for hub in hubs:
-            hub.end_watches(Unavailable(SHUTTING_DOWN))
+            hub.end_watches(Unavailable(SHUTTING_DOWN, Reason.ERROR_REASON_SHUTTING_DOWN))
         await asyncio.gather(*(hub.close() for hub in hubs), *self._closing)

@@ -19,7 +19,7 @@ from quizmesh.stream.v1 import stream_pb2
 from services import ids
 from services.identity.tokens import Role, TokenVerifier
 from services.mesh.context import Context, Handler
-from services.mesh.errors import FailedPrecondition
+from services.mesh.errors import FailedPrecondition, Reason
 from services.recovery.live_state import LiveStateRecovery
 from services.stream.hub import QuizHub, QuizHubs
 from services.stream.metrics import StreamMetrics
@@ -141,7 +141,8 @@ class StreamService:
         if not self.hubs.watching(quiz_id) and not await self.recovery.ensure_live(quiz_id):
             raise FailedPrecondition(
                 f"quiz {quiz_id} is over and has no live updates any more; "
-                "its final leaderboard is at GetLeaderboard"
+                "its final leaderboard is at GetLeaderboard",
+                Reason.ERROR_REASON_QUIZ_OVER,
             )
         return await self.hubs.acquire(quiz_id)
 

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from quizmesh.stream.v1 import stream_pb2
 
-from services.mesh.errors import ResourceExhausted, ServiceError
+from services.mesh.errors import Reason, ResourceExhausted, ServiceError
 
 
 class Wake:
@@ -154,7 +154,8 @@ class QuizWatch(Watch):
             self.end(
                 ResourceExhausted(
                     "this watcher fell too far behind; reconnect with after_sequence set "
-                    "to the last sequence received"
+                    "to the last sequence received",
+                    Reason.ERROR_REASON_WATCHER_TOO_SLOW,
                 )
             )
             return

@@ -44,7 +44,9 @@ async def test_a_player_offline_while_questions_change_catches_up_on_every_event
     await ann.page.get_by_role("button", name="yes").click()
     await expect(ann.page.get_by_test_id("answer-result")).to_contain_text("Correct!")
 
-    # Offline: the client drops its streams and says so.
+    # Offline: the client's streams get no answer from the server, and it says so.
+    # It keeps asking (the browser's belief decides nothing): each try fails.
+    ann.expect_console_error(r"net::ERR_INTERNET_DISCONNECTED")
     await ann.context.set_offline(True)
     await expect(ann.page.locator("#connection")).to_have_text("Offline: waiting for the network…")
     await ann.shot("offline")

@@ -301,14 +301,22 @@ def new_client_address() -> str:
     return f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
 
 
-def assert_json_error(response: httpx.Response, status: int, code: grpc.StatusCode) -> str:
-    """The body is {"code": <gRPC code>, "message": ...}; returns the message."""
+def assert_json_error(
+    response: httpx.Response, status: int, code: grpc.StatusCode, reason: str | None = None
+) -> str:
+    """The body is {"code": <gRPC code>, "message": ..., "details": [...]}, with a
+    google.rpc.ErrorInfo of `reason` among the details when one is given (Envoy's own
+    replies; the canned backend here sends none); returns the message."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json"), response.headers
     body = response.json()
     assert body["code"] == code.value[0], body
     assert isinstance(body["message"], str)
     assert body["message"], body
+    if reason is not None:
+        info = "type.googleapis.com/google.rpc.ErrorInfo"
+        infos = [d for d in body.get("details", []) if d["@type"] == info]
+        assert infos == [{"@type": info, "reason": reason, "domain": "quizmesh"}], body
     return str(body["message"])
 
 

@@ -7,9 +7,11 @@ import asyncio
 import base64
 import json
 
+import google.rpc.error_details_pb2 as error_details_pb2
 import grpc
 import httpx
 import pytest
+from grpc_status import rpc_status
 from quizmesh.quiz.v1 import quiz_pb2, quiz_pb2_grpc
 
 from devstack.gateway import EnvoyProcess
@@ -47,13 +49,13 @@ async def test_valid_token_is_forwarded_to_the_backend(
 
 
 @pytest.mark.parametrize(
-    ("kind", "status", "code"),
+    ("kind", "status", "code", "reason"),
     [
-        ("forged", 401, grpc.StatusCode.UNAUTHENTICATED),
-        ("expired", 401, grpc.StatusCode.UNAUTHENTICATED),
-        ("foreign key", 401, grpc.StatusCode.UNAUTHENTICATED),
-        ("not a JWT", 401, grpc.StatusCode.UNAUTHENTICATED),
-        ("wrong audience", 403, grpc.StatusCode.PERMISSION_DENIED),
+        ("forged", 401, grpc.StatusCode.UNAUTHENTICATED, "TOKEN_INVALID"),
+        ("expired", 401, grpc.StatusCode.UNAUTHENTICATED, "TOKEN_EXPIRED"),
+        ("foreign key", 401, grpc.StatusCode.UNAUTHENTICATED, "TOKEN_INVALID"),
+        ("not a JWT", 401, grpc.StatusCode.UNAUTHENTICATED, "TOKEN_INVALID"),
+        ("wrong audience", 403, grpc.StatusCode.PERMISSION_DENIED, "TOKEN_INVALID"),
     ],
 )
 async def test_bad_tokens_are_refused_at_the_edge_with_json(
@@ -63,6 +65,7 @@ async def test_bad_tokens_are_refused_at_the_edge_with_json(
     kind: str,
     status: int,
     code: grpc.StatusCode,
+    reason: str,
 ) -> None:
     token = {
         "forged": tampered(keys.token()),
@@ -75,14 +78,15 @@ async def test_bad_tokens_are_refused_at_the_edge_with_json(
 
     response = await http.get(f"/v1/quizzes/{QUIZ_ID}", headers=bearer(token))
 
-    assert_json_error(response, status, code)
+    assert_json_error(response, status, code, reason)
     assert len(backend.calls) == before
 
 
 async def test_expired_token_says_so(http: httpx.AsyncClient, keys: Keys) -> None:
     response = await http.get(f"/v1/quizzes/{QUIZ_ID}", headers=bearer(keys.token(ttl=-120)))
 
-    assert "expired" in assert_json_error(response, 401, grpc.StatusCode.UNAUTHENTICATED)
+    refused = assert_json_error(response, 401, grpc.StatusCode.UNAUTHENTICATED, "TOKEN_EXPIRED")
+    assert "expired" in refused
 
 
 async def jwt_cache_hits(envoy: EnvoyProcess) -> int:
@@ -107,7 +111,8 @@ async def test_envoy_verifies_a_token_once_yet_refuses_it_once_it_expires(
 
     assert (first.status_code, again.status_code) == (200, 200)
     assert cached == 1  # the second request was not verified again
-    assert "expired" in assert_json_error(expired, 401, grpc.StatusCode.UNAUTHENTICATED)
+    refused = assert_json_error(expired, 401, grpc.StatusCode.UNAUTHENTICATED, "TOKEN_EXPIRED")
+    assert "expired" in refused
     assert len(backend.calls) == before  # refused at the edge, cache or not
 
 
@@ -141,7 +146,7 @@ async def test_a_refused_token_is_never_echoed_back(
     else:
         response = await http.get(path, headers=bearer(token))
 
-    assert_json_error(response, 401, grpc.StatusCode.UNAUTHENTICATED)
+    assert_json_error(response, 401, grpc.StatusCode.UNAUTHENTICATED, "TOKEN_EXPIRED")
     assert token not in str(response.headers)
     assert token.split(".")[1] not in response.text
     assert response.headers["www-authenticate"].startswith("Bearer")
@@ -155,3 +160,26 @@ async def test_replies_that_are_no_token_refusal_carry_no_www_authenticate(
 
     assert response.status_code == 404
     assert "www-authenticate" not in response.headers
+
+
+async def test_native_grpc_refusals_at_the_edge_carry_their_reason(
+    channel: grpc.aio.Channel, keys: Keys
+) -> None:
+    stub = quiz_pb2_grpc.QuizServiceStub(channel)
+    reasons = {}
+    for kind, token in {"expired": keys.token(ttl=-120), "forged": tampered(keys.token())}.items():
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await stub.GetQuiz(
+                quiz_pb2.GetQuizRequest(quiz_id=QUIZ_ID), metadata=tuple(bearer(token).items())
+            )
+        status = rpc_status.from_call(error.value)
+        assert status is not None, kind
+        assert status.code == grpc.StatusCode.UNAUTHENTICATED.value[0]
+        info = error_details_pb2.ErrorInfo()
+        assert status.details[0].Unpack(info), status
+        reasons[kind] = (info.domain, info.reason)
+
+    assert reasons == {
+        "expired": ("quizmesh", "TOKEN_EXPIRED"),
+        "forged": ("quizmesh", "TOKEN_INVALID"),
+    }

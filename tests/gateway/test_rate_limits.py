@@ -39,7 +39,7 @@ async def test_joins_are_limited_per_client_address(http: httpx.AsyncClient) -> 
 
     assert [r.status_code for r in allowed] == [200] * JOIN_BURST
     assert allowed[0].json()["player_id"] == "player-n0"
-    message = assert_json_error(refused, 429, grpc.StatusCode.RESOURCE_EXHAUSTED)
+    message = assert_json_error(refused, 429, grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED")
     assert "too many requests; retry after" in message
     assert refused.headers["retry-after"] == "3600"  # the bucket refills hourly here
     assert refused.headers["x-ratelimit-limit"] == str(JOIN_BURST)
@@ -92,7 +92,7 @@ async def test_answers_are_limited_per_token_subject(http: httpx.AsyncClient, ke
 
     assert [r.status_code for r in allowed] == [200] * ANSWER_BURST
     assert allowed[0].json()["result"]["points_awarded"] == 900
-    assert_json_error(refused, 429, grpc.StatusCode.RESOURCE_EXHAUSTED)
+    assert_json_error(refused, 429, grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED")
     assert refused.headers["retry-after"] == "3600"  # the bucket refills hourly here
     assert refused.headers["x-ratelimit-limit"] == str(ANSWER_BURST)
     assert renewed.status_code == 429

@@ -19,7 +19,9 @@ async def test_body_over_the_limit_is_a_json_413(
         "/v1/quizzes", json={"title": "x" * MAX_BODY}, headers=bearer(keys.token())
     )
 
-    message = assert_json_error(response, 413, grpc.StatusCode.RESOURCE_EXHAUSTED)
+    message = assert_json_error(
+        response, 413, grpc.StatusCode.RESOURCE_EXHAUSTED, "REQUEST_TOO_LARGE"
+    )
     assert str(MAX_BODY) in message
     assert len(backend.calls) == before
 

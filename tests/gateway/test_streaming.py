@@ -54,7 +54,7 @@ async def test_watch_with_a_bad_query_token_is_refused_at_the_edge(
 
     response = await http.get(f"/v1/quizzes/{QUIZ_ID}/events:watch", params={"access_token": token})
 
-    assert_json_error(response, 401, grpc.StatusCode.UNAUTHENTICATED)
+    assert_json_error(response, 401, grpc.StatusCode.UNAUTHENTICATED, "TOKEN_INVALID")
 
 
 async def test_native_grpc_watch_streams_messages(

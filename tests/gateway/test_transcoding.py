@@ -100,7 +100,8 @@ async def test_unknown_query_parameter_is_a_clear_400(
 
     response = await http.get(f"/v1/quizzes/{QUIZ_ID}", params={"colour": "blue"})
 
-    assert "colour" in assert_json_error(response, 400, grpc.StatusCode.INVALID_ARGUMENT)
+    refused = assert_json_error(response, 400, grpc.StatusCode.INVALID_ARGUMENT, "MESSAGE_INVALID")
+    assert "colour" in refused
     assert len(backend.calls) == before
 
 
@@ -109,7 +110,7 @@ async def test_malformed_json_body_is_a_json_400(http: httpx.AsyncClient) -> Non
         "/v1/quizzes", content=b'{"title": ', headers={"content-type": "application/json"}
     )
 
-    assert_json_error(response, 400, grpc.StatusCode.INVALID_ARGUMENT)
+    assert_json_error(response, 400, grpc.StatusCode.INVALID_ARGUMENT, "MESSAGE_INVALID")
 
 
 async def test_service_that_is_down_is_a_json_503(
@@ -121,11 +122,11 @@ async def test_service_that_is_down_is_a_json_503(
             leaderboard_pb2.GetLeaderboardRequest(quiz_id=QUIZ_ID)
         )
 
-    assert_json_error(response, 503, grpc.StatusCode.UNAVAILABLE)
+    assert_json_error(response, 503, grpc.StatusCode.UNAVAILABLE, "DEPENDENCY_UNAVAILABLE")
     assert error.value.code() is grpc.StatusCode.UNAVAILABLE
 
 
 async def test_unknown_path_is_a_json_404(http: httpx.AsyncClient) -> None:
     response = await http.post("/v2/nothing", json={})
 
-    assert_json_error(response, 404, grpc.StatusCode.NOT_FOUND)
+    assert_json_error(response, 404, grpc.StatusCode.NOT_FOUND, "ROUTE_NOT_FOUND")

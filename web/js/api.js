@@ -148,11 +148,14 @@ const MAX_BACKOFF_MS = 5_000;
  * resume each time: the quiz event stream passes the last sequence it saw, so
  * no event is missed and none is applied twice.
  *
- * While the browser says it is offline the stream waits for the network to
- * come back instead of failing request after request.
+ * Whether it is connected is what the server answers, never navigator.onLine: a
+ * laptop serving a quiz on a network that is down (or only on loopback) believes
+ * it is offline, yet reaches its server. The browser's online/offline events are
+ * only hints to try again at once.
  *
- * onMessage(json) for each message; onState("live" | "reconnecting" | "offline");
- * onFatal(ApiError) when retrying cannot help (then the stream stops).
+ * onMessage(json) for each message; onState("live" | "reconnecting" | "offline"),
+ * "offline" when the last attempt got no answer at all; onFatal(ApiError) when
+ * retrying cannot help (then the stream stops).
  */
 export class ServerStream {
   constructor(path, { token, query = () => ({}), onMessage, onState = () => {}, onFatal = () => {} }) {
@@ -161,9 +164,17 @@ export class ServerStream {
     this.controller = null;
     this.backoff = 250;
     this.wakeUp = null;
-    this.onOnline = () => this.wakeUp?.();
-    // A connection open when the network goes away may hang instead of failing.
-    this.onOffline = () => this.controller?.abort();
+    this.recheck = false;
+    this.onOnline = () => {
+      this.backoff = 250;
+      this.wakeUp?.();
+    };
+    // A connection open when the network goes away may hang instead of failing:
+    // drop it and ask the server again at once (it may well answer).
+    this.onOffline = () => {
+      this.recheck = true;
+      this.controller?.abort();
+    };
   }
 
   start() {
@@ -183,16 +194,11 @@ export class ServerStream {
 
   async loop() {
     while (!this.stopped) {
-      while (!navigator.onLine && !this.stopped) {
-        this.onState("offline");
-        await this.pause(30_000); // the "online" event ends the pause early
-        this.backoff = 250;
-      }
-      if (this.stopped) return;
       try {
+        this.recheck = false;
         await this.connectOnce();
         if (this.stopped) return;
-        this.onState("reconnecting");
+        this.onState("reconnecting"); // the server ended the stream (a restart drains them)
       } catch (error) {
         if (this.stopped) return;
         if (error instanceof ApiError && !error.transient) {
@@ -200,9 +206,13 @@ export class ServerStream {
           this.onFatal(error);
           return;
         }
-        this.onState("reconnecting", error);
+        if (this.recheck) {
+          this.recheck = false; // dropped on the browser's hint: no verdict yet
+          continue;
+        }
+        this.onState(error.status === 0 ? "offline" : "reconnecting", error);
       }
-      await this.pause(this.backoff);
+      await this.pause(this.backoff); // the "online" event ends the pause early
       this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF_MS);
     }
   }

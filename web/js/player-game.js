@@ -258,8 +258,7 @@ export class PlayerGame {
 
   async fetchRank() {
     this.rankTimer = null;
-    // Offline, it waits: the streams coming back live ask again.
-    if (!this.rankDue || this.stopped || !navigator.onLine) return;
+    if (!this.rankDue || this.stopped) return;
     this.rankDue = false;
     this.rankBusy = true;
     this.rankFetchedAt = Date.now();
@@ -267,7 +266,8 @@ export class PlayerGame {
       this.around = await api.getPlayerRank(this.quizId, this.me.player_id, 1);
       this.change("standing");
     } catch {
-      // The streams keep rank and score live; the neighbours come with the next change.
+      // The streams keep rank and score live; the neighbours come with the next change,
+      // or when the streams are live again after the server was out of reach.
     } finally {
       this.rankBusy = false;
       if (this.rankDue) this.refreshRank();

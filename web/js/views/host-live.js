@@ -7,6 +7,7 @@ import { Leaderboard, podium } from "../board.js";
 import { countdown, ServerClock, timed } from "../clock.js";
 import { announce, connectionStatus, errorBox, fill, focusHeading, formatNumber, h } from "../dom.js";
 import { currentHost } from "./host.js";
+import { joinPanel } from "./join-panel.js";
 
 const SHAPES = ["▲", "◆", "●", "■", "★", "✚"];
 const STATES = { QUIZ_STATE_OPEN: "OPEN", QUIZ_STATE_RUNNING: "RUNNING", QUIZ_STATE_CLOSED: "CLOSED" };
@@ -30,7 +31,6 @@ export function mountHostLive(root, { quizId }) {
   let restoreFocus = false;
   let controlsKey = "";
 
-  const joinUrl = `${location.origin}${location.pathname}#/play/${quizId}`;
   const controls = h("div", { class: "controls", role: "group", "aria-label": "Quiz controls" });
   const status = h("p", { class: "host-status", role: "status", "data-testid": "host-status" });
   const stage = h("section", { class: "stage", "aria-labelledby": "stage-title" });
@@ -43,34 +43,7 @@ export function mountHostLive(root, { quizId }) {
     boardCount,
     board.el,
   );
-  const share = h(
-    "div",
-    { class: "share" },
-    h("p", { class: "share-label", text: "Join at" }),
-    h("a", {
-      class: "share-url",
-      href: joinUrl,
-      "data-testid": "join-link",
-      target: "_blank",
-      rel: "noopener",
-      text: joinUrl,
-    }),
-    h("p", { class: "share-label", text: "with code" }),
-    h("p", { class: "share-code", "data-testid": "quiz-code", text: quizId }),
-    h("button", {
-      type: "button",
-      class: "small",
-      text: "Copy link",
-      onclick: async (e) => {
-        try {
-          await navigator.clipboard.writeText(joinUrl);
-          e.target.textContent = "Copied";
-        } catch {
-          alert.show("Copying is not allowed here; select the link and copy it.");
-        }
-      },
-    }),
-  );
+  const share = joinPanel(quizId, alert);
   fill(
     root,
     h(
