@@ -84,7 +84,6 @@ class QuizHub:
         self._have_snapshot = False
         self._leaderboard_message = b""
         self._leaderboard_event: bytes | None = None
-        self._heartbeat_event: bytes | None = None
         self._events: list[tuple[int, bytes]] = []
         self._last_sequence = 0
         self._history_end = 0
@@ -206,16 +205,6 @@ class QuizHub:
             self._leaderboard_event = stream_pb2.WatchQuizResponse(event=event).SerializeToString()
         return self._leaderboard_event
 
-    def heartbeat_event(self) -> bytes:
-        if self._heartbeat_event is None:
-            event = events_pb2.QuizEvent(
-                quiz_id=self.quiz_id,
-                sequence=self._last_sequence,
-                heartbeat=events_pb2.Heartbeat(),
-            )
-            self._heartbeat_event = stream_pb2.WatchQuizResponse(event=event).SerializeToString()
-        return self._heartbeat_event
-
     # NATS.
 
     async def _on_snapshot(self, msg: Msg) -> None:
@@ -301,7 +290,6 @@ class QuizHub:
             finally:
                 tracing.end(trace)
         self._leaderboard_event = None
-        self._heartbeat_event = None
         if sequence >= self._history_end:
             self._history_loaded.set()
 

@@ -19,7 +19,7 @@ from quizmesh.stream.v1 import stream_pb2
 from services import ids
 from services.identity.tokens import Role, TokenVerifier
 from services.mesh.context import Context, Handler
-from services.mesh.errors import FailedPrecondition, Reason
+from services.mesh.errors import FailedPrecondition, InvalidArgument, Reason
 from services.recovery.live_state import LiveStateRecovery
 from services.stream.hub import QuizHub, QuizHubs
 from services.stream.metrics import StreamMetrics
@@ -75,6 +75,24 @@ async def deliver(watch: Watch, heartbeat_seconds: float) -> AsyncIterator[bytes
         ticker.cancel()
 
 
+# An int64 sequence has at most 19 digits.
+MAX_EVENT_ID_DIGITS = 19
+
+
+def last_event_id(context: Context) -> int:
+    """The Last-Event-ID header a reconnecting EventSource sends (Envoy passes it on
+    as metadata): the sequence of the last event it got; 0 when absent."""
+    sent = [v for k, v in context.invocation_metadata() or () if k == "last-event-id"]
+    if not sent:
+        return 0
+    value = sent[-1] if isinstance(sent[-1], str) else sent[-1].decode(errors="replace")
+    if not (value.isascii() and value.isdigit() and len(value) <= MAX_EVENT_ID_DIGITS):
+        raise InvalidArgument.field(
+            "Last-Event-ID", f"must be the sequence of an event (digits), got {value[:40]!r}"
+        )
+    return int(value)
+
+
 @dataclass
 class StreamService:
     recovery: LiveStateRecovery
@@ -125,8 +143,9 @@ class StreamService:
         quiz_id = ids.quiz_code(request.quiz_id)
         # Anyone may watch, but a token that is present must be valid.
         self.verifier.optional_caller(context, request.access_token)
+        after = request.after_sequence or last_event_id(context)
         hub = await self._acquire(quiz_id)
-        watch = hub.watch_quiz(request.after_sequence)
+        watch = hub.watch_quiz(after)
         try:
             await self._send(watch, "WatchQuiz", context)
         finally:

@@ -125,16 +125,17 @@ class LeaderboardWatch(Watch):
 
 
 class QuizFeed(Protocol):
-    """The messages a QuizWatch takes from its hub when it has no event to send."""
+    """The message a QuizWatch takes from its hub when the board changed."""
 
     def leaderboard_event(self) -> bytes: ...
-
-    def heartbeat_event(self) -> bytes: ...
 
 
 class QuizWatch(Watch):
     """A WatchQuiz stream: lifecycle events queue up in order (never dropped), the
     leaderboard is a flag whose message is built when it is sent."""
+
+    # The same shape as a board watch's heartbeat: {"heartbeat": true}.
+    HEARTBEAT = stream_pb2.WatchQuizResponse(heartbeat=True).SerializeToString()
 
     __slots__ = ("_events", "_feed", "_leaderboard_changed", "_limit")
 
@@ -177,4 +178,4 @@ class QuizWatch(Watch):
         return None
 
     def heartbeat(self) -> bytes:
-        return self._feed.heartbeat_event()
+        return self.HEARTBEAT

@@ -96,7 +96,8 @@ class QuizWatcher:
             )
             try:
                 async for reply in call:
-                    self._record(reply.event)
+                    if not reply.heartbeat:
+                        self._record(reply.event)
                 self.breaks.append("stream ended")
             except grpc.aio.AioRpcError as e:
                 self.breaks.append(f"{e.code().name}: {e.details()}")
@@ -106,7 +107,7 @@ class QuizWatcher:
 
     def _record(self, event: events_pb2.QuizEvent) -> None:
         kind = event.WhichOneof("kind") or ""
-        if kind in ("heartbeat", "leaderboard_changed"):
+        if kind == "leaderboard_changed":
             return
         index = -1
         if kind == "question_opened":

@@ -287,12 +287,12 @@ export function watchQuiz(quizId, { token, afterSequence = 0, onEvent, onState, 
   const stream = new ServerStream(`${quiz(quizId)}/events:watch`, {
     token,
     query: () => ({ after_sequence: stream.sequence }),
-    onMessage: ({ event }) => {
-      if (!event) return;
+    onMessage: ({ event, heartbeat }) => {
+      if (heartbeat || !event) return; // {"heartbeat": true}, as on the board stream
       const sequence = Number(event.sequence || 0);
-      // Leaderboard and heartbeat events repeat the latest sequence; only
-      // lifecycle events move it (they are the ones replayed on resume).
-      const lifecycle = !event.leaderboard_changed && !event.heartbeat;
+      // Leaderboard events repeat the latest sequence; only lifecycle events move
+      // it (they are the ones replayed on resume).
+      const lifecycle = !event.leaderboard_changed;
       if (lifecycle) {
         if (sequence <= stream.sequence) return; // already applied before a reconnect
         stream.sequence = sequence;

@@ -17,6 +17,11 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
+
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class _CloseReason:
@@ -89,8 +94,11 @@ class QuizEvent(_message.Message):
         """The quiz closed; no more answers."""
 
     @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
     def heartbeat(self) -> Global___Heartbeat:
-        """Keeps idle streams alive through proxies; carries no change."""
+        """No longer sent: WatchQuiz heartbeats are WatchQuizResponse.heartbeat, the
+        shape WatchLeaderboard uses.
+        """
 
     def __init__(
         self,
@@ -215,7 +223,7 @@ Global___QuizClosed: _TypeAlias = QuizClosed  # noqa: Y015
 
 @_typing.final
 class Heartbeat(_message.Message):
-    """An event-free keep-alive."""
+    """An event-free keep-alive (no longer sent; see QuizEvent.heartbeat)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -56,7 +56,10 @@ class WatchLeaderboardResponse(_message.Message):
     YOU_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     heartbeat: _builtins.bool
-    """True on keep-alive messages that carry no snapshot."""
+    """True on keep-alive messages that carry no snapshot. Over SSE a snapshot's frame
+    has the snapshot's version as its `id:`; the stream always opens with the
+    current snapshot, so a reconnect (with Last-Event-ID or not) misses nothing.
+    """
     @_builtins.property
     def snapshot(self) -> _common_pb2.LeaderboardSnapshot:
         """The latest leaderboard."""
@@ -92,7 +95,10 @@ class WatchQuizRequest(_message.Message):
     quiz_id: _builtins.str
     """The quiz code."""
     after_sequence: _builtins.int
-    """Resume: only lifecycle events with a larger sequence are replayed; 0 replays all."""
+    """Resume: only lifecycle events with a larger sequence are replayed; 0 replays all.
+    Over SSE a reconnecting EventSource sends the last frame's `id:` (the event's
+    sequence) as the Last-Event-ID header, which counts when this is 0.
+    """
     access_token: _builtins.str
     """A player or host token (for browsers that cannot set headers)."""
     def __init__(
@@ -112,23 +118,29 @@ Global___WatchQuizRequest: _TypeAlias = WatchQuizRequest  # noqa: Y015
 
 @_typing.final
 class WatchQuizResponse(_message.Message):
-    """One message of WatchQuiz."""
+    """One message of WatchQuiz: an event, or a heartbeat."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENT_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_FIELD_NUMBER: _builtins.int
+    heartbeat: _builtins.bool
+    """True on keep-alive messages that carry no event (the same shape as
+    WatchLeaderboardResponse's).
+    """
     @_builtins.property
     def event(self) -> _events_pb2.QuizEvent:
-        """The event."""
+        """The event; absent on heartbeats. Over SSE its frame's `id:` is its sequence."""
 
     def __init__(
         self,
         *,
         event: _events_pb2.QuizEvent | None = ...,
+        heartbeat: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "heartbeat", b"heartbeat"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
