@@ -141,6 +141,9 @@ class GatewaySettings:
     # Where players open the web client (a domain, or a proxy's address), told to the
     # client at GET /config.json for the host's join link; "": none set.
     public_url: str = ""
+    # Origins (scheme://host[:port]) whose pages may call the API from a browser
+    # (CORS, SSE included); none by default: only pages served here (same origin).
+    cors_origins: Sequence[str] = ()
     template_path: Path = TEMPLATE
 
     def __post_init__(self) -> None:
@@ -150,6 +153,24 @@ class GatewaySettings:
             )
         if self.public_url:
             checked_public_url(self.public_url)
+        for origin in self.cors_origins:
+            checked_origin(origin)
+
+
+def checked_origin(origin: str) -> str:
+    """`origin` as browsers send it in Origin (scheme://host[:port], no path), or
+    ValueError: Envoy compares it exactly."""
+    parts = urllib.parse.urlsplit(origin)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or origin != origin.strip()
+    ):
+        raise ValueError(f"a CORS origin is http(s)://HOST[:PORT] with no path; got {origin!r}")
+    return origin
 
 
 def checked_public_url(url: str) -> str:
@@ -290,6 +311,7 @@ def local_reply_mappers(max_request_bytes: int) -> list[dict[str, Any]]:
     content-type to application/grpc; the transcoder's x-envoy-original-path marks it.
     """
     messages = {
+        404: "no API route or file at this path",
         413: f"request body is larger than {max_request_bytes} bytes",
         429: "too many requests; retry after the seconds in the Retry-After header",
     }
@@ -335,7 +357,7 @@ def local_reply_mappers(max_request_bytes: int) -> list[dict[str, Any]]:
     # gRPC clients get the code of LOCAL_REPLY_CODES too (Envoy would turn 413 into
     # UNKNOWN), except an unknown path: UNIMPLEMENTED, as a gRPC server says.
     mappers: list[dict[str, Any]] = []
-    said = {**GRPC_LOCAL_REPLY_MESSAGES, **messages}
+    said = {**messages, **GRPC_LOCAL_REPLY_MESSAGES}
     for status, reason, which in kinds:
         code = GRPC_LOCAL_REPLY_CODES[status]
         message = "Jwt is expired" if reason == expired_reason else said[status]
@@ -431,6 +453,7 @@ def _placeholders(settings: GatewaySettings, services: Sequence[str]) -> dict[st
         "web_path_mappings": (
             [{"request_path_prefix": "/", "file_path_prefix": str(web.resolve())}] if web else []
         ),
+        "cors_origins": [{"exact": checked_origin(o)} for o in settings.cors_origins],
         "web_client_config": json.dumps(
             {"public_url": checked_public_url(settings.public_url) if settings.public_url else ""}
         ),
@@ -664,6 +687,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="where players open the web client (e.g. https://quiz.example.org), for the "
         "host's join link; default: none (the client uses the address it was opened at)",
     )
+    parser.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="an origin whose pages may call the API (CORS), e.g. https://quiz.example.org; "
+        "repeat for more; default: none",
+    )
     parser.add_argument("--trusted-hops", type=int, default=0, help="xff_num_trusted_hops")
     parser.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
     args = parser.parse_args(argv)
@@ -673,11 +704,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         if not sep:
             parser.error(f"--upstream wants KEY=HOST:PORT, got {item!r}")
         upstreams[key] = address
-    if args.public_url:
-        try:
+    try:
+        if args.public_url:
             checked_public_url(args.public_url)
-        except ValueError as error:
-            parser.error(str(error))
+        for origin in args.cors_origin:
+            checked_origin(origin)
+    except ValueError as error:
+        parser.error(str(error))
     settings = GatewaySettings(
         upstreams=upstreams,
         listen_port=args.port,
@@ -689,6 +722,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         envoy_descriptor_path=args.envoy_descriptor,
         web_root=args.web_root,
         public_url=args.public_url,
+        cors_origins=tuple(args.cors_origin),
         xff_num_trusted_hops=args.trusted_hops,
     )
     if args.output:

@@ -33,6 +33,7 @@ from devstack.gateway import (
     REPO,
     EnvoyProcess,
     GatewaySettings,
+    checked_origin,
     checked_public_url,
     write_envoy_config,
 )
@@ -221,12 +222,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "https://quiz.example.org), for the host's join link and QR code (default: "
         "$QUIZMESH_PUBLIC_URL; none: players use this machine's address on its network)",
     )
+    parser.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[o for o in os.environ.get("QUIZMESH_CORS_ORIGINS", "").split(",") if o],
+        metavar="ORIGIN",
+        help="an origin whose pages may call the API from a browser (CORS), e.g. "
+        "http://localhost:5173; repeat for more (default: $QUIZMESH_CORS_ORIGINS, "
+        "comma-separated; none: only the web client served here)",
+    )
     args = parser.parse_args(argv)
-    if args.public_url:
-        try:
+    try:
+        if args.public_url:
             args.public_url = checked_public_url(args.public_url)
-        except ValueError as error:
-            parser.error(str(error))
+        for origin in args.cors_origin:
+            checked_origin(origin)
+    except ValueError as error:
+        parser.error(str(error))
     return args
 
 
@@ -390,6 +402,7 @@ class DevStack:
                 jwks_path=self.settings.jwks_file,
                 web_root=self.args.web_root,
                 public_url=self.args.public_url,
+                cors_origins=tuple(self.args.cors_origin),
             ),
         )
         self.envoy = EnvoyProcess(config, log_file=self.log_file("envoy"))

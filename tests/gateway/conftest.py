@@ -37,6 +37,8 @@ JOIN_BURST = 3
 ANSWER_BURST = 2
 MAX_BODY = 4096
 STREAMS_PER_UPSTREAM_CONNECTION = 10
+# The one origin this Envoy lets browsers call it from (CORS).
+ALLOWED_ORIGIN = "https://allowed.example"
 # GetQuiz of a quiz id named after a status code fails with that code.
 FAILING = {code.name: code for code in grpc.StatusCode if code is not grpc.StatusCode.OK}
 
@@ -274,6 +276,7 @@ async def envoy(
         xff_num_trusted_hops=1,
         web_root=web_root,
         max_streams_per_upstream_connection=STREAMS_PER_UPSTREAM_CONNECTION,
+        cors_origins=(ALLOWED_ORIGIN,),
     )
     config = write_envoy_config(folder / "envoy.yaml", settings)
     async with EnvoyProcess(config, log_file=folder / "envoy.log") as envoy:
