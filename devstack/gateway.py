@@ -16,6 +16,7 @@ import base64
 import copy
 import json
 import math
+import re
 import shutil
 import string
 import sys
@@ -23,18 +24,23 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import google.rpc.error_details_pb2 as error_details_pb2
 import google.rpc.status_pb2 as status_pb2
 import httpx
 import yaml
-from google.protobuf import any_pb2, descriptor_pb2
+from google.api import annotations_pb2, http_pb2
+from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool
+from google.protobuf.descriptor import Descriptor
 
 from devstack.infra import ManagedProcess, ProcessFailed
 from services.mesh import retries
 from services.mesh.dev_state import DEV_STATE_DIR
 from services.mesh.errors import DOMAIN, Reason, reason_name
+
+if TYPE_CHECKING:
+    from google.protobuf.internal.extension_dict import _ExtensionFieldDescriptor
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO / "envoy" / "envoy.yaml.tmpl"
@@ -222,6 +228,71 @@ def read_descriptor_services(path: Path) -> dict[str, descriptor_pb2.ServiceDesc
     return {f"{f.package}.{s.name}": s for f in files.file for s in f.service}
 
 
+LUA_SOURCE = REPO / "envoy" / "gateway.lua"
+# The google.api.http method option, typed as the extension it is (the stubs of
+# googleapis-common-protos declare a plain FieldDescriptor).
+HTTP_OPTION = cast(
+    "_ExtensionFieldDescriptor[descriptor_pb2.MethodOptions, http_pb2.HttpRule]",
+    annotations_pb2.http,
+)
+
+
+def _lua_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _lua_fields(message: Descriptor, skip: frozenset[str] = frozenset()) -> str:
+    """A Lua table of a message's fields (proto and JSON names); a message field
+    maps to its own fields."""
+    entries: list[str] = []
+    for field in message.fields:
+        if field.name in skip:
+            continue
+        nested = field.message_type
+        value = "true"
+        if nested is not None and not nested.GetOptions().map_entry:
+            value = _lua_fields(nested)
+        names = dict.fromkeys((field.name, field.json_name))
+        entries.extend(f"[{_lua_string(name)}] = {value}" for name in names)
+    return "{" + ", ".join(entries) + "}"
+
+
+def _path_pattern(template: str) -> str:
+    """A google.api.http path template as an anchored Lua pattern."""
+    escaped = re.sub(r"([^\w/{}])", r"%\1", template)
+    return "^" + re.sub(r"\{[^}]*\}", "[^/]+", escaped) + "$"
+
+
+def lua_source(services: Sequence[str]) -> str:
+    """envoy/gateway.lua with BODIES generated from the contract: every POST route
+    with a JSON body, its message and fields (the path's own fields left out: the
+    path sets them, a body that also names one is refused)."""
+    routes = []
+    # The generated modules (imported by services.mesh.retries) fill the default pool.
+    for name in services:
+        for method in descriptor_pool.Default().FindServiceByName(name).methods:
+            rule = method.GetOptions().Extensions[HTTP_OPTION]
+            if rule.WhichOneof("pattern") != "post" or rule.body != "*":
+                continue
+            bound = frozenset(re.findall(r"\{([^}=]*)", rule.post))
+            routes.append(
+                "  {"
+                + ", ".join(
+                    (
+                        _lua_string(_path_pattern(rule.post)),
+                        _lua_string(method.input_type.full_name),
+                        _lua_fields(method.input_type, bound),
+                    )
+                )
+                + "},"
+            )
+    generated = "local BODIES = {\n" + "\n".join(routes) + "\n}"
+    source = LUA_SOURCE.read_text()
+    if "local BODIES = {} -- generated" not in source:
+        raise ValueError(f"{LUA_SOURCE} has no generated BODIES line")
+    return source.replace("local BODIES = {} -- generated", generated)
+
+
 def _seconds(value: float) -> str:
     """A protobuf Duration in YAML: 15 -> "15s", 0.25 -> "0.25s"."""
     return f"{value:.3f}".rstrip("0").rstrip(".") + "s"
@@ -258,6 +329,8 @@ def _status_filter(status: int) -> dict[str, Any]:
 
 WWW_AUTHENTICATE = 'Bearer realm="quizmesh", error="invalid_token"'
 ERROR_INFO_TYPE = "type.googleapis.com/google.rpc.ErrorInfo"
+# Set by envoy/gateway.lua on its refusal of an unknown body field: the field's path.
+BAD_FIELD_HEADER = "x-quizmesh-bad-field"
 # The ErrorInfo reason (quizmesh.common.v1.ErrorReason) of each of Envoy's own replies.
 LOCAL_REPLY_REASONS: Mapping[int, str] = {
     400: reason_name(Reason.ERROR_REASON_MESSAGE_INVALID),
@@ -288,6 +361,20 @@ GRPC_LOCAL_REPLY_MESSAGES: Mapping[int, str] = {
 
 def _overwrite(key: str, value: str) -> dict[str, Any]:
     return {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+
+
+def _cel(expression: str) -> dict[str, Any]:
+    """An access log filter (as local reply mappers use them) on a CEL expression."""
+    return {
+        "extension_filter": {
+            "name": "envoy.access_loggers.extension_filters.cel",
+            "typed_config": {
+                "@type": "type.googleapis.com/"
+                "envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
+                "expression": expression,
+            },
+        }
+    }
 
 
 def _all_of(*filters: dict[str, Any]) -> dict[str, Any]:
@@ -336,16 +423,7 @@ def local_reply_mappers(max_request_bytes: int) -> list[dict[str, Any]]:
     }
     # Which reply is which: the status, and for 401 whether jwt_authn found the token
     # expired (its response code details say `Jwt_is_expired`).
-    expired = {
-        "extension_filter": {
-            "name": "envoy.access_loggers.extension_filters.cel",
-            "typed_config": {
-                "@type": "type.googleapis.com/"
-                "envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
-                "expression": "response.code_details.contains('expired')",
-            },
-        }
-    }
+    expired = _cel("response.code_details.contains('expired')")
     expired_reason = reason_name(Reason.ERROR_REASON_TOKEN_EXPIRED)
     kinds: list[tuple[int, str, dict[str, Any]]] = [
         (401, expired_reason, _all_of(_status_filter(401), expired))
@@ -387,6 +465,36 @@ def local_reply_mappers(max_request_bytes: int) -> list[dict[str, Any]]:
             "filter": _status_filter(200),
             "body_format_override": {
                 "text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"},
+                "content_type": "application/json",
+            },
+        }
+    )
+    # envoy/gateway.lua's refusal of a body field the contract lacks: the field is in
+    # a response header, named again as a google.rpc.BadRequest.
+    mappers.append(
+        {
+            "filter": _cel(f"'{BAD_FIELD_HEADER}' in response.headers"),
+            "body_format_override": {
+                "json_format": {
+                    "code": LOCAL_REPLY_CODES[400],
+                    "message": "%LOCAL_REPLY_BODY%",
+                    "details": [
+                        {
+                            "@type": ERROR_INFO_TYPE,
+                            "reason": reason_name(Reason.ERROR_REASON_FIELD_INVALID),
+                            "domain": DOMAIN,
+                        },
+                        {
+                            "@type": "type.googleapis.com/google.rpc.BadRequest",
+                            "field_violations": [
+                                {
+                                    "field": f"%RESP({BAD_FIELD_HEADER})%",
+                                    "description": "is no field of this request",
+                                }
+                            ],
+                        },
+                    ],
+                },
                 "content_type": "application/json",
             },
         }
@@ -454,6 +562,7 @@ def _placeholders(settings: GatewaySettings, services: Sequence[str]) -> dict[st
             [{"request_path_prefix": "/", "file_path_prefix": str(web.resolve())}] if web else []
         ),
         "cors_origins": [{"exact": checked_origin(o)} for o in settings.cors_origins],
+        "lua_source": lua_source(services),
         "web_client_config": json.dumps(
             {"public_url": checked_public_url(settings.public_url) if settings.public_url else ""}
         ),

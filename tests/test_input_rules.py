@@ -42,11 +42,12 @@ def valid_scalar(fd: FieldDescriptor, rule: validate_pb2.FieldRules) -> Any:
 
 
 def valid_request(descriptor: Descriptor) -> Request:
-    """The smallest request that keeps every declared rule (optional fields unset)."""
+    """The smallest request that keeps every declared rule (optional fields unset,
+    unless required)."""
     request: Request = {}
     for fd in descriptor.fields:
         rule = rules(fd) or validate_pb2.FieldRules()
-        if fd.has_presence and fd.message_type is None:
+        if fd.has_presence and fd.message_type is None and not rule.required:
             continue
         if fd.message_type is not None:
             item: Any = valid_request(fd.message_type)
@@ -91,6 +92,8 @@ def broken_requests(descriptor: Descriptor) -> Iterator[tuple[str, str, Request]
         elif rule is not None:
             for value in breaking_values(fd, rule):
                 yield fd.name, repr(value)[:12], {**base, fd.name: value}
+            if rule.required:
+                yield fd.name, "missing", {k: v for k, v in base.items() if k != fd.name}
         if fd.message_type is not None and fd.message_type.full_name.startswith("quizmesh."):
             for path, label, inner in broken_requests(fd.message_type):
                 bad = copy.deepcopy(base)

@@ -15,7 +15,7 @@ export const LIMITS = {
   "QuestionSpec": {
     "text": {"min_len": 1, "max_len": 500},
     "choices": {"min_items": 2, "max_items": 6, "items": {"min_len": 1, "max_len": 200}},
-    "correct_choice": {"gte": 0, "lte": 5},
+    "correct_choice": {"gte": 0, "lte": 5, "required": true},
     "points": {"gte": 0, "lte": 10000},
     "time_limit_ms": {"gte": 1000, "lte": 600000}
   },
@@ -45,8 +45,8 @@ export const LIMITS = {
   },
   "SubmitAnswerRequest": {
     "quiz_id": {"min_len": 1, "max_len": 16, "pattern": "[A-Za-z0-9]+", "pattern_description": "a quiz code of letters and digits"},
-    "question_index": {"gte": 0, "lte": 99},
-    "choice_index": {"gte": 0, "lte": 5}
+    "question_index": {"gte": 0, "lte": 99, "required": true},
+    "choice_index": {"gte": 0, "lte": 5, "required": true}
   },
   "GetPlayerScoreRequest": {
     "quiz_id": {"min_len": 1, "max_len": 16, "pattern": "[A-Za-z0-9]+", "pattern_description": "a quiz code of letters and digits"},

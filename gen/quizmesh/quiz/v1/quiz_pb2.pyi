@@ -48,18 +48,22 @@ class QuestionSpec(_message.Message):
         *,
         text: _builtins.str = ...,
         choices: _abc.Iterable[_builtins.str] | None = ...,
-        correct_choice: _builtins.int = ...,
+        correct_choice: _builtins.int | None = ...,
         points: _builtins.int | None = ...,
         time_limit_ms: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_points", b"_points", "_time_limit_ms", b"_time_limit_ms", "points", b"points", "time_limit_ms", b"time_limit_ms"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_correct_choice", b"_correct_choice", "_points", b"_points", "_time_limit_ms", b"_time_limit_ms", "correct_choice", b"correct_choice", "points", b"points", "time_limit_ms", b"time_limit_ms"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_points", b"_points", "_time_limit_ms", b"_time_limit_ms", "choices", b"choices", "correct_choice", b"correct_choice", "points", b"points", "text", b"text", "time_limit_ms", b"time_limit_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_correct_choice", b"_correct_choice", "_points", b"_points", "_time_limit_ms", b"_time_limit_ms", "choices", b"choices", "correct_choice", b"correct_choice", "points", b"points", "text", b"text", "time_limit_ms", b"time_limit_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__correct_choice: _TypeAlias = _typing.Literal["correct_choice"]  # noqa: Y015
+    _WhichOneofArgType__correct_choice: _TypeAlias = _typing.Literal["_correct_choice", b"_correct_choice"]  # noqa: Y015
     _WhichOneofReturnType__points: _TypeAlias = _typing.Literal["points"]  # noqa: Y015
     _WhichOneofArgType__points: _TypeAlias = _typing.Literal["_points", b"_points"]  # noqa: Y015
     _WhichOneofReturnType__time_limit_ms: _TypeAlias = _typing.Literal["time_limit_ms"]  # noqa: Y015
     _WhichOneofArgType__time_limit_ms: _TypeAlias = _typing.Literal["_time_limit_ms", b"_time_limit_ms"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__correct_choice) -> _WhichOneofReturnType__correct_choice | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__points) -> _WhichOneofReturnType__points | None: ...
     @_typing.overload

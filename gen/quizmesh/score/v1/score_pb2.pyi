@@ -38,14 +38,21 @@ class SubmitAnswerRequest(_message.Message):
         self,
         *,
         quiz_id: _builtins.str = ...,
-        question_index: _builtins.int = ...,
-        choice_index: _builtins.int = ...,
+        question_index: _builtins.int | None = ...,
+        choice_index: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_choice_index", b"_choice_index", "_question_index", b"_question_index", "choice_index", b"choice_index", "question_index", b"question_index"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["choice_index", b"choice_index", "question_index", b"question_index", "quiz_id", b"quiz_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_choice_index", b"_choice_index", "_question_index", b"_question_index", "choice_index", b"choice_index", "question_index", b"question_index", "quiz_id", b"quiz_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__choice_index: _TypeAlias = _typing.Literal["choice_index"]  # noqa: Y015
+    _WhichOneofArgType__choice_index: _TypeAlias = _typing.Literal["_choice_index", b"_choice_index"]  # noqa: Y015
+    _WhichOneofReturnType__question_index: _TypeAlias = _typing.Literal["question_index"]  # noqa: Y015
+    _WhichOneofArgType__question_index: _TypeAlias = _typing.Literal["_question_index", b"_question_index"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__choice_index) -> _WhichOneofReturnType__choice_index | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__question_index) -> _WhichOneofReturnType__question_index | None: ...
 
 Global___SubmitAnswerRequest: _TypeAlias = SubmitAnswerRequest  # noqa: Y015
 

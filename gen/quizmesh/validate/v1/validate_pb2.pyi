@@ -23,7 +23,8 @@ class FieldRules(_message.Message):
     """Limits on one request field. Every QuizMesh server checks them in one shared
     interceptor before a handler runs (services/mesh/validation.py); a request that
     breaks any of them gets INVALID_ARGUMENT with a google.rpc.BadRequest naming
-    each offending field. Unset limits are not checked.
+    each offending field. Unset limits are not checked. The same interceptor refuses
+    fields the message does not declare (unknown field numbers), naming them.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -37,6 +38,7 @@ class FieldRules(_message.Message):
     MIN_ITEMS_FIELD_NUMBER: _builtins.int
     MAX_ITEMS_FIELD_NUMBER: _builtins.int
     ITEMS_FIELD_NUMBER: _builtins.int
+    REQUIRED_FIELD_NUMBER: _builtins.int
     min_len: _builtins.int
     """Strings: fewest characters (Unicode code points), leading and trailing
     white space not counted.
@@ -57,6 +59,11 @@ class FieldRules(_message.Message):
     """Repeated fields: fewest items."""
     max_items: _builtins.int
     """Repeated fields: most items."""
+    required: _builtins.bool
+    """The request must send this field (one with explicit presence: `optional` in
+    proto3, so that sending 0 differs from sending nothing); not sent is refused
+    naming it, never read as 0.
+    """
     @_builtins.property
     def items(self) -> Global___FieldRules:
         """Repeated fields: the rules every item must keep."""
@@ -73,10 +80,11 @@ class FieldRules(_message.Message):
         min_items: _builtins.int | None = ...,
         max_items: _builtins.int | None = ...,
         items: Global___FieldRules | None = ...,
+        required: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_gte", b"_gte", "_lte", b"_lte", "_max_items", b"_max_items", "_max_len", b"_max_len", "_min_items", b"_min_items", "_min_len", b"_min_len", "gte", b"gte", "items", b"items", "lte", b"lte", "max_items", b"max_items", "max_len", b"max_len", "min_items", b"min_items", "min_len", b"min_len"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_gte", b"_gte", "_lte", b"_lte", "_max_items", b"_max_items", "_max_len", b"_max_len", "_min_items", b"_min_items", "_min_len", b"_min_len", "gte", b"gte", "items", b"items", "lte", b"lte", "max_items", b"max_items", "max_len", b"max_len", "min_items", b"min_items", "min_len", b"min_len", "pattern", b"pattern", "pattern_description", b"pattern_description"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_gte", b"_gte", "_lte", b"_lte", "_max_items", b"_max_items", "_max_len", b"_max_len", "_min_items", b"_min_items", "_min_len", b"_min_len", "gte", b"gte", "items", b"items", "lte", b"lte", "max_items", b"max_items", "max_len", b"max_len", "min_items", b"min_items", "min_len", b"min_len", "pattern", b"pattern", "pattern_description", b"pattern_description", "required", b"required"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__gte: _TypeAlias = _typing.Literal["gte"]  # noqa: Y015
     _WhichOneofArgType__gte: _TypeAlias = _typing.Literal["_gte", b"_gte"]  # noqa: Y015

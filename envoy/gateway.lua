@@ -1,0 +1,141 @@
+-- The gateway's Lua filter (envoy/envoy.yaml.tmpl), between the buffer filter and the
+-- transcoder. devstack/gateway.py renders it into the config, with BODIES generated
+-- from the contract.
+--
+-- On the way in: a JSON body that names a field its message does not have is refused
+-- with 400 naming it (the transcoder would drop it silently, and a misspelt
+-- "choice" would be read as choice_index 0). On the way out: SSE frames get an `id:`.
+
+-- REST POST routes: { Lua pattern of the path, the body's message, its fields }. A
+-- field maps to true, or to the fields of the message it holds (objects, or arrays
+-- of them). Both the proto name and the JSON (lowerCamelCase) name are listed.
+local BODIES = {} -- generated
+
+local function skip_space(s, i)
+  return string.find(s, "[^ \t\r\n]", i) or (#s + 1)
+end
+
+-- The string at s[i] == '"' (escapes decoded enough to compare field names) and the
+-- index after it; nil when malformed.
+local function read_string(s, i)
+  local parts, j = {}, i + 1
+  while true do
+    local k = string.find(s, '["\\]', j)
+    if k == nil then return nil end
+    parts[#parts + 1] = string.sub(s, j, k - 1)
+    if string.sub(s, k, k) == '"' then return table.concat(parts), k + 1 end
+    local escaped = string.sub(s, k + 1, k + 1)
+    if escaped == "u" then
+      local code = tonumber(string.sub(s, k + 2, k + 5), 16)
+      if code == nil then return nil end
+      parts[#parts + 1] = code < 128 and string.char(code) or "?"
+      j = k + 6
+    else
+      parts[#parts + 1] = escaped
+      j = k + 2
+    end
+  end
+end
+
+local check_value
+
+-- The object at s[i] == '{' against `fields` (nil: not checked); the first unknown
+-- field's path goes to bad[1]. Returns the index after the object, nil if malformed.
+local function check_object(s, i, fields, where, bad)
+  i = skip_space(s, i + 1)
+  if string.sub(s, i, i) == "}" then return i + 1 end
+  while true do
+    if string.sub(s, i, i) ~= '"' then return nil end
+    local key
+    key, i = read_string(s, i)
+    if key == nil then return nil end
+    i = skip_space(s, i)
+    if string.sub(s, i, i) ~= ":" then return nil end
+    i = skip_space(s, i + 1)
+    local name = where == "" and key or (where .. "." .. key)
+    local inner = fields and fields[key]
+    if fields ~= nil and inner == nil and bad[1] == nil then bad[1] = name end
+    i = check_value(s, i, type(inner) == "table" and inner or nil, name, bad)
+    if i == nil then return nil end
+    i = skip_space(s, i)
+    local c = string.sub(s, i, i)
+    if c == "}" then return i + 1 end
+    if c ~= "," then return nil end
+    i = skip_space(s, i + 1)
+  end
+end
+
+check_value = function(s, i, fields, where, bad)
+  local c = string.sub(s, i, i)
+  if c == "{" then return check_object(s, i, fields, where, bad) end
+  if c == '"' then
+    local _, after = read_string(s, i)
+    return after
+  end
+  if c == "[" then
+    i = skip_space(s, i + 1)
+    if string.sub(s, i, i) == "]" then return i + 1 end
+    local n = 0
+    while true do
+      i = check_value(s, i, fields, where .. "[" .. n .. "]", bad)
+      if i == nil then return nil end
+      i = skip_space(s, i)
+      local d = string.sub(s, i, i)
+      if d == "]" then return i + 1 end
+      if d ~= "," then return nil end
+      i = skip_space(s, i + 1)
+      n = n + 1
+    end
+  end
+  local after = string.find(s, "[,}%] \t\r\n]", i) -- a number, true, false or null
+  if after == i then return nil end
+  return after or (#s + 1)
+end
+
+function envoy_on_request(handle)
+  local headers = handle:headers()
+  if headers:get(":method") ~= "POST" then return end
+  local path = string.match(headers:get(":path") or "", "^[^?]*")
+  local route
+  for _, candidate in ipairs(BODIES) do
+    if string.match(path, candidate[1]) then
+      route = candidate
+      break
+    end
+  end
+  if route == nil then return end
+  local body = handle:body() -- already whole: the buffer filter before this one
+  if body == nil or body:length() == 0 then return end
+  local text = body:getBytes(0, body:length())
+  local start = skip_space(text, 1)
+  if string.sub(text, start, start) ~= "{" then return end
+  local bad = {}
+  -- Malformed JSON is left to the transcoder, which says what is wrong with it.
+  if check_object(text, start, route[3], "", bad) == nil or bad[1] == nil then return end
+  handle:respond(
+    { [":status"] = "400", ["x-quizmesh-bad-field"] = bad[1] },
+    bad[1] .. " is no field of " .. route[2] .. " (a misspelt name?)"
+  )
+end
+
+-- SSE event ids: the transcoder writes each stream message as one `data: {...}`
+-- frame; an `id:` before it (a WatchQuiz event's sequence, a snapshot's version)
+-- makes a reconnecting EventSource send Last-Event-ID, which the stream service
+-- resumes from. A frame split over two chunks keeps no id (a resume then repeats
+-- a little, which clients drop by sequence).
+local function framed(json)
+  local id = string.match(json, '"sequence":"(%d+)"') or string.match(json, '"version":"(%d+)"')
+  if id == nil then return "data: " .. json .. "\n\n" end
+  return "id: " .. id .. "\ndata: " .. json .. "\n\n"
+end
+
+function envoy_on_response(handle)
+  local kind = handle:headers():get("content-type")
+  if kind == nil or string.find(kind, "text/event-stream", 1, true) == nil then return end
+  for chunk in handle:bodyChunks() do
+    local size = chunk:length()
+    if size > 0 then
+      chunk:setBytes((string.gsub(chunk:getBytes(0, size), "data: ([^\n]*)\n\n", framed)))
+    end
+  end
+end
