@@ -42,8 +42,9 @@ from benchmarks._intake_echo import sample_request
 from benchmarks._stack import ServiceStack, Space, add_server_args, py_spy, run_cleanly
 from services.database.engine import create_engine
 from services.live.keys import QuizKeys
+from services.live.layout import points_of, reached_of
 from services.live.quizzes import LiveQuizzes
-from services.mesh.paging import encode_token
+from services.mesh.paging import Cursor, encode_cursor
 from services.quiz.joining import ENROL_BATCH, Joining
 from services.quiz.store import QuizStore
 
@@ -130,6 +131,15 @@ class Progress:
             )
 
 
+async def token_before(redis: Redis, keys: QuizKeys, offset: int) -> str:
+    """The page token whose page starts at `offset`: the cursor of the entry before."""
+    ((player_id, packed),) = cast(
+        list[tuple[str, float]],
+        await redis.zrevrange(keys.board, offset - 1, offset - 1, withscores=True),
+    )
+    return encode_cursor(Cursor(points_of(packed), reached_of(packed), player_id))
+
+
 @dataclass
 class Reads:
     """The three reads, each as an RPC and as the raw Redis round trips it needs."""
@@ -140,6 +150,8 @@ class Reads:
     quiz_id: str
     players: list[str]
     deep_offset: int
+    # The page token of the page that starts at deep_offset (a cursor: the entry before).
+    deep_token: str
     # A bare grpc.aio unary echo (benchmarks/_intake_echo.py), the floor of any RPC.
     echo: grpc.aio.UnaryUnaryMultiCallable[Any, Any]
     neighbours: int = 2
@@ -158,7 +170,7 @@ class Reads:
             leaderboard_pb2.GetLeaderboardRequest(
                 quiz_id=self.quiz_id,
                 page_size=self.page,
-                page_token=encode_token(self.deep_offset),
+                page_token=self.deep_token,
             )
         )
 
@@ -315,13 +327,16 @@ async def run(
         counted = await quiz.GetQuiz(quiz_pb2.GetQuizRequest(quiz_id=quiz_id))
         assert counted.quiz.player_count == args.players, counted.quiz.player_count
 
+        keys = QuizKeys(stack.space.key_prefix, quiz_id)
+        deep_offset = args.players // 2
         reads = Reads(
             leaderboard_pb2_grpc.LeaderboardServiceStub(stack.channels["leaderboard"]),
             redis,
-            QuizKeys(stack.space.key_prefix, quiz_id),
+            keys,
             quiz_id,
             players,
-            deep_offset=args.players // 2,
+            deep_offset=deep_offset,
+            deep_token=await token_before(redis, keys, deep_offset),
             echo=echo,
         )
         results, server_cpu = await measure(

@@ -137,6 +137,55 @@ async def test_next_page_token_walks_the_whole_board_and_ends_empty(
     assert [r[0] for r in seen] == [1, 2, 3, 4, 5, 6, 7]
 
 
+async def test_the_next_page_starts_after_the_last_entry_seen_while_the_board_moves(
+    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceAsyncStub,
+    lb_settings: Settings,
+    redis_client: Redis,
+    lb_seed: Seed,
+) -> None:
+    # Ed 700, Cy 600, Gus 500 | Ada 400, Flo 300, Bo 200, Di 100
+    quiz_id = await lb_seed(SEVEN)
+    first = await lb_stub.GetLeaderboard(
+        leaderboard_pb2.GetLeaderboardRequest(quiz_id=quiz_id, page_size=3)
+    )
+    # Between the two pages Flo overtakes Cy and Gus: an offset would show Gus again.
+    keys = QuizKeys(lb_settings.key_prefix, quiz_id)
+    await redis_client.zadd(keys.board, {"p6": pack(650, 1_500)})
+
+    second = await lb_stub.GetLeaderboard(
+        leaderboard_pb2.GetLeaderboardRequest(
+            quiz_id=quiz_id, page_size=3, page_token=first.next_page_token
+        )
+    )
+
+    assert [e.player_id for e in first.entries] == ["p5", "p3", "p7"]
+    # Everyone ranked after Gus, with their ranks now: no one twice.
+    assert rows(second.entries) == [
+        (5, "p1", "Ada", 400),
+        (6, "p2", "Bo", 200),
+        (7, "p4", "Di", 100),
+    ]
+
+
+async def test_exact_ties_across_a_page_boundary_are_neither_repeated_nor_skipped(
+    lb_stub: leaderboard_pb2_grpc.LeaderboardServiceAsyncStub, lb_seed: Seed
+) -> None:
+    # Five players with the same points reached at the same moment: ordered by id.
+    quiz_id = await lb_seed([Seat(f"t{i}", f"T{i}", 100, 50) for i in range(5)])
+    seen: list[str] = []
+    token = ""
+    while True:
+        page = await lb_stub.GetLeaderboard(
+            leaderboard_pb2.GetLeaderboardRequest(quiz_id=quiz_id, page_size=2, page_token=token)
+        )
+        seen += [e.player_id for e in page.entries]
+        token = page.next_page_token
+        if not token:
+            break
+
+    assert seen == ["t4", "t3", "t2", "t1", "t0"]
+
+
 async def test_page_size_zero_means_ten(
     lb_stub: leaderboard_pb2_grpc.LeaderboardServiceAsyncStub, lb_seed: Seed
 ) -> None:

@@ -174,7 +174,7 @@ async def test_a_published_quiz_is_judged_scored_and_read_as_the_layout_says(
         assert await book.player_answers(quiz_id, "p2") == (900, [outcome.answer])
 
         await live.close(quiz_id, now + 1)
-        page = await board.page(quiz_id, 0, 10)
+        page = await board.page(quiz_id, None, 10)
         assert page is not None
         assert page.status is QuizState.CLOSED
         assert await redis.hget(keys.state, Field.CLOSED_AT) == str(now + 1)
@@ -217,7 +217,7 @@ async def test_a_rebuilt_state_is_read_by_the_scripts_as_the_original_was(
         assert fresh.kind == "accepted"
         assert fresh.answer is not None
         assert not fresh.answer.correct
-        page = await LiveBoard(pipe, prefix).page(quiz_id, 0, 10)
+        page = await LiveBoard(pipe, prefix).page(quiz_id, None, 10)
         assert page is not None
         assert [(e.player_id, e.nickname, e.score) for e in page.entries] == [
             ("p1", "Ann", 950),

@@ -18,8 +18,9 @@ from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.database.records import QuizState
-from services.database.tables import players, scores
+from services.database.tables import players, quizzes, scores
 from services.live.board import LiveNeighbourhood, LivePage
+from services.mesh.paging import Cursor
 
 # Board order, and the same index walked backwards (to reach the players just ahead).
 _ORDER = (scores.c.score.desc(), scores.c.reached_ms.asc(), scores.c.player_id.desc())
@@ -33,11 +34,39 @@ class FinalBoard:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def page(self, quiz_id: str, offset: int, count: int) -> LivePage:
+    async def page(self, quiz_id: str, after: Cursor | None, count: int) -> LivePage:
+        """Up to `count` entries ranked right after the cursor's: a keyset read on the
+        ranking index. The cursor counts reached time from the quiz's creation, as
+        the live board does, so a client paging while the board turns final goes on
+        where it was."""
         async with self.engine.connect() as db:
-            rows = await db.execute(_entries(quiz_id).order_by(*_ORDER).limit(count).offset(offset))
-            entries = _ranked(rows.all(), first_rank=offset + 1)
-            return LivePage(QuizState.CLOSED, entries, await _total(db, quiz_id))
+            created = int(
+                await db.scalar(select(quizzes.c.created_ms).where(quizzes.c.id == quiz_id)) or 0
+            )
+            query = _entries(quiz_id).order_by(*_ORDER).limit(count)
+            if after is not None:
+                query = query.where(
+                    _behind(after.score, after.reached_ms + created, after.player_id)
+                )
+            rows = (await db.execute(query)).all()
+            first_rank = 1
+            if rows and after is not None:
+                first = rows[0]
+                ahead = await db.scalar(
+                    select(func.count())
+                    .select_from(scores)
+                    .where(
+                        scores.c.quiz_id == quiz_id,
+                        _ahead_of(first.score, first.reached_ms, first.player_id),
+                    )
+                )
+                first_rank = int(ahead or 0) + 1
+            last = None
+            if rows:
+                end = rows[-1]
+                last = Cursor(end.score, end.reached_ms - created, end.player_id)
+            total = await _total(db, quiz_id)
+            return LivePage(QuizState.CLOSED, _ranked(rows, first_rank), total, last)
 
     async def around(self, quiz_id: str, player_id: str, neighbours: int) -> LiveNeighbourhood:
         """The player's entry with up to `neighbours` players above and below."""

@@ -17,7 +17,7 @@ from services.live.board import LiveBoard, LiveNeighbourhood, LivePage
 from services.live.errors import restoring
 from services.mesh.context import Context
 from services.mesh.errors import NotFound, Reason
-from services.mesh.paging import decode_token, encode_token
+from services.mesh.paging import decode_cursor, encode_cursor
 from services.recovery.live_state import LiveStateRecovery
 
 DEFAULT_PAGE_SIZE = 10
@@ -37,18 +37,18 @@ class LeaderboardService(leaderboard_pb2_grpc.LeaderboardServiceServicer):
     ) -> leaderboard_pb2.GetLeaderboardResponse:
         quiz_id = ids.quiz_code(request.quiz_id)
         size = request.page_size or DEFAULT_PAGE_SIZE
-        offset = decode_token(request.page_token)
+        after = decode_cursor(request.page_token)
         self.verifier.optional_caller(context)  # anyone may read; a token must be valid
         page = await self._read(
             quiz_id,
-            lambda: self.live.page(quiz_id, offset, size),
-            lambda: self.final_board.page(quiz_id, offset, size),
+            lambda: self.live.page(quiz_id, after, size),
+            lambda: self.final_board.page(quiz_id, after, size),
         )
-        end = offset + len(page.entries)
+        more = page.last is not None and page.entries[-1].rank < page.total
         return leaderboard_pb2.GetLeaderboardResponse(
             entries=page.entries,
             total_players=page.total,
-            next_page_token=encode_token(end) if page.entries and end < page.total else "",
+            next_page_token=encode_cursor(page.last) if more and page.last else "",
             is_final=page.status is QuizState.CLOSED,
         )
 

@@ -18,9 +18,10 @@ from quizmesh.common.v1 import common_pb2
 
 from services.database.records import QuizState
 from services.live.keys import QuizKeys
-from services.live.layout import points_of
+from services.live.layout import pack, points_of, reached_of
 from services.live.pipeline import PipelinedRedis, Script
 from services.live.scripts import source
+from services.mesh.paging import Cursor
 
 # Ranking each player costs O(log board) in Redis, reading the whole board O(board):
 # for a good share of the board, the whole board is cheaper.
@@ -32,6 +33,8 @@ class LivePage:
     status: QuizState
     entries: list[common_pb2.LeaderboardEntry]
     total: int
+    # The last entry's ranking key, where the next page starts; None on an empty page.
+    last: Cursor | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,13 +65,22 @@ class LiveBoard:
         keys = self.keys(quiz_id)
         return [keys.state, keys.board, keys.nicknames]
 
-    async def page(self, quiz_id: str, offset: int, count: int) -> LivePage | None:
-        """Entries ranked offset+1 .. offset+count; None when the quiz is not live."""
-        reply = await self._page(self._keys(quiz_id), [offset, offset + count - 1])
+    async def page(self, quiz_id: str, after: Cursor | None, count: int) -> LivePage | None:
+        """Up to `count` entries ranked right after the cursor's (from the top
+        without one); None when the quiz is not live."""
+        args: list[str | int] = [count]
+        if after is not None:
+            args += [int(pack(after.score, after.reached_ms)), after.player_id]
+        reply = await self._page(self._keys(quiz_id), args)
         if reply is None:
             return None
-        status, total, rows, names = reply
-        return LivePage(QuizState(status), entries(rows, names, first_rank=offset + 1), int(total))
+        status, total, rows, names, first = reply
+        last = None
+        if rows:
+            packed = float(rows[-1])
+            last = Cursor(points_of(packed), reached_of(packed), str(rows[-2]))
+        found = entries(rows, names, first_rank=int(first) + 1)
+        return LivePage(QuizState(status), found, int(total), last)
 
     async def around(
         self, quiz_id: str, player_id: str, neighbours: int

@@ -32,6 +32,11 @@ def points_of(packed: float) -> int:
     return math.ceil(packed / SCALE)
 
 
+def reached_of(packed: float) -> int:
+    """The reached_ms a packed score was made with (pack's inverse, with points_of)."""
+    return int(points_of(packed) * SCALE - packed)
+
+
 class Field(StrEnum):
     """The fields of a quiz's state hash."""
 

@@ -1,4 +1,9 @@
-"""Opaque page tokens (AIP-158) over an offset: clients must not build them.
+"""Opaque page tokens (AIP-158): clients must not build them.
+
+A leaderboard's token is a cursor, the ranking key of the page's last entry, so
+that the next page starts right after that player however the board moved
+meanwhile (an offset would show a player overtaking another twice or never). The
+quiz list's token is still an offset.
 
 Page sizes need no code here: the contracts bound them (0 means the default)
 and the server interceptor refuses what is out of range before a handler runs."""
@@ -6,23 +11,63 @@ and the server interceptor refuses what is out of range before a handler runs.""
 from __future__ import annotations
 
 import base64
+import re
+from dataclasses import dataclass
 
 from services.mesh.errors import InvalidArgument
 
+_CURSOR = re.compile(r"c(\d{1,10})\.(\d{1,13})\.([A-Za-z0-9]{1,64})")
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a leaderboard page ended: its last entry's points, when they were reached
+    (ms since the quiz's creation, as the live board counts) and player id."""
+
+    score: int
+    reached_ms: int
+    player_id: str
+
+
+def _encoded(raw: str) -> str:
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decoded(token: str) -> str | None:
+    try:
+        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _refused() -> InvalidArgument:
+    return InvalidArgument.field(
+        "page_token", "is not valid; use next_page_token from a previous response"
+    )
+
+
+def encode_cursor(cursor: Cursor) -> str:
+    return _encoded(f"c{cursor.score}.{cursor.reached_ms}.{cursor.player_id}")
+
+
+def decode_cursor(token: str) -> Cursor | None:
+    """The cursor a token holds; None for the first page."""
+    if not token:
+        return None
+    match = _CURSOR.fullmatch(_decoded(token) or "")
+    if match is None:
+        raise _refused()
+    return Cursor(int(match[1]), int(match[2]), match[3])
+
 
 def encode_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"o{offset}".encode()).decode().rstrip("=")
+    return _encoded(f"o{offset}")
 
 
 def decode_token(token: str) -> int:
     if not token:
         return 0
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        if raw.startswith("o") and raw[1:].isdigit():
-            return int(raw[1:])
-    except (ValueError, UnicodeDecodeError):
-        pass
-    raise InvalidArgument.field(
-        "page_token", "is not valid; use next_page_token from a previous response"
-    )
+    raw = _decoded(token) or ""
+    if raw.startswith("o") and raw[1:].isdigit():
+        return int(raw[1:])
+    raise _refused()

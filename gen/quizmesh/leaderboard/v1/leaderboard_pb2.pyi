@@ -33,7 +33,12 @@ class GetLeaderboardRequest(_message.Message):
     page_size: _builtins.int
     """Maximum entries to return (up to 1000); 0 means the default, 10."""
     page_token: _builtins.str
-    """Token from a previous response's next_page_token."""
+    """Token from a previous response's next_page_token: a cursor (opaque) at that
+    page's last entry. The page holds the entries ranked right after that entry
+    as the board is now, so a player who moves between two reads is never shown
+    twice; one who moves ahead of the cursor is on an earlier page. A token of
+    the live board means the same place once the board is final.
+    """
     def __init__(
         self,
         *,
