@@ -8,7 +8,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import nats
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+from quizmesh.common.v1 import events_pb2
 from redis.asyncio import Redis
 from sqlalchemy import func, select
 
@@ -16,6 +19,7 @@ from quizctl import cli as quizctl
 from services.database.engine import create_engine
 from services.database.tables import answers, quizzes, scores
 from services.live.keys import QuizKeys
+from services.mesh.messaging import Subjects, ensure_streams
 from services.sync.config import Settings as SyncSettings
 from services.sync.job import run_sync
 from tests.api import GrpcApi
@@ -110,6 +114,45 @@ async def test_a_sync_copies_every_accepted_answer_and_total_once(own_stack: Sta
         select(scores.c.player_id, scores.c.score).where(scores.c.quiz_id == quiz_id),
     )
     assert dict(stored) == totals  # players who never scored get a row only when final
+
+
+async def test_a_total_in_sql_is_the_sum_of_the_durable_answers_not_the_carried_total(
+    own_stack: Stack,
+) -> None:
+    # Records as the score service writes them after Redis had applied an answer
+    # that never became durable: their running total counts its 700 points.
+    quiz_id = f"S{int(time.time() * 1000) % 10**9:09d}"
+    subjects = Subjects(own_stack.nats_prefix)
+    nc = await nats.connect(own_stack.backends.nats_url)
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js, subjects, 1)
+        for question, points, carried in [(0, 300, 1000), (2, 200, 1200)]:
+            record = events_pb2.AcceptedAnswer(
+                quiz_id=quiz_id,
+                question_index=question,
+                player_id="lia",
+                choice_index=1,
+                correct=True,
+                points_awarded=points,
+                total_score=carried,
+                answered_at=Timestamp(seconds=1_700_000_000 + question),
+            )
+            await js.publish(
+                subjects.answers(quiz_id),
+                record.SerializeToString(),
+                headers={"Nats-Msg-Id": f"{quiz_id}:{question}:lia"},
+            )
+    finally:
+        await nc.close()
+
+    await run_sync(sync_settings(own_stack))
+
+    stored = await sql(
+        own_stack.backends,
+        select(scores.c.score, scores.c.reached_ms).where(scores.c.quiz_id == quiz_id),
+    )
+    assert [tuple(row) for row in stored] == [(500, 1_700_000_002_000)]
 
 
 async def test_an_incremental_sync_copies_only_what_changed(own_stack: Stack) -> None:

@@ -107,8 +107,12 @@ answers = Table(
     Column("points", Integer, nullable=False),
     Column("answered_ms", BigInteger, nullable=False),
 )
+# A player's answers, which the sync job sums into their total.
+Index("ix_answers_player", answers.c.quiz_id, answers.c.player_id)
 
-# A player's total and when they reached it: the ranking key, as in Redis.
+# A player's total and when they reached it: the ranking key, as in Redis. The sync
+# job writes it as the sum of the player's durable answers (the `answers` rows),
+# never from a total a record carries.
 scores = Table(
     "scores",
     metadata,

@@ -19,6 +19,7 @@ from services.mesh.metrics import Metrics
 from services.recovery.live_state import LiveStateRecovery
 from services.score.answer_log import AnswerLog
 from services.score.config import Settings
+from services.score.redelivery import Redelivery
 from services.score.service import ScoreService
 from services.score.tokens import KnownTokens
 
@@ -50,9 +51,12 @@ async def create_server(settings: Settings) -> ServiceApp:
         observe_batch=batch_sizes.labels("nats").observe,
     )
     await answer_log.start()
+    redelivery = Redelivery(answer_log)
+    redelivery.start()
     service = ScoreService(
         book=AnswerBook(conn.redis, script_pipe, settings.key_prefix),
         answer_log=answer_log,
+        redelivery=redelivery,
         subjects=conn.subjects,
         tokens=KnownTokens(TokenVerifier.of(settings), settings.token_cache_size),
         recovery=LiveStateRecovery.of(
@@ -70,7 +74,13 @@ async def create_server(settings: Settings) -> ServiceApp:
         conn.checks(),
         metrics,
     )
-    app.after_stop += [answer_log.stop, script_pipe.close, conn.close, engine.dispose]
+    app.after_stop += [
+        redelivery.stop,
+        answer_log.stop,
+        script_pipe.close,
+        conn.close,
+        engine.dispose,
+    ]
     return app
 
 

@@ -29,6 +29,7 @@ from services.mesh.errors import (
 from services.mesh.messaging import Subjects
 from services.recovery.live_state import LiveStateRecovery
 from services.score.answer_log import AnswerLog
+from services.score.redelivery import Redelivery
 from services.score.tokens import KnownTokens
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ def _refusal(quiz_id: str, question: int, outcome: Outcome) -> Exception:
 class ScoreService(score_pb2_grpc.ScoreServiceServicer):
     book: AnswerBook
     answer_log: AnswerLog
+    redelivery: Redelivery
     subjects: Subjects
     tokens: KnownTokens
     recovery: LiveStateRecovery
@@ -159,16 +161,17 @@ class ScoreService(score_pb2_grpc.ScoreServiceServicer):
             total_score=total,
             answered_at=answered_at,
         )
+        subject, payload = self.subjects.answers(quiz_id), record.SerializeToString()
+        headers = {
+            "Nats-Msg-Id": f"{quiz_id}:{answer.question_index}:{player_id}",
+            **tracing.headers(),
+        }
         try:
-            await self.answer_log.record(
-                self.subjects.answers(quiz_id),
-                record.SerializeToString(),
-                headers={
-                    "Nats-Msg-Id": f"{quiz_id}:{answer.question_index}:{player_id}",
-                    **tracing.headers(),
-                },
-            )
+            await self.answer_log.record(subject, payload, headers=headers)
         except Exception as e:
+            # Redis counts it already: sent again until stored, whether or not the
+            # client retries (services/score/redelivery.py).
+            self.redelivery.add(subject, payload, headers)
             log.warning(
                 "answer not confirmed durable", extra={"quiz_id": quiz_id, "error": repr(e)}
             )

@@ -33,7 +33,7 @@ from services.mesh import messaging
 from services.mesh.clock import now_ms
 from services.sync.config import Settings
 from services.sync.reader import Records, read_records
-from services.sync.writes import AnswerRow, ScoreRow, write_batch
+from services.sync.writes import AnswerRow, Scorer, write_batch
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +51,18 @@ class SyncReport:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """One transaction's worth: the answer rows, per player the highest total in the
-    batch with the time it was reached, and the checkpoint they move to."""
+    """One transaction's worth: the answer rows, the players whose totals they
+    change, and the checkpoint they move to."""
 
     answers: list[AnswerRow]
-    scores: list[ScoreRow]
+    # The players whose totals the batch changes (those with points in it).
+    scorers: list[Scorer]
     last_seq: int
 
 
 def decode(records: Records) -> Batch:
     answer_rows: list[AnswerRow] = []
-    best: dict[tuple[str, str], ScoreRow] = {}
+    scorers: dict[Scorer, None] = {}
     parse = events_pb2.AcceptedAnswer.FromString
     for data in records.payloads:
         a = parse(data)
@@ -71,12 +72,9 @@ def decode(records: Records) -> Batch:
         answer_rows.append(
             (quiz, a.question_index, player, a.choice_index, a.correct, points, answered)
         )
-        if points <= 0:
-            continue  # a wrong answer does not change when the total was reached
-        known = best.get((quiz, player))
-        if known is None or known[2] < a.total_score:
-            best[quiz, player] = (quiz, player, a.total_score, answered)
-    return Batch(answer_rows, list(best.values()), records.last_seq)
+        if points > 0:  # a wrong answer changes neither a total nor when it was reached
+            scorers[quiz, player] = None
+    return Batch(answer_rows, list(scorers), records.last_seq)
 
 
 @dataclass
@@ -133,7 +131,7 @@ class SyncJob:
             await write_batch(
                 conn,
                 batch.answers,
-                batch.scores,
+                batch.scorers,
                 self.subjects.answers_stream,
                 batch.last_seq,
                 now_ms(),

@@ -1,7 +1,11 @@
 """One batch of the sync job into SQL, inside the caller's transaction: the answers
-(kept if already there), the players' totals (only ever raised, with the time they
-were reached) and the checkpoint (only ever moved forward). The sync job is the
-only writer of `answers`, `scores` and `sync_checkpoints`.
+(kept if already there), the totals of the players they touch (each the sum of that
+player's durable answers, with the time the last points came) and the checkpoint
+(only ever moved forward). The sync job is the only writer of `answers`, `scores`
+and `sync_checkpoints`.
+
+A total is never taken from the running total a record carries: that one counts
+whatever Redis had applied, an answer that never became durable included.
 
 On MySQL/MariaDB answers and totals go in as multi-row statements rendered here
 (services/database/literals.py says why); SQLite takes the same meaning spelled
@@ -13,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import case, func
+from sqlalchemy import Executable, Select, func, select
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -31,9 +35,8 @@ ANSWER_COLUMNS = (
     "points",
     "answered_ms",
 )
-# quiz_id, player_id, score, reached_ms
-ScoreRow = tuple[str, str, int, int]
-SCORE_COLUMNS = ("quiz_id", "player_id", "score", "reached_ms")
+# (quiz_id, player_id) whose total a batch changes.
+Scorer = tuple[str, str]
 # Rows per statement: well inside MySQL's default max_allowed_packet (16-64 MB).
 ROWS_PER_STATEMENT = 20_000
 
@@ -41,7 +44,7 @@ ROWS_PER_STATEMENT = 20_000
 async def write_batch(
     conn: AsyncConnection,
     answer_rows: Sequence[AnswerRow],
-    score_rows: Sequence[ScoreRow],
+    scorers: Sequence[Scorer],
     checkpoint: str,
     seq: int,
     now: int,
@@ -49,14 +52,49 @@ async def write_batch(
     quote = await mysql_quoting(conn)
     if quote is None:
         await _sqlite_answers(conn, answer_rows)
-        await _sqlite_scores(conn, score_rows)
     else:
         for part in _chunks(answer_rows):
             await execute_rendered(conn, answers_statement(part, quote))
-        upsert = scores_statement_alias if _needs_alias(conn) else scores_statement
-        for part in _chunks(score_rows):
-            await execute_rendered(conn, upsert(part, quote))
+    await sum_scores(conn, scorers)
     await advance_checkpoint(conn, checkpoint, seq, now)
+
+
+async def sum_scores(conn: AsyncConnection, scorers: Sequence[Scorer]) -> None:
+    """Each scorer's total as the sum of their answers in SQL, reached when their
+    last points came: one statement per quiz, on ix_answers_player. Idempotent, so
+    replayed records or two jobs at once leave the same totals."""
+    by_quiz: dict[str, list[str]] = {}
+    for quiz_id, player_id in scorers:
+        by_quiz.setdefault(quiz_id, []).append(player_id)
+    for quiz_id, player_ids in by_quiz.items():
+        for start in range(0, len(player_ids), ROWS_PER_STATEMENT):
+            summed = (
+                select(
+                    answers.c.quiz_id,
+                    answers.c.player_id,
+                    func.sum(answers.c.points),
+                    func.max(answers.c.answered_ms),
+                )
+                .where(
+                    answers.c.quiz_id == quiz_id,
+                    answers.c.player_id.in_(player_ids[start : start + ROWS_PER_STATEMENT]),
+                    answers.c.points > 0,
+                )
+                .group_by(answers.c.quiz_id, answers.c.player_id)
+            )
+            await conn.execute(_upsert_totals(conn, summed))
+
+
+def _upsert_totals(conn: AsyncConnection, summed: Select[Any]) -> Executable:
+    columns = ["quiz_id", "player_id", "score", "reached_ms"]
+    if conn.dialect.name == "mysql":
+        m = mysql.insert(scores).from_select(columns, summed)
+        return m.on_duplicate_key_update(score=m.inserted.score, reached_ms=m.inserted.reached_ms)
+    s = sqlite.insert(scores).from_select(columns, summed)
+    return s.on_conflict_do_update(
+        index_elements=[scores.c.quiz_id, scores.c.player_id],
+        set_={"score": s.excluded.score, "reached_ms": s.excluded.reached_ms},
+    )
 
 
 def answers_statement(rows: Sequence[AnswerRow], quote: Quote) -> str:
@@ -68,58 +106,12 @@ def answers_statement(rows: Sequence[AnswerRow], quote: Quote) -> str:
     return f"INSERT IGNORE INTO {answers.name} ({', '.join(ANSWER_COLUMNS)}) VALUES {values}"
 
 
-def _score_values(rows: Sequence[ScoreRow], quote: Quote) -> str:
-    return ",".join(f"({quote(q)},{quote(p)},{s:d},{ms:d})" for q, p, s, ms in rows)
-
-
-def scores_statement(rows: Sequence[ScoreRow], quote: Quote) -> str:
-    """A total only rises, so replaying old records (or two jobs at once) never moves
-    a score back. MySQL applies the assignments in order, so reached_ms compares the
-    old score (MariaDB, MySQL before 8.0.20: VALUES())."""
-    return (
-        f"INSERT INTO {scores.name} ({', '.join(SCORE_COLUMNS)}) "
-        f"VALUES {_score_values(rows, quote)} ON DUPLICATE KEY UPDATE "
-        "reached_ms = IF(VALUES(score) > score, VALUES(reached_ms), reached_ms), "
-        "score = GREATEST(score, VALUES(score))"
-    )
-
-
-def scores_statement_alias(rows: Sequence[ScoreRow], quote: Quote) -> str:
-    """The same for MySQL 8.0.20+, where VALUES() is deprecated for a row alias."""
-    table = scores.name
-    return (
-        f"INSERT INTO {table} ({', '.join(SCORE_COLUMNS)}) "
-        f"VALUES {_score_values(rows, quote)} AS new ON DUPLICATE KEY UPDATE "
-        f"reached_ms = IF(new.score > {table}.score, new.reached_ms, {table}.reached_ms), "
-        f"score = GREATEST({table}.score, new.score)"
-    )
-
-
 async def _sqlite_answers(conn: AsyncConnection, rows: Sequence[AnswerRow]) -> None:
     if rows:
         await conn.execute(
             sqlite.insert(answers).on_conflict_do_nothing(),
             [dict(zip(ANSWER_COLUMNS, r, strict=True)) for r in rows],
         )
-
-
-async def _sqlite_scores(conn: AsyncConnection, rows: Sequence[ScoreRow]) -> None:
-    if not rows:
-        return
-    s = sqlite.insert(scores)
-    new = s.excluded
-    await conn.execute(
-        s.on_conflict_do_update(
-            index_elements=[scores.c.quiz_id, scores.c.player_id],
-            set_={
-                "reached_ms": case(
-                    (new.score > scores.c.score, new.reached_ms), else_=scores.c.reached_ms
-                ),
-                "score": func.max(scores.c.score, new.score),
-            },
-        ),
-        [dict(zip(SCORE_COLUMNS, r, strict=True)) for r in rows],
-    )
 
 
 async def advance_checkpoint(conn: AsyncConnection, name: str, seq: int, now: int) -> None:
@@ -144,11 +136,6 @@ async def advance_checkpoint(conn: AsyncConnection, name: str, seq: int, now: in
                 },
             )
         )
-
-
-def _needs_alias(conn: AsyncConnection) -> bool:
-    dialect: Any = conn.dialect
-    return not dialect.is_mariadb and tuple(dialect.server_version_info or ()) >= (8, 0, 20)
 
 
 def _chunks(rows: Sequence[Any]) -> list[Sequence[Any]]:
