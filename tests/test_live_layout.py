@@ -8,7 +8,7 @@ import dataclasses
 import itertools
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 
 import pytest
@@ -240,7 +240,7 @@ async def test_every_change_a_snapshot_shows_steps_the_version(
         board = LiveBoard(pipe, prefix)
         quiz_id = f"V{uuid.uuid4().hex[:8].upper()}"
         opened = EPOCH + 60_000
-        steps = {
+        steps: dict[str, Callable[[], Awaitable[object]]] = {
             "published": lambda: live.publish(a_quiz(quiz_id), QUESTIONS),
             "joined": lambda: live.enrol(quiz_id, [("p1", "Ann")], reached_ms=10),
             "question 0 opened": lambda: live.open_question(quiz_id, 0, opened, opened + 10_000),

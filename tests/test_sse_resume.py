@@ -78,7 +78,7 @@ async def test_every_event_frame_carries_its_sequence_as_id(
 
 def kind(frame: Frame) -> str:
     """Which event of the oneof a frame's event is."""
-    return next(k for k in frame.data["event"] if k not in ("quiz_id", "sequence", "time"))
+    return str(next(k for k in frame.data["event"] if k not in ("quiz_id", "sequence", "time")))
 
 
 async def test_a_reconnect_with_last_event_id_resumes_after_it(

@@ -154,10 +154,12 @@ async def test_a_grpc_request_with_a_field_number_the_contract_lacks_is_refused(
     known = score_pb2.SubmitAnswerRequest(quiz_id=quiz_id, question_index=0, choice_index=1)
     # Field 9 as a varint: what a client built from another version of the proto sends.
     raw = known.SerializeToString() + b"\x48\x05"
-    submit = stack.channels["score"].unary_unary(
-        "/quizmesh.score.v1.ScoreService/SubmitAnswer",
-        request_serializer=None,
-        response_deserializer=score_pb2.SubmitAnswerResponse.FromString,
+    submit: grpc.aio.UnaryUnaryMultiCallable[bytes, score_pb2.SubmitAnswerResponse] = (
+        stack.channels["score"].unary_unary(
+            "/quizmesh.score.v1.ScoreService/SubmitAnswer",
+            request_serializer=None,
+            response_deserializer=score_pb2.SubmitAnswerResponse.FromString,
+        )
     )
 
     with pytest.raises(grpc.aio.AioRpcError) as e:

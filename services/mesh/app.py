@@ -14,6 +14,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.mesh.admission import Admission, AdmissionInterceptor
 from services.mesh.config import CommonSettings
 from services.mesh.health import Check, DependencyHealth
 from services.mesh.metrics import Metrics
@@ -50,6 +51,7 @@ class ServiceApp:
     port: int
     health: DependencyHealth
     metrics: Metrics
+    admission: Admission
     metrics_host: str = "127.0.0.1"
     # The /metrics port (0 until started if configured as 0: any free port).
     metrics_port: int = 0
@@ -69,7 +71,8 @@ class ServiceApp:
         self._tasks = [asyncio.create_task(job()) for job in self.background]
 
     async def stop(self, grace: float) -> None:
-        """Idempotent graceful stop: in-flight calls finish within `grace` seconds."""
+        """Idempotent graceful stop: in-flight calls finish within `grace` seconds,
+        new ones are refused UNAVAILABLE meanwhile."""
         if self._stopped:
             return
         self._stopped = True
@@ -78,9 +81,16 @@ class ServiceApp:
         # SIGTERM into a hang (the orchestrator would SIGKILL us without closing
         # anything).
         await self.health.shutting_down()
+        self.admission.close()
         for hook in self.before_stop:
             await run_bounded(hook(), STOP_STEP_SECONDS)
-        await self.server.stop(grace)
+        # The server keeps running until the calls it took are done (see admission.py).
+        if not await self.admission.drained(grace - (time.monotonic() - started)):
+            log.warning(
+                "calls still in flight at the end of the grace period",
+                extra={"calls": self.admission.in_flight},
+            )
+        await self.server.stop(max(0.0, grace - (time.monotonic() - started)))
         await cancel_and_wait(self._tasks, STOP_STEP_SECONDS)
         for hook in self.after_stop:
             await run_bounded(hook(), STOP_STEP_SECONDS)
@@ -97,11 +107,13 @@ def build_server(
 ) -> ServiceApp:
     """A grpc.aio server with our servicers, health and reflection, bound to the
     configured host and port, counting its RPCs in `metrics`."""
+    admission = Admission()
     server = grpc.aio.server(
         # Outermost first: the observer sees the status the others settle on.
         interceptors=[
             ObservingInterceptor(metrics),
             StatusInterceptor(metrics),
+            AdmissionInterceptor(admission),
             StreamQuotaInterceptor(StreamQuota(settings.max_streams_per_client)),
             ParsingInterceptor(),
         ],
@@ -119,6 +131,7 @@ def build_server(
         port=bound,
         health=dependency_health,
         metrics=metrics,
+        admission=admission,
         metrics_host=settings.metrics_host,
         metrics_port=settings.metrics_port,
     )

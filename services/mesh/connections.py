@@ -39,5 +39,7 @@ class Connections:
         return {"redis": self.redis.ping, "nats": messaging.connected(self.nc)}
 
     async def close(self) -> None:
-        await self.nc.drain()
-        await self.redis.aclose()
+        try:
+            await messaging.close(self.nc)
+        finally:
+            await self.redis.aclose()

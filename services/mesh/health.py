@@ -1,18 +1,19 @@
 """grpc.health.v1 that follows a service's dependencies: SERVING only while every one
-answers its check, and NOT_SERVING for good once the service begins to stop."""
+answers its check, and NOT_SERVING for good once the service begins to stop. The
+checks also tell the process's log when a dependency goes away or answers again
+(outages.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from grpc_health.v1 import health, health_pb2
 
+from services.mesh import logs
 from services.mesh.metrics import Metrics
+from services.mesh.outages import reason_of
 from services.mesh.tasks import cancel_and_wait
-
-log = logging.getLogger(__name__)
 
 Check = Callable[[], Awaitable[object]]
 
@@ -36,21 +37,26 @@ class DependencyHealth:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.failing: list[str] = list(self._checks)
+        self._outages = logs.outages()
+        self._outages.watch(self._checks)
 
     async def check_once(self) -> bool:
         failing = []
+        timeout = max(self._interval, 1.0)
         for name, check in self._checks.items():
             try:
-                async with asyncio.timeout(max(self._interval, 1.0)):
+                async with asyncio.timeout(timeout):
                     await check()
-            except Exception:
+            except TimeoutError:
                 failing.append(name)
-                self._metrics.dependency_errors.labels(name).inc()
-        if failing != self.failing:
-            if failing:
-                log.warning("dependencies not answering", extra={"failing": failing})
+                self._outages.unreachable(name, f"no answer within {timeout:g} s")
+            except Exception as e:
+                failing.append(name)
+                self._outages.unreachable(name, reason_of(e))
             else:
-                log.info("all dependencies answer")
+                self._outages.reachable(name)
+        for name in failing:
+            self._metrics.dependency_errors.labels(name).inc()
         self.failing = failing
         status = (
             health_pb2.HealthCheckResponse.NOT_SERVING

@@ -1,4 +1,5 @@
-"""One JSON object per log line, so logs from every service parse the same way."""
+"""One JSON object per log line, so logs from every service parse the same way, with
+dependency failures folded into one line per outage (outages.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.mesh import tracing
+from services.mesh.outages import Outages
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message"}
 
@@ -37,6 +39,18 @@ class JsonFormatter(logging.Formatter):
 def configure(service: str, level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service))
+    handler.addFilter(Outages())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+def outages() -> Outages:
+    """The outage tracker the process's log folds failures into. Before `configure`
+    (services run in-process by tests) a new one that folds nothing: whoever asks
+    still tells the changes it sees."""
+    for handler in logging.getLogger().handlers:
+        for found in handler.filters:
+            if isinstance(found, Outages):
+                return found
+    return Outages()

@@ -6,7 +6,7 @@ import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
-import nats
+import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -20,11 +20,26 @@ from nats.js.api import (
 )
 from nats.js.errors import BadRequestError, NotFoundError
 
+from services.mesh import logs
+from services.mesh.outages import reason_of
+
 log = logging.getLogger(__name__)
 
 # JetStream de-duplicates message ids within this window: long enough to cover
 # client retries and several replicas announcing the same lifecycle fact.
 DUPLICATE_WINDOW_SECONDS = 2 * 3600
+
+# How long a drain may wait for subscriptions to finish: well within a stop's step
+# (app.STOP_STEP_SECONDS), which would otherwise cancel it (see `close`).
+DRAIN_SECONDS = 2
+
+# The client PINGs the server this often and reconnects after this many PINGs go
+# unanswered: a stalled connection is found in seconds, not nats-py's 4 minutes.
+PING_INTERVAL_SECONDS = 2
+MAX_OUTSTANDING_PINGS = 3
+
+# What nats-py reports while its connection is lost or being made again.
+CONNECTION_ERRORS = (nats.errors.StaleConnectionError, nats.errors.NoServersError, OSError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,28 +82,57 @@ class Subjects:
 
 async def connect(url: str, name: str, reconnect: bool = True) -> NatsClient:
     """Connects; a server keeps reconnecting for ever (a NATS restart heals by
-    itself), a one-shot job (`reconnect=False`) fails fast instead."""
+    itself), a one-shot job (`reconnect=False`) fails fast instead. A lost
+    connection and its return are told to the process's outage log."""
+    nc = NatsClient()
+    outages = logs.outages()
 
     async def on_error(e: Exception) -> None:
-        log.warning("nats error", extra={"error": repr(e)})
+        if isinstance(e, CONNECTION_ERRORS):
+            outages.unreachable("nats", reason_of(e))
+        else:
+            log.warning("nats error", extra={"error": repr(e)})
 
     async def on_disconnected() -> None:
-        log.warning("nats disconnected")
+        # Closed, not lost: our own close or drain (a one-shot job's lost connection
+        # fails its next call, which says so).
+        if not nc.is_closed:
+            outages.unreachable("nats", "connection lost")
 
     async def on_reconnected() -> None:
-        log.info("nats reconnected")
+        outages.reachable("nats")
 
-    return await nats.connect(
+    await nc.connect(
         [server.strip() for server in url.split(",")],
         name=name,
         allow_reconnect=reconnect,
         max_reconnect_attempts=-1 if reconnect else 1,
-        reconnect_time_wait=0.5,
+        reconnect_time_wait=0.5,  # type: ignore[arg-type]  # seconds; typed int, any number works
         connect_timeout=2,
+        ping_interval=PING_INTERVAL_SECONDS,
+        max_outstanding_pings=MAX_OUTSTANDING_PINGS,
+        drain_timeout=DRAIN_SECONDS,
         error_cb=on_error,
         disconnected_cb=on_disconnected,
         reconnected_cb=on_reconnected,
     )
+    return nc
+
+
+async def close(nc: NatsClient) -> None:
+    """Drains (what was received is handled, what was published is sent), then closes
+    whatever happened: a NATS that is away at the stop cannot be drained.
+
+    Never cancel `nc.drain()` from outside: nats-py then leaves the future gathering
+    its subscriptions unretrieved, logged as "_GatheringFuture exception was never
+    retrieved". Its own drain_timeout (set in `connect`) ends it instead."""
+    try:
+        await nc.drain()
+    except nats.errors.Error:
+        pass  # reconnecting or closed: the outage log has said why
+    finally:
+        if not nc.is_closed:
+            await nc.close()
 
 
 async def ensure_streams(js: JetStreamContext, subjects: Subjects, replicas: int = 1) -> None:
@@ -115,12 +159,15 @@ async def ensure_streams(js: JetStreamContext, subjects: Subjects, replicas: int
 
 
 def connected(nc: NatsClient) -> Callable[[], Awaitable[None]]:
-    """A health check: NATS counts as up only while the connection is."""
+    """A health check: NATS counts as up only while the connection is, which the
+    client's own PINGs keep honest (see PING_INTERVAL_SECONDS). No flush of our own:
+    nats-py gives up on a flush's PONG when it times out, and that PONG arriving
+    later kills the client's read loop (InvalidStateError: connected, reading
+    nothing)."""
 
     async def check() -> None:
         if not nc.is_connected:
             raise ConnectionError("not connected to NATS")
-        await nc.flush(timeout=1)
 
     return check
 
