@@ -8,8 +8,9 @@ first one's result, see docs/spec.md#one-answer-per-question). Creating, joining
 and the host's lifecycle calls are never retried: a second JoinQuiz is a second
 player, a second AdvanceQuestion skips a question.
 
-Only UNAVAILABLE is retried: it is what a stopping or restoring replica, a lost
-connection and "scored but not yet stored durably" answer with.
+Only UNAVAILABLE and CANCELLED are retried: what a stopping or restoring replica, a
+lost connection and "scored but not yet stored durably" answer with, and what a
+server that stops before taking a call answers it with.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def service_config() -> dict[str, Any]:
                     "initialBackoff": f"{INITIAL_BACKOFF_SECONDS}s",
                     "maxBackoff": f"{MAX_BACKOFF_SECONDS}s",
                     "backoffMultiplier": BACKOFF_MULTIPLIER,
-                    "retryableStatusCodes": ["UNAVAILABLE"],
+                    "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"],
                 },
             }
         ]
@@ -77,7 +78,7 @@ def service_config() -> dict[str, Any]:
 
 def channel_options() -> list[tuple[str, Any]]:
     """Options for a client channel to the gateway or a service that retries the
-    retried RPCs on UNAVAILABLE (and nothing else)."""
+    retried RPCs on UNAVAILABLE or CANCELLED (and nothing else)."""
     return [
         ("grpc.enable_retries", 1),
         ("grpc.service_config", json.dumps(service_config())),

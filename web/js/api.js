@@ -119,8 +119,9 @@ export const api = {
 /** Timestamps are RFC 3339; Date.parse keeps milliseconds of longer fractions. */
 export const millis = (timestamp) => (timestamp ? Date.parse(timestamp) : NaN);
 
-/** Calls `fn` again while no reply arrives at all (the phone's network is away) or a
- * rate limit asks to slow down; for idempotent calls only. A replica's UNAVAILABLE
+/** Calls `fn` again while no reply arrives at all (the phone's network is away), a
+ * rate limit asks to slow down or a stopping server cancelled it; for idempotent
+ * calls only. A replica's UNAVAILABLE
  * is not retried here: the gateway retries those calls itself (its retry policy,
  * services/mesh/retries.py), so a 503 that reaches the page is already the last try. */
 export async function retrying(fn, { attempts = 4, firstDelay = 300 } = {}) {
@@ -128,7 +129,9 @@ export async function retrying(fn, { attempts = 4, firstDelay = 300 } = {}) {
     try {
       return await fn();
     } catch (error) {
-      const again = error instanceof ApiError && (error.status === 0 || error.status === 429);
+      // 499: a server stopped before taking the call (CANCELLED), as 503 retried once more.
+      const again =
+        error instanceof ApiError && (error.status === 0 || error.status === 429 || error.status === 499);
       if (!again || attempt >= attempts) throw error;
       await new Promise((resolve) => setTimeout(resolve, firstDelay * 2 ** (attempt - 1)));
     }
