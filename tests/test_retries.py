@@ -45,7 +45,8 @@ def test_the_host_calls_and_joining_are_never_retried() -> None:
 
 class Flaky:
     """The quiz service's GetQuiz and StartQuiz only: refuses each quiz id `failures`
-    times (UNAVAILABLE, or NOT_FOUND for ids starting "NF"), counting the calls."""
+    times (UNAVAILABLE; NOT_FOUND for ids starting "NF", CANCELLED for "CX"),
+    counting the calls."""
 
     def __init__(self, failures: int) -> None:
         self.failures = failures
@@ -54,8 +55,8 @@ class Flaky:
     async def _maybe_refuse(self, key: str, context: Context) -> None:
         self.calls[key] += 1
         if self.calls[key] <= self.failures:
-            code = (
-                grpc.StatusCode.NOT_FOUND if key.startswith("NF") else grpc.StatusCode.UNAVAILABLE
+            code = {"NF": grpc.StatusCode.NOT_FOUND, "CX": grpc.StatusCode.CANCELLED}.get(
+                key[:2], grpc.StatusCode.UNAVAILABLE
             )
             await context.abort(code, "briefly away")
 
@@ -144,3 +145,13 @@ async def test_retries_end_after_the_policy_s_attempts(flaky: tuple[Flaky, str])
 
     assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
     assert servicer.calls["Q3"] == retries.MAX_ATTEMPTS
+
+
+async def test_a_read_a_stopping_server_cancelled_is_retried(flaky: tuple[Flaky, str]) -> None:
+    servicer, target = flaky
+
+    async with QuizMeshClient(Connection(target=target)) as client:
+        reply = await client.get_quiz("CX1")
+
+    assert reply.quiz.quiz_id == "CX1"
+    assert servicer.calls["CX1"] == 3
