@@ -320,9 +320,12 @@ class BenchStack(ServiceStack):
         )
 
     async def advance(self, quiz_id: str) -> None:
-        await self.quiz.AdvanceQuestion(
-            quiz_pb2.AdvanceQuestionRequest(quiz_id=quiz_id), metadata=self.host_metadata()
-        )
+        """To the next question: an open one is ended (revealed) first."""
+        request = quiz_pb2.AdvanceQuestionRequest(quiz_id=quiz_id)
+        before = (await self.quiz.GetQuiz(quiz_pb2.GetQuizRequest(quiz_id=quiz_id))).quiz
+        ended = await self.quiz.AdvanceQuestion(request, metadata=self.host_metadata())
+        if ended.quiz.current_question == before.current_question:
+            await self.quiz.AdvanceQuestion(request, metadata=self.host_metadata())
 
     async def answer(self, quiz_id: str, player: Player, question: int, choice: int) -> None:
         await self.score.SubmitAnswer(

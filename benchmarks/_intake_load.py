@@ -290,11 +290,12 @@ class Worker:
         )
 
         async def advance_quiz(plan: QuizPlan) -> None:
-            await advance(
-                quiz_pb2.AdvanceQuestionRequest(quiz_id=plan.quiz_id),
-                metadata=(("authorization", f"Bearer {plan.host_token}"),),
-                timeout=CALL_TIMEOUT_SECONDS,
-            )
+            # The questions last 10 minutes, so each is still open: the first call
+            # ends (reveals) it, the second opens the next one (or finishes).
+            request = quiz_pb2.AdvanceQuestionRequest(quiz_id=plan.quiz_id)
+            metadata = (("authorization", f"Bearer {plan.host_token}"),)
+            for _ in range(2):
+                await advance(request, metadata=metadata, timeout=CALL_TIMEOUT_SECONDS)
 
         self.source = AnswerSource(spec.quizzes, advance_quiz)
         self.channels: dict[str, list[grpc.aio.Channel]] = {}

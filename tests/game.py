@@ -70,6 +70,16 @@ async def join(api: Api, quiz_id: str, nickname: str) -> Player:
     return Player(nickname, joined["player_id"], joined["player_token"])
 
 
+async def next_question(api: Api, quiz_id: str, host: str) -> Any:
+    """The host moves on to the next question (or finishes after the last). An open
+    question is first ended and revealed, which takes an AdvanceQuestion of its own."""
+    before = (await api.call("GetQuiz", {"quiz_id": quiz_id}, host))["quiz"]["current_question"]
+    quiz = (await api.call("AdvanceQuestion", {"quiz_id": quiz_id}, host))["quiz"]
+    if quiz["state"] == "QUIZ_STATE_RUNNING" and quiz["current_question"] == before:
+        quiz = (await api.call("AdvanceQuestion", {"quiz_id": quiz_id}, host))["quiz"]
+    return quiz
+
+
 async def answer(api: Api, p: Player, quiz_id: str, question: int, choice: int) -> Any:
     return await api.call(
         "SubmitAnswer",

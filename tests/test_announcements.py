@@ -110,7 +110,8 @@ async def test_a_start_that_could_not_be_announced_reaches_watchers_later_and_on
     alarm_after = await unannounced_steps_within(stack, 0)
     await asyncio.sleep(1.0)  # the sweep does not announce it again
     settled = await announced(stack, quiz_id)
-    await api.call("AdvanceQuestion", {"quiz_id": quiz_id}, host)
+    await api.call("AdvanceQuestion", {"quiz_id": quiz_id}, host)  # ends question 0
+    await api.call("AdvanceQuestion", {"quiz_id": quiz_id}, host)  # opens question 1
     after_advance = await announced(stack, quiz_id)
 
     assert started["quiz"]["state"] == "QUIZ_STATE_RUNNING"  # committed: the host is told so
@@ -129,7 +130,11 @@ async def test_an_advance_and_a_close_that_could_not_be_announced_are_announced_
     await api.call("StartQuiz", {"quiz_id": quiz_id}, host)
     outage = Outage(monkeypatch, quiz_id)
 
-    await api.call("AdvanceQuestion", {"quiz_id": quiz_id}, host)
+    await api.call("AdvanceQuestion", {"quiz_id": quiz_id}, host)  # ends question 0 early
+    outage.on = False
+    revealed = await announced_within(stack, quiz_id, count=3)
+    outage.on = True
+    await api.call("AdvanceQuestion", {"quiz_id": quiz_id}, host)  # opens question 1
     outage.on = False
     advanced = await announced_within(stack, quiz_id, count=4)
     outage.on = True
@@ -137,6 +142,7 @@ async def test_an_advance_and_a_close_that_could_not_be_announced_are_announced_
     outage.on = False
     ended = await announced_within(stack, quiz_id, count=6)
 
-    assert advanced == ["quiz_started", "opened 0", "closed 0", "opened 1"]
+    assert revealed == ["quiz_started", "opened 0", "closed 0"]
+    assert advanced == [*revealed, "opened 1"]
     assert closed["quiz"]["state"] == "QUIZ_STATE_CLOSED"
     assert ended == [*advanced, "closed 1", "quiz_closed"]

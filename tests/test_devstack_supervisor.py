@@ -28,7 +28,7 @@ from devstack.run import STATUS_FILE, RestartPolicy, Supervisor
 from devstack.services import quizmesh_env
 from services.identity.tokens import Role
 from tests.api import ApiError, HttpApi
-from tests.game import Player, join
+from tests.game import Player, join, next_question
 from tests.stack import Backends, forget
 
 T = TypeVar("T")
@@ -404,7 +404,7 @@ async def test_quizmesh_dev_restarts_a_killed_service_and_the_quiz_goes_on(
                 ), dev.log()
 
                 # The quiz goes on to its end, with the answer from before the kill.
-                await api.call("AdvanceQuestion", {"quiz_id": quiz_id}, host)
+                await next_question(api, quiz_id, host)
                 a1 = await answer(api, ann, quiz_id, 1, 0)
                 b1 = await answer(api, bob, quiz_id, 1, 1)
                 assert (a1["result"]["correct"], b1["result"]["correct"]) == (True, False)

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from services.identity.tokens import Role
 from tests.api import HTTP_STATUS, Api, ApiError, GrpcApi, HttpApi
-from tests.game import REFERENCE_QUIZ, join, refused
+from tests.game import REFERENCE_QUIZ, join, next_question, refused
 from tests.stack import Stack
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -193,7 +193,7 @@ async def test_answers_must_fit_the_question(api: Api, stack: Stack, quiz_id: st
             )
         )
         expect(e, code, reason, word)
-    await api.call("AdvanceQuestion", {"quiz_id": quiz_id}, host)
+    await next_question(api, quiz_id, host)
     e = await refused(
         api.call(
             "SubmitAnswer", {"quiz_id": quiz_id, "question_index": 0, "choice_index": 1}, pia.token

@@ -52,10 +52,14 @@ async def the_reference_game(api: Api, host_token: str) -> None:
     # A tie: ann reached 1 point first, so she ranks above cat.
     await the_leaderboard_is(quiz, [("ann", 1, 1), ("cat", 1, 2), ("bob", 0, 3)])
 
+    # The host ends question 1 before its deadline: it is revealed; the next step
+    # opens question 2.
+    await the_host_ends_the_open_question(quiz, question=0)
+    await everyone_sees_the_answer_of_a_closed_question(quiz, bob, question=0, correct=1)
+
     # Question 2 (index 1, 1000 points over 4 s): ann and cat right, cat retries and
     # then changes her mind, bob answers too late.
     advanced = await the_host_advances_to(quiz, question=1)
-    await everyone_sees_the_answer_of_a_closed_question(quiz, bob, question=0, correct=1)
     await a_retry_after_the_question_closed_gets_the_original(
         quiz, bob, question=0, choice=2, original=bob_wrong
     )
@@ -117,6 +121,17 @@ async def the_host_starts_the_quiz(quiz: Quiz) -> None:
     started = (await quiz.call("StartQuiz", quiz.host_token))["quiz"]
     assert started["state"] == "QUIZ_STATE_RUNNING"
     assert started["current_question"] == 0
+
+
+async def the_host_ends_the_open_question(quiz: Quiz, question: int) -> None:
+    """AdvanceQuestion before the deadline: the question closes now, revealed, and
+    stays the current one (watchers get its question_closed)."""
+    ended = (await quiz.call("AdvanceQuestion", quiz.host_token))["quiz"]
+    assert ended["current_question"] == question
+    assert (
+        ended["questions"][question]["correct_choice"]
+        == REFERENCE_QUIZ["questions"][question]["correct_choice"]
+    )
 
 
 async def the_host_advances_to(quiz: Quiz, question: int) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from services.mesh.messaging import Subjects, ensure_streams
 from services.sync.config import Settings as SyncSettings
 from services.sync.job import run_sync
 from tests.api import GrpcApi
-from tests.game import Player, answer, join
+from tests.game import Player, answer, join, next_question
 from tests.retry import until_available
 from tests.stack import Backends, Stack, running_stack
 
@@ -87,7 +87,7 @@ async def played_quiz(stack: Stack, players: int = 4) -> tuple[str, list[Player]
     await api.call("StartQuiz", {"quiz_id": quiz_id}, host)
     for i, p in enumerate(people):
         await answer(api, p, quiz_id, 0, i % 3)  # p0 and p3 right
-    await api.call("AdvanceQuestion", {"quiz_id": quiz_id}, host)
+    await next_question(api, quiz_id, host)
     for p in people[:2]:
         await answer(api, p, quiz_id, 1, 1)  # both right
     return quiz_id, people

@@ -77,6 +77,11 @@ class LiveQuizzes:
             },
         )
 
+    async def end_question(self, quiz_id: str, at: int) -> None:
+        """The open question's deadline moves to `at` (the host ended it early):
+        the answer script refuses answers after it as too late."""
+        await self._update(quiz_id, 1, {Field.DEADLINE: at})
+
     async def close(self, quiz_id: str, closed: int) -> None:
         # Ends the open question too: the answer script checks the status first.
         await self._update(

@@ -124,11 +124,16 @@ class Lifecycle:
             )
         qs = await self.questions.get(quiz.id)
         current = quiz.current_question
+        now = now_ms()
+        if not quiz.question_closed(current, now):
+            # Before its deadline: this step ends the question and reveals it on
+            # every screen; the next one moves on (or finishes after the last).
+            await self._end_question(quiz, now)
+            return
         if current + 1 >= len(qs):
             await self.close(quiz, events_pb2.CLOSE_REASON_HOST)
             return
         await self._previous_announced(quiz)
-        now = now_ms()
         nxt = qs[current + 1]
         deadline = now + nxt.time_limit_ms
         changes: dict[str, Any] = {
@@ -148,6 +153,35 @@ class Lifecycle:
                     Reason.ERROR_REASON_QUIZ_CHANGED,
                 )
             await self.live.open_question(quiz.id, nxt.index, now, deadline)
+        await self._announce_committed(replace(quiz, **changes))
+
+    async def _end_question(self, quiz: QuizRecord, now: int) -> None:
+        """The open question closes now, as if its deadline had come: answers after
+        it are too late, and its reveal (the correct choice) is announced."""
+        await self._previous_announced(quiz)
+        current = quiz.current_question
+        changes: dict[str, Any] = {
+            "question_deadline_ms": now,
+            "closed_question": current,
+            "unannounced_ms": now,
+        }
+        async with self.engine.begin() as conn:
+            won = await self.store.transition(
+                conn,
+                quiz.id,
+                {
+                    "state": QuizState.RUNNING,
+                    "current_question": current,
+                    "closed_question": quiz.closed_question,
+                },
+                **changes,
+            )
+            if not won:
+                raise FailedPrecondition(
+                    f"quiz {quiz.id} changed meanwhile; look again and retry",
+                    Reason.ERROR_REASON_QUIZ_CHANGED,
+                )
+            await self.live.end_question(quiz.id, now)
         await self._announce_committed(replace(quiz, **changes))
 
     async def close(self, quiz: QuizRecord, reason: events_pb2.CloseReason.ValueType) -> None:
@@ -209,7 +243,11 @@ class Lifecycle:
         clears the row's mark."""
         qs = await self.questions.get(quiz.id)
         current = quiz.current_question
-        if quiz.state is QuizState.RUNNING:
+        if quiz.state is QuizState.RUNNING and quiz.closed_question == current:
+            # The host ended the open question early: its reveal.
+            at = quiz.question_deadline_ms or now_ms()
+            await self.announcer.question_closed(quiz.id, current, qs[current].correct_choice, at)
+        elif quiz.state is QuizState.RUNNING:
             opened = quiz.question_opened_ms or 0
             if current == 0:
                 await self.announcer.quiz_started(quiz.id, len(qs), quiz.started_ms or opened)

@@ -11,6 +11,7 @@ from playwright.async_api import expect
 
 from tests.api import HttpApi
 from tests.browser.conftest import OpenUser
+from tests.game import next_question
 from tests.stack import Stack
 
 # What Chromium says on a machine whose only interface is loopback. (Playwright's
@@ -58,7 +59,7 @@ async def test_a_player_whose_browser_believes_it_is_offline_gets_live_events_an
     await expect(neighbours).to_have_text(["ann (you)", "bob"])
 
     # The next question arrives live too, with the verdict on the first.
-    await api.call("AdvanceQuestion", {"quiz_id": quiz_id}, host)
+    await next_question(api, quiz_id, host)
     await expect(ann.page.get_by_role("heading", name="Down?")).to_be_visible()
     await expect(ann.page.get_by_test_id("previous-result")).to_contain_text("you got it")
     await expect(ann.page.locator("#connection")).to_have_text("")

@@ -187,6 +187,13 @@ async def test_a_host_and_three_players_play_a_whole_quiz_in_the_browser(
     await expect_standing_matches_server(bob, board)
     await bob.shot("after-reload")
 
+    # The host ends question 2 before its deadline: every screen shows its answer
+    # before the quiz moves on.
+    await host.page.get_by_role("button", name="Reveal answer").click()
+    for player in players:
+        await expect(player.page.get_by_test_id("reveal")).to_contain_text("“Paris”")
+    await expect(host.page.get_by_text("✓ correct")).to_be_visible()
+
     # Question 3, and bob plays on after his reload.
     await host.page.get_by_role("button", name="Next question").click()
     await expect(bob.page.get_by_test_id("previous-result")).to_contain_text("you got it")
@@ -194,6 +201,10 @@ async def test_a_host_and_three_players_play_a_whole_quiz_in_the_browser(
     await answer(ann, 2, 0)
     await answer(cat, 2, 1, keyboard=True)
     await answers_counted(host.page, 3)
+    # The last question too is revealed on every screen before the podium.
+    await host.page.get_by_role("button", name="Reveal answer").click()
+    for player in players:
+        await expect(player.page.get_by_test_id("reveal")).to_contain_text("“Jupiter”")
     await host.page.get_by_role("button", name="Finish quiz").click()
 
     # The podium: the host's big screen and every player's final place match the server.

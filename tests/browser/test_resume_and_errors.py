@@ -13,6 +13,7 @@ from playwright.async_api import expect
 from devstack.gateway import REPO
 from tests.api import HttpApi
 from tests.browser.conftest import OpenUser
+from tests.game import next_question
 from tests.stack import Stack
 
 QUIZ: dict[str, Any] = {
@@ -52,7 +53,7 @@ async def test_a_player_offline_while_questions_change_catches_up_on_every_event
     await ann.shot("offline")
 
     # Meanwhile question 1 closes and question 2 opens.
-    await api.call("AdvanceQuestion", {"quiz_id": quiz_id}, host)
+    await next_question(api, quiz_id, host)
 
     # Back online, the stream resumes after the last event ann had (question 1
     # opening): she learns that question 1 closed and is on question 2.

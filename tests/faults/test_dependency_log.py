@@ -115,7 +115,9 @@ async def test_a_sync_run_does_not_report_the_nats_connection_it_closes_itself(
 
     assert result.returncode == 0, result.describe()
     entries = [json.loads(line) for line in result.stderr.splitlines()]
-    assert [(e["level"], e["message"]) for e in entries] == [("info", "sync done")]
+    # (It may also make other tests' closed quizzes final: info lines of their own.)
+    assert [e for e in entries if e["level"] != "info" or "nats" in e["message"]] == []
+    assert (entries[-1]["level"], entries[-1]["message"]) == ("info", "sync done")
 
 
 @pytest.mark.timeout(60)

@@ -19,7 +19,7 @@ from tests.api import ApiError, GrpcApi
 from tests.faults.checks import assert_services_serving
 from tests.faults.processes import fault_stack, replace_backends, sync_to_sql
 from tests.faults.proxy import TcpProxy, host_and_port
-from tests.game import answer, join
+from tests.game import answer, join, next_question
 from tests.stack import Backends, Stack
 
 QUIZ = {
@@ -95,7 +95,7 @@ async def play(stack: Stack, proxy: TcpProxy) -> None:
 
     # Back: play on, close, copy to SQL.
     await answer(api, cat, quiz_id, 0, 0)
-    await api.call("AdvanceQuestion", {"quiz_id": quiz_id}, host)
+    await next_question(api, quiz_id, host)
     await answer(api, ann, quiz_id, 1, 0)
     players = [ann.player_id, bob.player_id, cat.player_id]
     live = await live_totals(api, quiz_id, players)

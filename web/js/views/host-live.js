@@ -104,9 +104,12 @@ export function mountHostLive(root, { quizId }) {
 
   function renderControls() {
     const last = game.question && game.question.index + 1 >= game.count;
+    // An open question is ended (and revealed on every screen) before the host moves
+    // on: the same AdvanceQuestion, which the server ends the question with.
+    const revealed = Boolean(game.question) && game.reveals.has(game.question.index);
     // Rebuilt only when they change: events arrive all the time, and rebuilding
     // would take the keyboard focus away from the button the host is on.
-    const key = `${game.state}:${last}:${Boolean(token)}`;
+    const key = `${game.state}:${last}:${revealed}:${Boolean(token)}`;
     if (key === controlsKey) return;
     controlsKey = key;
     const buttons = [];
@@ -115,12 +118,13 @@ export function mountHostLive(root, { quizId }) {
     } else if (game.state === "OPEN") {
       buttons.push(button("Start quiz", () => act("start the quiz", api.startQuiz), "primary"));
     } else if (game.state === "RUNNING") {
+      const [label, doing] = !revealed
+        ? ["Reveal answer", "end the question"]
+        : last
+          ? ["Finish quiz", "finish the quiz"]
+          : ["Next question", "advance"];
       buttons.push(
-        button(
-          last ? "Finish quiz" : "Next question",
-          () => act(last ? "finish the quiz" : "advance", api.advanceQuestion),
-          "primary",
-        ),
+        button(label, () => act(doing, api.advanceQuestion), "primary"),
         endButton(),
       );
     } else if (game.state === "CLOSED") {

@@ -112,8 +112,11 @@ class QuizServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def AdvanceQuestion(self, request, context):
-        """Closes the current question if still open and opens the next one; after the
-        last question it closes the quiz (host only).
+        """The host's next step (host only). On an open question: ends it now, as its
+        deadline would (answers after it are too late), and announces its
+        QuestionClosed with the correct choice, so that every screen shows the reveal;
+        the quiz stays on that question. On a closed one: opens the next question, or
+        after the last one closes the quiz.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

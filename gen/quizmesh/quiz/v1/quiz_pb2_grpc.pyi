@@ -44,8 +44,11 @@ class QuizServiceStub:
     StartQuiz: _grpc.UnaryUnaryMultiCallable[_quiz_pb2.StartQuizRequest, _quiz_pb2.StartQuizResponse]
     """Starts an OPEN quiz and opens its first question (host only)."""
     AdvanceQuestion: _grpc.UnaryUnaryMultiCallable[_quiz_pb2.AdvanceQuestionRequest, _quiz_pb2.AdvanceQuestionResponse]
-    """Closes the current question if still open and opens the next one; after the
-    last question it closes the quiz (host only).
+    """The host's next step (host only). On an open question: ends it now, as its
+    deadline would (answers after it are too late), and announces its
+    QuestionClosed with the correct choice, so that every screen shows the reveal;
+    the quiz stays on that question. On a closed one: opens the next question, or
+    after the last one closes the quiz.
     """
     CloseQuiz: _grpc.UnaryUnaryMultiCallable[_quiz_pb2.CloseQuizRequest, _quiz_pb2.CloseQuizResponse]
     """Closes the quiz; its leaderboard becomes final (host only)."""
@@ -66,8 +69,11 @@ class QuizServiceAsyncStub(QuizServiceStub):
     StartQuiz: _aio.UnaryUnaryMultiCallable[_quiz_pb2.StartQuizRequest, _quiz_pb2.StartQuizResponse]  # type: ignore[assignment]
     """Starts an OPEN quiz and opens its first question (host only)."""
     AdvanceQuestion: _aio.UnaryUnaryMultiCallable[_quiz_pb2.AdvanceQuestionRequest, _quiz_pb2.AdvanceQuestionResponse]  # type: ignore[assignment]
-    """Closes the current question if still open and opens the next one; after the
-    last question it closes the quiz (host only).
+    """The host's next step (host only). On an open question: ends it now, as its
+    deadline would (answers after it are too late), and announces its
+    QuestionClosed with the correct choice, so that every screen shows the reveal;
+    the quiz stays on that question. On a closed one: opens the next question, or
+    after the last one closes the quiz.
     """
     CloseQuiz: _aio.UnaryUnaryMultiCallable[_quiz_pb2.CloseQuizRequest, _quiz_pb2.CloseQuizResponse]  # type: ignore[assignment]
     """Closes the quiz; its leaderboard becomes final (host only)."""
@@ -121,8 +127,11 @@ class QuizServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _quiz_pb2.AdvanceQuestionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_quiz_pb2.AdvanceQuestionResponse, _abc.Awaitable[_quiz_pb2.AdvanceQuestionResponse]]:
-        """Closes the current question if still open and opens the next one; after the
-        last question it closes the quiz (host only).
+        """The host's next step (host only). On an open question: ends it now, as its
+        deadline would (answers after it are too late), and announces its
+        QuestionClosed with the correct choice, so that every screen shows the reveal;
+        the quiz stays on that question. On a closed one: opens the next question, or
+        after the last one closes the quiz.
         """
 
     @_abc_1.abstractmethod
