@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from prometheus_client import Gauge
 from quizmesh.common.v1 import common_pb2, events_pb2
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.database.records import Question, QuizRecord, QuizRecords, QuizState
 from services.live.quizzes import LiveQuizzes
@@ -144,16 +145,24 @@ class Lifecycle:
             "unannounced_ms": now,
         }
         async with self.engine.begin() as conn:
-            won = await self.store.transition(
-                conn, quiz.id, {"state": QuizState.RUNNING, "current_question": current}, **changes
-            )
-            if not won:
-                raise FailedPrecondition(
-                    f"quiz {quiz.id} changed meanwhile; look again and retry",
-                    Reason.ERROR_REASON_QUIZ_CHANGED,
-                )
+            expect = {"state": QuizState.RUNNING, "current_question": current}
+            await self._host_step(conn, quiz.id, expect, changes)
             await self.live.open_question(quiz.id, nxt.index, now, deadline)
         await self._announce_committed(replace(quiz, **changes))
+
+    async def _host_step(
+        self,
+        conn: AsyncConnection,
+        quiz_id: str,
+        expect: Mapping[str, object],
+        changes: dict[str, Any],
+    ) -> None:
+        """The host's transition, if the quiz is still as the host saw it."""
+        if not await self.store.transition(conn, quiz_id, expect, **changes):
+            raise FailedPrecondition(
+                f"quiz {quiz_id} changed meanwhile; look again and retry",
+                Reason.ERROR_REASON_QUIZ_CHANGED,
+            )
 
     async def _end_question(self, quiz: QuizRecord, now: int) -> None:
         """The open question closes now, as if its deadline had come: answers after
@@ -166,21 +175,12 @@ class Lifecycle:
             "unannounced_ms": now,
         }
         async with self.engine.begin() as conn:
-            won = await self.store.transition(
-                conn,
-                quiz.id,
-                {
-                    "state": QuizState.RUNNING,
-                    "current_question": current,
-                    "closed_question": quiz.closed_question,
-                },
-                **changes,
-            )
-            if not won:
-                raise FailedPrecondition(
-                    f"quiz {quiz.id} changed meanwhile; look again and retry",
-                    Reason.ERROR_REASON_QUIZ_CHANGED,
-                )
+            expect = {
+                "state": QuizState.RUNNING,
+                "current_question": current,
+                "closed_question": quiz.closed_question,
+            }
+            await self._host_step(conn, quiz.id, expect, changes)
             await self.live.end_question(quiz.id, now)
         await self._announce_committed(replace(quiz, **changes))
 
@@ -199,17 +199,8 @@ class Lifecycle:
             "unannounced_ms": now,
         }
         async with self.engine.begin() as conn:
-            won = await self.store.transition(
-                conn,
-                quiz.id,
-                {"state": quiz.state, "current_question": quiz.current_question},
-                **changes,
-            )
-            if not won:
-                raise FailedPrecondition(
-                    f"quiz {quiz.id} changed meanwhile; look again and retry",
-                    Reason.ERROR_REASON_QUIZ_CHANGED,
-                )
+            expect = {"state": quiz.state, "current_question": quiz.current_question}
+            await self._host_step(conn, quiz.id, expect, changes)
             await self.live.close(quiz.id, now)
         await self._announce_committed(replace(quiz, **changes))
 

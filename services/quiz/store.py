@@ -4,7 +4,7 @@ reads its lifecycle needs, beside every read of services/database/records.py."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -98,7 +98,7 @@ class QuizStore(QuizRecords):
             raise DuplicateKey(quiz_id) from e
 
     async def transition(
-        self, conn: AsyncConnection, quiz_id: str, expect: dict[str, object], **values: object
+        self, conn: AsyncConnection, quiz_id: str, expect: Mapping[str, object], **values: object
     ) -> bool:
         """Compare-and-set on a quiz row: only one of several racing replicas wins."""
         conditions = [quizzes.c.id == quiz_id] + [quizzes.c[k] == v for k, v in expect.items()]
