@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.database.tables import answers, players, questions, quizzes
 from services.mesh.errors import NotFound, Reason
+from services.mesh.paging import QuizCursor
 
 
 class QuizState(StrEnum):
@@ -139,16 +140,19 @@ class QuizRecords:
                 for r in rows
             ]
 
-    async def page(self, offset: int, limit: int) -> list[QuizRecord]:
-        """Quizzes, newest first."""
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(quizzes)
-                .order_by(quizzes.c.created_ms.desc(), quizzes.c.id)
-                .offset(offset)
-                .limit(limit)
+    async def page(self, after: QuizCursor | None, limit: int) -> list[QuizRecord]:
+        """Quizzes, newest first, from right after `after` (a keyset read on
+        created_ms: a quiz created meanwhile never shifts a later page)."""
+        query = select(quizzes).order_by(quizzes.c.created_ms.desc(), quizzes.c.id).limit(limit)
+        if after is not None:
+            query = query.where(
+                or_(
+                    quizzes.c.created_ms < after.created_ms,
+                    and_(quizzes.c.created_ms == after.created_ms, quizzes.c.id > after.quiz_id),
+                )
             )
-            return [quiz_of(r) for r in rows]
+        async with self.engine.connect() as conn:
+            return [quiz_of(r) for r in await conn.execute(query)]
 
     async def player_count(self, quiz_id: str) -> int:
         async with self.engine.connect() as conn:

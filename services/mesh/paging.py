@@ -1,9 +1,10 @@
 """Opaque page tokens (AIP-158): clients must not build them.
 
-A leaderboard's token is a cursor, the ranking key of the page's last entry, so
-that the next page starts right after that player however the board moved
-meanwhile (an offset would show a player overtaking another twice or never). The
-quiz list's token is still an offset.
+Every token is a cursor, the sort key of the page's last entry, so that the next
+page starts right after it however the list moved meanwhile (an offset would show
+an entry twice, or never, when one ahead of it moves or a new one arrives): on a
+leaderboard the last entry's ranking key, on the quiz list the last quiz's
+creation time and code.
 
 Page sizes need no code here: the contracts bound them (0 means the default)
 and the server interceptor refuses what is out of range before a handler runs."""
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from services.mesh.errors import InvalidArgument
 
 _CURSOR = re.compile(r"c(\d{1,10})\.(\d{1,13})\.([A-Za-z0-9]{1,64})")
+_QUIZ_CURSOR = re.compile(r"q(\d{1,15})\.([A-Za-z0-9]{1,16})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +62,23 @@ def decode_cursor(token: str) -> Cursor | None:
     return Cursor(int(match[1]), int(match[2]), match[3])
 
 
-def encode_token(offset: int) -> str:
-    return _encoded(f"o{offset}")
+@dataclass(frozen=True, slots=True)
+class QuizCursor:
+    """Where a page of the quiz list (newest first) ended: its last quiz."""
+
+    created_ms: int
+    quiz_id: str
 
 
-def decode_token(token: str) -> int:
+def encode_quiz_cursor(cursor: QuizCursor) -> str:
+    return _encoded(f"q{cursor.created_ms}.{cursor.quiz_id}")
+
+
+def decode_quiz_cursor(token: str) -> QuizCursor | None:
+    """The cursor a token holds; None for the first page."""
     if not token:
-        return 0
-    raw = _decoded(token) or ""
-    if raw.startswith("o") and raw[1:].isdigit():
-        return int(raw[1:])
-    raise _refused()
+        return None
+    match = _QUIZ_CURSOR.fullmatch(_decoded(token) or "")
+    if match is None:
+        raise _refused()
+    return QuizCursor(int(match[1]), match[2])

@@ -14,7 +14,7 @@ from services.live.quizzes import LiveQuizzes
 from services.mesh.clock import now_ms, timestamp
 from services.mesh.context import Context
 from services.mesh.errors import AlreadyExists, FailedPrecondition, PermissionDenied, Reason
-from services.mesh.paging import decode_token, encode_token
+from services.mesh.paging import QuizCursor, decode_quiz_cursor, encode_quiz_cursor
 from services.quiz import rules
 from services.quiz.announcer import Announcer
 from services.quiz.joining import Joining
@@ -84,13 +84,14 @@ class QuizService(quiz_pb2_grpc.QuizServiceServicer):
     ) -> quiz_pb2.ListQuizzesResponse:
         self.verifier.optional_caller(context)  # anyone may list; a token present must be valid
         size = request.page_size or 20
-        offset = decode_token(request.page_token)
-        rows = await self.store.page(offset, size + 1)
+        rows = await self.store.page(decode_quiz_cursor(request.page_token), size + 1)
+        page = rows[:size]
         response = quiz_pb2.ListQuizzesResponse(
-            quizzes=[await self._render(q, None, with_questions=False) for q in rows[:size]]
+            quizzes=[await self._render(q, None, with_questions=False) for q in page]
         )
         if len(rows) > size:
-            response.next_page_token = encode_token(offset + size)
+            last = page[-1]
+            response.next_page_token = encode_quiz_cursor(QuizCursor(last.created_ms, last.id))
         return response
 
     async def JoinQuiz(

@@ -246,7 +246,9 @@ class ListQuizzesRequest(_message.Message):
     page_size: _builtins.int
     """Maximum number of quizzes to return (up to 100); 0 means the default, 20."""
     page_token: _builtins.str
-    """Token from a previous response's next_page_token."""
+    """Token from a previous response's next_page_token: a cursor (opaque) at that
+    page's last quiz, so quizzes created meanwhile never shift a later page.
+    """
     def __init__(
         self,
         *,
