@@ -163,6 +163,14 @@ class GatewaySettings:
             checked_origin(origin)
 
 
+def origins_of(listed: str) -> tuple[str, ...]:
+    """Comma-separated origins (a flag's or QUIZMESH_CORS_ORIGINS' value), checked."""
+    try:
+        return tuple(checked_origin(o.strip()) for o in listed.split(",") if o.strip())
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def checked_origin(origin: str) -> str:
     """`origin` as browsers send it in Origin (scheme://host[:port], no path), or
     ValueError: Envoy compares it exactly."""
@@ -797,12 +805,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "host's join link; default: none (the client uses the address it was opened at)",
     )
     parser.add_argument(
-        "--cors-origin",
-        action="append",
-        default=[],
-        metavar="ORIGIN",
-        help="an origin whose pages may call the API (CORS), e.g. https://quiz.example.org; "
-        "repeat for more; default: none",
+        "--cors-origins",
+        type=origins_of,
+        default=(),
+        metavar="ORIGIN[,ORIGIN...]",
+        help="origins whose pages may call the API (CORS), e.g. https://quiz.example.org; "
+        "default: none",
     )
     parser.add_argument("--trusted-hops", type=int, default=0, help="xff_num_trusted_hops")
     parser.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
@@ -816,8 +824,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         if args.public_url:
             checked_public_url(args.public_url)
-        for origin in args.cors_origin:
-            checked_origin(origin)
     except ValueError as error:
         parser.error(str(error))
     settings = GatewaySettings(
@@ -831,7 +837,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         envoy_descriptor_path=args.envoy_descriptor,
         web_root=args.web_root,
         public_url=args.public_url,
-        cors_origins=tuple(args.cors_origin),
+        cors_origins=args.cors_origins,
         xff_num_trusted_hops=args.trusted_hops,
     )
     if args.output:

@@ -33,8 +33,8 @@ from devstack.gateway import (
     REPO,
     EnvoyProcess,
     GatewaySettings,
-    checked_origin,
     checked_public_url,
+    origins_of,
     write_envoy_config,
 )
 from devstack.services import ServiceProcess
@@ -223,20 +223,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "$QUIZMESH_PUBLIC_URL; none: players use this machine's address on its network)",
     )
     parser.add_argument(
-        "--cors-origin",
-        action="append",
-        default=[o for o in os.environ.get("QUIZMESH_CORS_ORIGINS", "").split(",") if o],
-        metavar="ORIGIN",
-        help="an origin whose pages may call the API from a browser (CORS), e.g. "
-        "http://localhost:5173; repeat for more (default: $QUIZMESH_CORS_ORIGINS, "
-        "comma-separated; none: only the web client served here)",
+        "--cors-origins",
+        type=origins_of,
+        default=os.environ.get("QUIZMESH_CORS_ORIGINS", ""),
+        metavar="ORIGIN[,ORIGIN...]",
+        help="origins whose pages may call the API from a browser (CORS), e.g. "
+        "http://localhost:5173 (default: $QUIZMESH_CORS_ORIGINS; none: only the web "
+        "client served here)",
     )
     args = parser.parse_args(argv)
     try:
         if args.public_url:
             args.public_url = checked_public_url(args.public_url)
-        for origin in args.cors_origin:
-            checked_origin(origin)
     except ValueError as error:
         parser.error(str(error))
     return args
@@ -402,7 +400,7 @@ class DevStack:
                 jwks_path=self.settings.jwks_file,
                 web_root=self.args.web_root,
                 public_url=self.args.public_url,
-                cors_origins=tuple(self.args.cors_origin),
+                cors_origins=self.args.cors_origins,
             ),
         )
         self.envoy = EnvoyProcess(config, log_file=self.log_file("envoy"))
