@@ -504,10 +504,11 @@ async def nats_at(url: str = DEFAULT_NATS_URL) -> AsyncIterator[str]:
         yield chosen
 
 
-async def _database_answers(url: str) -> None:
+async def database_answers(url: str, within: float = 5.0) -> None:
+    """Returns when the database at `url` answers a query; raises why not."""
     engine = create_engine(url)
     try:
-        async with asyncio.timeout(5), engine.connect() as conn:
+        async with asyncio.timeout(within), engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
     finally:
         await engine.dispose()
@@ -522,7 +523,7 @@ async def choose_database(url: str | None) -> str:
     if parsed.get_backend_name() == "sqlite":
         return url
     try:
-        await _database_answers(url)
+        await database_answers(url)
         return url
     except Exception as first:
         error: Exception = first

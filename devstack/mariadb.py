@@ -16,16 +16,14 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from sqlalchemy import text
-
 from devstack.infra import (
     PrivateServer,
     ProcessFailed,
     configured_or_started,
+    database_answers,
     free_port,
     stopped_after,
 )
-from services.database.engine import create_engine
 
 log = logging.getLogger(__name__)
 
@@ -112,15 +110,11 @@ async def start_mariadb(port: int | None = None) -> MariaDBServer:
 
 async def mysql_answers(url: str, within: float = 5.0) -> bool:
     """True when a MySQL/MariaDB server answers at the server of `url`."""
-    engine = create_engine(url)
     try:
-        async with asyncio.timeout(within), engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-        return True
+        await database_answers(url, within)
     except Exception:
         return False
-    finally:
-        await engine.dispose()
+    return True
 
 
 async def ensure_mysql(url: str) -> tuple[str, MariaDBServer | None]:

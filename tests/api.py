@@ -9,20 +9,19 @@ import json
 import re
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import Any, Protocol
 
 import grpc
 import httpx
-from google.api import annotations_pb2, http_pb2
-from google.protobuf import descriptor, descriptor_pb2, json_format, message_factory
+from google.api import http_pb2
+from google.protobuf import descriptor, json_format, message_factory
 from google.rpc import error_details_pb2, status_pb2
 from quizmesh.leaderboard.v1 import leaderboard_pb2
 from quizmesh.quiz.v1 import quiz_pb2
 from quizmesh.score.v1 import score_pb2
 from quizmesh.stream.v1 import stream_pb2
 
-if TYPE_CHECKING:
-    from google.protobuf.internal.extension_dict import _ExtensionFieldDescriptor
+from devstack.gateway import HTTP_OPTION
 
 SERVICES = {
     "quiz": quiz_pb2.DESCRIPTOR.services_by_name["QuizService"],
@@ -47,13 +46,6 @@ HTTP_STATUS = {
     grpc.StatusCode.UNAVAILABLE: 503,
 }
 CODES = {c.value[0]: c for c in grpc.StatusCode}
-# The google.api.http method option. googleapis-common-protos' annotations_pb2.pyi
-# declares it a plain FieldDescriptor; typed here as the extension it is (as
-# mypy-protobuf types the extensions it generates), so Extensions[] gives an HttpRule.
-HTTP_OPTION = cast(
-    "_ExtensionFieldDescriptor[descriptor_pb2.MethodOptions, http_pb2.HttpRule]",
-    annotations_pb2.http,
-)
 
 
 def http_rule(rpc: str) -> http_pb2.HttpRule:

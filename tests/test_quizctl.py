@@ -633,32 +633,28 @@ async def test_an_rpc_error_prints_its_code_and_details_and_exits_2(
     assert result == Result(2, "", "error: NOT_FOUND: quiz NOPE does not exist\n")
 
 
-def test_an_unreachable_gateway_exits_1_without_a_traceback(
-    tmp_path: Path, keys: tuple[Path, Path]
-) -> None:
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+def quizctl_elsewhere(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m quizctl ARGS` as a user runs it: from `folder`, without QUIZMESH_*."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUIZMESH_")}
-
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "quizctl",
-            "list",
-            "--target",
-            f"127.0.0.1:{port}",
-            "--timeout",
-            "5",
-        ],
-        cwd=tmp_path,
+    return subprocess.run(
+        [sys.executable, "-m", "quizctl", *args],
+        cwd=folder,
         env=env,
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
     )
+
+
+def test_an_unreachable_gateway_exits_1_without_a_traceback(
+    tmp_path: Path, keys: tuple[Path, Path]
+) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    done = quizctl_elsewhere(tmp_path, "list", "--target", f"127.0.0.1:{port}", "--timeout", "5")
 
     assert done.returncode == 1
     assert done.stderr.startswith("error: UNAVAILABLE: ")
@@ -861,17 +857,8 @@ def test_a_quiz_file_one_past_a_contract_limit_is_refused_naming_the_contracts_n
 def test_token_signs_with_the_checkout_s_dev_keys_from_any_folder(tmp_path: Path) -> None:
     # Run elsewhere, quizctl must not make keys of its own there: Envoy (make run)
     # trusts only the checkout's .quizmesh/keys/jwks.json.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QUIZMESH_")}
 
-    done = subprocess.run(
-        [sys.executable, "-m", "quizctl", "token", "--role", "host", "--subject", "alice"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done = quizctl_elsewhere(tmp_path, "token", "--role", "host", "--subject", "alice")
 
     assert done.returncode == 0, done.stderr
     assert not (tmp_path / ".quizmesh").exists()

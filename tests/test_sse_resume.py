@@ -115,24 +115,34 @@ async def test_a_last_event_id_that_is_no_sequence_is_refused_naming_it(
     assert body["details"][0]["reason"] == "FIELD_INVALID"
 
 
+async def first_event(
+    stack: Stack,
+    request: stream_pb2.WatchQuizRequest,
+    metadata: tuple[tuple[str, str], ...] = (),
+) -> stream_pb2.WatchQuizResponse:
+    """The first message of a native gRPC WatchQuiz, which is then cancelled."""
+    stub = stream_pb2_grpc.StreamServiceStub(stack.channels["stream"])
+    call = stub.WatchQuiz(request, metadata=metadata)
+    try:
+        reply = await call.read()
+    finally:
+        call.cancel()
+    assert isinstance(reply, stream_pb2.WatchQuizResponse), "the stream ended"
+    return reply
+
+
 async def test_native_grpc_resumes_from_last_event_id_metadata_too(
     stack: Stack, running_quiz: str
 ) -> None:
-    stub = stream_pb2_grpc.StreamServiceStub(stack.channels["stream"])
-    call = stub.WatchQuiz(stream_pb2.WatchQuizRequest(quiz_id=running_quiz))
-    first = await call.read()
-    call.cancel()
-    assert isinstance(first, stream_pb2.WatchQuizResponse)
+    first = await first_event(stack, stream_pb2.WatchQuizRequest(quiz_id=running_quiz))
     assert first.event.HasField("quiz_started")
 
-    resumed = stub.WatchQuiz(
+    reply = await first_event(
+        stack,
         stream_pb2.WatchQuizRequest(quiz_id=running_quiz),
         metadata=(("last-event-id", str(first.event.sequence)),),
     )
-    reply = await resumed.read()
-    resumed.cancel()
 
-    assert isinstance(reply, stream_pb2.WatchQuizResponse)
     assert reply.event.HasField("question_opened")
     assert reply.event.sequence > first.event.sequence
 
@@ -140,18 +150,12 @@ async def test_native_grpc_resumes_from_last_event_id_metadata_too(
 async def test_after_sequence_when_sent_wins_over_last_event_id(
     stack: Stack, running_quiz: str
 ) -> None:
-    stub = stream_pb2_grpc.StreamServiceStub(stack.channels["stream"])
-    call = stub.WatchQuiz(stream_pb2.WatchQuizRequest(quiz_id=running_quiz))
-    first = await call.read()
-    call.cancel()
-    assert isinstance(first, stream_pb2.WatchQuizResponse)
+    first = await first_event(stack, stream_pb2.WatchQuizRequest(quiz_id=running_quiz))
 
-    resumed = stub.WatchQuiz(
+    reply = await first_event(
+        stack,
         stream_pb2.WatchQuizRequest(quiz_id=running_quiz, after_sequence=first.event.sequence),
         metadata=(("last-event-id", "0"),),
     )
-    reply = await resumed.read()
-    resumed.cancel()
 
-    assert isinstance(reply, stream_pb2.WatchQuizResponse)
     assert reply.event.HasField("question_opened")

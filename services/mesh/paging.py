@@ -42,10 +42,16 @@ def _decoded(token: str) -> str | None:
         return None
 
 
-def _refused() -> InvalidArgument:
-    return InvalidArgument.field(
-        "page_token", "is not valid; use next_page_token from a previous response"
-    )
+def _fields(token: str, pattern: re.Pattern[str]) -> re.Match[str] | None:
+    """The fields of a cursor token (None for the first page), or INVALID_ARGUMENT."""
+    if not token:
+        return None
+    match = pattern.fullmatch(_decoded(token) or "")
+    if match is None:
+        raise InvalidArgument.field(
+            "page_token", "is not valid; use next_page_token from a previous response"
+        )
+    return match
 
 
 def encode_cursor(cursor: Cursor) -> str:
@@ -54,12 +60,8 @@ def encode_cursor(cursor: Cursor) -> str:
 
 def decode_cursor(token: str) -> Cursor | None:
     """The cursor a token holds; None for the first page."""
-    if not token:
-        return None
-    match = _CURSOR.fullmatch(_decoded(token) or "")
-    if match is None:
-        raise _refused()
-    return Cursor(int(match[1]), int(match[2]), match[3])
+    match = _fields(token, _CURSOR)
+    return None if match is None else Cursor(int(match[1]), int(match[2]), match[3])
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +78,5 @@ def encode_quiz_cursor(cursor: QuizCursor) -> str:
 
 def decode_quiz_cursor(token: str) -> QuizCursor | None:
     """The cursor a token holds; None for the first page."""
-    if not token:
-        return None
-    match = _QUIZ_CURSOR.fullmatch(_decoded(token) or "")
-    if match is None:
-        raise _refused()
-    return QuizCursor(int(match[1]), match[2])
+    match = _fields(token, _QUIZ_CURSOR)
+    return None if match is None else QuizCursor(int(match[1]), match[2])

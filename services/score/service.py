@@ -45,6 +45,13 @@ def _result(answer: Answer, answered_at: Timestamp | None = None) -> score_pb2.A
     )
 
 
+def _closed(quiz_id: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"quiz {quiz_id} is closed; answers are no longer accepted",
+        Reason.ERROR_REASON_QUIZ_CLOSED,
+    )
+
+
 def _refusal(quiz_id: str, question: int, outcome: Outcome) -> Exception:
     """A person-readable reason for each way the script can refuse an answer."""
     detail = outcome.detail
@@ -61,10 +68,7 @@ def _refusal(quiz_id: str, question: int, outcome: Outcome) -> Exception:
                 f"quiz {quiz_id} has not started yet", Reason.ERROR_REASON_QUIZ_NOT_STARTED
             )
         case "closed":
-            return FailedPrecondition(
-                f"quiz {quiz_id} is closed; answers are no longer accepted",
-                Reason.ERROR_REASON_QUIZ_CLOSED,
-            )
+            return _closed(quiz_id)
         case "not_open":
             return FailedPrecondition(
                 f"question {question} is not open yet (the open question is {detail})",
@@ -143,10 +147,7 @@ class ScoreService(score_pb2_grpc.ScoreServiceServicer):
         a final quiz has no live state any more: it is closed."""
         if await self.recovery.ensure_live(quiz_id):
             return True
-        raise FailedPrecondition(
-            f"quiz {quiz_id} is closed; answers are no longer accepted",
-            Reason.ERROR_REASON_QUIZ_CLOSED,
-        )
+        raise _closed(quiz_id)
 
     async def _record(
         self, quiz_id: str, player_id: str, answer: Answer, answered_at: Timestamp, total: int
