@@ -15,7 +15,7 @@ import pytest
 from redis.asyncio import Redis
 
 from services.database.records import Question, QuizRecord, QuizState
-from services.live.answers import AnswerBook
+from services.live.answers import AnswerBook, PlayerAnswers
 from services.live.board import LiveBoard
 from services.live.keys import QuizKeys
 from services.live.layout import (
@@ -29,7 +29,7 @@ from services.live.layout import (
     points_of,
 )
 from services.live.pipeline import PipelinedRedis, RedisAddress
-from services.live.quizzes import LiveQuizzes, RebuiltState
+from services.live.quizzes import REVEAL_CHUNK, LiveQuizzes, RebuiltState
 from tests.stack import Backends, forget
 
 EPOCH = 1_700_000_000_000
@@ -46,7 +46,9 @@ QUESTIONS = [
 ]
 
 
-def a_quiz(quiz_id: str, state: QuizState = QuizState.OPEN) -> QuizRecord:
+def a_quiz(
+    quiz_id: str, state: QuizState = QuizState.OPEN, instant_feedback: bool = True
+) -> QuizRecord:
     return QuizRecord(
         id=quiz_id,
         title="layout",
@@ -59,6 +61,7 @@ def a_quiz(quiz_id: str, state: QuizState = QuizState.OPEN) -> QuizRecord:
         closed_question=-1,
         created_ms=EPOCH,
         board_final=False,
+        instant_feedback=instant_feedback,
     )
 
 
@@ -171,7 +174,8 @@ async def test_a_published_quiz_is_judged_scored_and_read_as_the_layout_says(
             (1, "p2", 900),
             (2, "p1", 0),
         ]
-        assert await book.player_answers(quiz_id, "p2") == (900, [outcome.answer])
+        told = PlayerAnswers(900, [(outcome.answer, True)])
+        assert await book.player_answers(quiz_id, "p2", now) == told
 
         await live.close(quiz_id, now + 1)
         page = await board.page(quiz_id, None, 10)
@@ -223,6 +227,123 @@ async def test_a_rebuilt_state_is_read_by_the_scripts_as_the_original_was(
             ("p1", "Ann", 950),
             ("p2", "Bo", 0),
         ]
+    finally:
+        await redis.aclose()
+
+
+async def test_without_instant_feedback_results_and_the_board_wait_for_the_close(
+    backends: Backends, prefix: str, pipe: PipelinedRedis
+) -> None:
+    """The default quiz: an answer is judged at once but its result, the player's
+    total and the board stay as they were until the question closes."""
+    redis = Redis.from_url(backends.redis_url, decode_responses=True)
+    try:
+        live = LiveQuizzes(redis, prefix)
+        book = AnswerBook(redis, pipe, prefix)
+        board = LiveBoard(pipe, prefix)
+        quiz_id = f"W{uuid.uuid4().hex[:8].upper()}"
+        keys = QuizKeys(prefix, quiz_id)
+        await live.publish(a_quiz(quiz_id, instant_feedback=False), QUESTIONS)
+        await live.enrol(quiz_id, [("p1", "Ann"), ("p2", "Bo")], reached_ms=10)
+        opened = EPOCH + 60_000
+        deadline = opened + 10_000
+        await live.open_question(quiz_id, 0, opened, deadline)
+        now = opened + 2_000
+
+        outcome = await book.submit(quiz_id, 0, "p2", 1, now)
+        assert outcome.answer == Answer(0, 1, True, 900, now)
+        assert (outcome.revealed, outcome.total_score, outcome.running_total) == (False, 0, 900)
+        replay = await book.submit(quiz_id, 0, "p2", 1, now + 1)
+        assert (replay.kind, replay.revealed, replay.total_score) == ("replay", False, 0)
+        assert await book.player_answers(quiz_id, "p2", now) == PlayerAnswers(
+            0, [(outcome.answer, False)]
+        )
+        snapshot = await board.snapshot(quiz_id, 10)
+        assert snapshot is not None
+        assert snapshot.question_answers == 1  # the count is no secret
+        assert [(e.player_id, e.score) for e in snapshot.entries] == [("p2", 0), ("p1", 0)]
+
+        # Past the deadline the result is told, even before the sweep reveals it.
+        late = await book.submit(quiz_id, 0, "p2", 1, deadline + 1)
+        assert (late.revealed, late.total_score) == (True, 900)
+        assert await book.player_answers(quiz_id, "p2", deadline + 1) == PlayerAnswers(
+            900, [(outcome.answer, True)]
+        )
+
+        version = (await board.snapshot(quiz_id, 10) or snapshot).version
+        await live.end_question(quiz_id, deadline)
+        assert await redis.zscore(keys.board, "p2") == pack(900, now - EPOCH)
+        assert await redis.exists(keys.pending) == 0
+        moved = await board.snapshot(quiz_id, 10)
+        assert moved is not None
+        assert moved.version > version
+        assert moved.changed_at.ToMilliseconds() == deadline
+        assert [(e.player_id, e.score) for e in moved.entries] == [("p2", 900), ("p1", 0)]
+    finally:
+        await redis.aclose()
+
+
+async def test_a_reveal_of_a_crowd_goes_in_chunks_and_keeps_who_left_off_the_board(
+    backends: Backends, prefix: str, pipe: PipelinedRedis
+) -> None:
+    redis = Redis.from_url(backends.redis_url, decode_responses=True)
+    try:
+        live = LiveQuizzes(redis, prefix)
+        quiz_id = f"C{uuid.uuid4().hex[:8].upper()}"
+        keys = QuizKeys(prefix, quiz_id)
+        await live.publish(a_quiz(quiz_id, instant_feedback=False), QUESTIONS)
+        crowd = [(f"p{i}", f"N{i}") for i in range(2 * REVEAL_CHUNK + 5)]
+        await live.enrol(quiz_id, crowd, reached_ms=10)
+        await redis.zadd(
+            keys.pending, {pid: pack(500, 1_000 + i) for i, (pid, _) in enumerate(crowd)}
+        )
+        await live.remove(quiz_id, ["p7"])
+        before = int(await redis.hget(keys.state, Field.VERSION) or 0)
+
+        await live.reveal(quiz_id, EPOCH + 5)
+
+        assert await redis.exists(keys.pending) == 0
+        assert await redis.zscore(keys.board, "p7") is None
+        assert await redis.zcard(keys.board) == len(crowd) - 1
+        assert await redis.zscore(keys.board, f"p{len(crowd) - 1}") == pack(500, len(crowd) + 999)
+        # One step per chunk, so a watcher skipping seen versions misses none.
+        assert int(await redis.hget(keys.state, Field.VERSION) or 0) == before + 3
+    finally:
+        await redis.aclose()
+
+
+async def test_a_rebuilt_open_question_keeps_its_totals_pending(
+    backends: Backends, prefix: str, pipe: PipelinedRedis
+) -> None:
+    redis = Redis.from_url(backends.redis_url, decode_responses=True)
+    try:
+        live = LiveQuizzes(redis, prefix)
+        book = AnswerBook(redis, pipe, prefix)
+        quiz_id = f"P{uuid.uuid4().hex[:8].upper()}"
+        keys = QuizKeys(prefix, quiz_id)
+        opened = EPOCH + 60_000
+        quiz = dataclasses.replace(
+            a_quiz(quiz_id, QuizState.RUNNING, instant_feedback=False),
+            current_question=0,
+            question_opened_ms=opened,
+            question_deadline_ms=opened + 10_000,
+        )
+        original = Answer(0, 1, True, 950, opened + 1_000)
+        await live.write_rebuilt(
+            RebuiltState(
+                quiz=quiz,
+                questions=QUESTIONS,
+                nicknames={"p1": "Ann"},
+                scores={"p1": (0, 5)},
+                answers={answer_field(0, "p1"): original.record()},
+                answer_counts={0: 1},
+                pending={"p1": (950, original.answered_ms - EPOCH)},
+            )
+        )
+        replay = await book.submit(quiz_id, 0, "p1", 1, opened + 2_000)
+        assert (replay.revealed, replay.total_score, replay.running_total) == (False, 0, 950)
+        await live.reveal(quiz_id, opened + 10_000)
+        assert await redis.zscore(keys.board, "p1") == pack(950, original.answered_ms - EPOCH)
     finally:
         await redis.aclose()
 

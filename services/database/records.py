@@ -55,6 +55,9 @@ class QuizRecord:
     # Set while the last host transition awaits its announcement (see the quiz
     # service's lifecycle).
     unannounced_ms: int | None = None
+    # Whether answers' results and the board move as answers arrive (else when
+    # each question closes).
+    instant_feedback: bool = False
 
     def question_closed(self, index: int, now: int) -> bool:
         """Whether question `index` no longer takes answers (so its answer may be shown)."""
@@ -102,6 +105,7 @@ def quiz_of(row: Any) -> QuizRecord:
         closed_ms=m["closed_ms"],
         close_reason=m["close_reason"],
         unannounced_ms=m["unannounced_ms"],
+        instant_feedback=bool(m["instant_feedback"]),
     )
 
 

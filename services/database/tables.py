@@ -56,6 +56,8 @@ quizzes = Table(
     # announcement on JetStream succeeded: the deadline sweep announces it should
     # the replica die or NATS fail in between.
     Column("unannounced_ms", BigInteger),
+    # Results and the board move as answers arrive instead of when a question closes.
+    Column("instant_feedback", Boolean, nullable=False, default=False, server_default="0"),
     Index(None, "state", "question_deadline_ms"),
     Index(None, "unannounced_ms"),
     Index(None, "created_ms"),

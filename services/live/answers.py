@@ -9,7 +9,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from services.live.keys import QuizKeys
-from services.live.layout import SCALE, Answer, Field, answer_field, points_of
+from services.live.layout import SCALE, Answer, Field, answer_field, points_of, withheld_question
 from services.live.pipeline import PipelinedRedis, Script
 from services.live.scripts import source
 
@@ -21,9 +21,24 @@ class Outcome:
 
     kind: str
     answer: Answer | None = None
+    # The total the player may see now: without this answer's points until revealed.
     total_score: int = 0
+    # Whether the answer's result may be told (see layout.withheld_question).
+    revealed: bool = False
+    # The total with this answer counted, revealed or not (for the answer log).
+    running_total: int = 0
     error: str = ""
     detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PlayerAnswers:
+    """What a player may see of their own game now."""
+
+    # The total of their revealed answers (their score on the board).
+    total: int
+    # Each accepted answer, by question, with whether its result is told.
+    answers: list[tuple[Answer, bool]]
 
 
 class AnswerBook:
@@ -39,28 +54,39 @@ class AnswerBook:
     ) -> Outcome:
         keys = QuizKeys(self.prefix, quiz_id)
         result: list[Any] = await self._submit(
-            [keys.state, keys.questions, keys.answers, keys.board],
+            [keys.state, keys.questions, keys.answers, keys.board, keys.pending],
             [player_id, question_index, choice_index, now, SCALE],
         )
         kind = result[0]
         if kind == "error":
             return Outcome(kind, error=result[1], detail=result[2] if len(result) > 2 else "")
-        answer = Answer.parse(question_index, result[1])
-        return Outcome(kind, answer=answer, total_score=int(result[2]))
+        return Outcome(
+            kind,
+            answer=Answer.parse(question_index, result[1]),
+            total_score=int(result[2]),
+            revealed=result[3] == 1,
+            running_total=int(result[4]),
+        )
 
-    async def player_answers(self, quiz_id: str, player_id: str) -> tuple[int, list[Answer]] | None:
-        """The player's total and answers, or None when not in the quiz."""
+    async def player_answers(self, quiz_id: str, player_id: str, now: int) -> PlayerAnswers | None:
+        """The player's total and answers as they may see them at `now`, or None
+        when not in the quiz."""
         keys = QuizKeys(self.prefix, quiz_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zscore(keys.board, player_id)
-            pipe.hget(keys.state, Field.QUESTION_COUNT)
-            packed, count = await pipe.execute()
+            pipe.zscore(keys.pending, player_id)
+            pipe.hgetall(keys.state)
+            packed, waiting, state = await pipe.execute()
         if packed is None:
             return None
-        fields = [answer_field(i, player_id) for i in range(int(count or 0))]
+        withheld = withheld_question(state, now)
+        count = int(state.get(Field.QUESTION_COUNT) or 0)
+        fields = [answer_field(i, player_id) for i in range(count)]
         records: list[Any] = await self.redis.hmget(keys.answers, fields) if fields else []
-        answers = [Answer.parse(i, r) for i, r in enumerate(records) if r is not None]
-        return points_of(packed), answers
+        answers = [(Answer.parse(i, r), i != withheld) for i, r in enumerate(records) if r]
+        # Past the deadline, before the sweep revealed it, the pending total is told.
+        total = points_of(waiting if waiting is not None and withheld is None else packed)
+        return PlayerAnswers(total, answers)
 
     async def host_of(self, quiz_id: str) -> str | None:
         host = await self.redis.hget(QuizKeys(self.prefix, quiz_id).state, Field.HOST)

@@ -47,10 +47,16 @@ class QuizKeys:
         return self._key("answers")
 
     @property
+    def pending(self) -> str:
+        """Sorted set: player id -> packed score they reach once the open question's
+        results are revealed (quizzes without instant feedback)."""
+        return self._key("pending")
+
+    @property
     def recovering(self) -> str:
         """String: held while one process rebuilds this quiz's live state."""
         return self._key("recovering")
 
     def all(self) -> list[str]:
         """The keys of the live state (not the recovery lock)."""
-        return [self.board, self.nicknames, self.state, self.questions, self.answers]
+        return [self.board, self.pending, self.nicknames, self.state, self.questions, self.answers]

@@ -56,6 +56,9 @@ class Field(StrEnum):
     # When a score last changed (ms), for the answer-to-watcher latency.
     CHANGED_AT = "changed_at"
     CLOSED_AT = "closed_at"
+    # 1: answers' results and the board move at once (a practice quiz); 0: they
+    # wait in the pending set until their question closes.
+    INSTANT_FEEDBACK = "instant_feedback"
 
 
 def answer_count_field(question: int) -> str:
@@ -120,7 +123,19 @@ def state_fields(quiz: QuizRecord) -> dict[EncodableT, EncodableT]:
         Field.EPOCH: quiz.created_ms,
         Field.HOST: quiz.host,
         Field.QUESTION_COUNT: quiz.question_count,
+        Field.INSTANT_FEEDBACK: int(quiz.instant_feedback),
     }
+
+
+def withheld_question(state: dict[str, str], now: int) -> int | None:
+    """The question whose answers' results are not told yet at `now` (the open
+    one, unless the quiz has instant feedback), or None. The answer script applies
+    the same rule to the result it returns."""
+    if state.get(Field.INSTANT_FEEDBACK) == "1" or state.get(Field.STATUS) != "RUNNING":
+        return None
+    if now > int(state.get(Field.DEADLINE) or 0):
+        return None
+    return int(state.get(Field.QUESTION) or -1)
 
 
 def question_specs(qs: list[Question]) -> dict[EncodableT, EncodableT]:

@@ -18,6 +18,9 @@ from services.mesh.clock import now_ms
 
 # Members and fields per command when a whole state is written back.
 CHUNK = 5_000
+# Pending totals moved onto the board per script call: each call is short, so
+# answers of other quizzes on the shard do not wait behind a stadium's reveal.
+REVEAL_CHUNK = 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +35,8 @@ class RebuiltState:
     # answers hash field -> answer record
     answers: dict[str, str]
     answer_counts: dict[int, int] = field(default_factory=dict)
+    # Totals reached by answers to the open question, not revealed yet (as scores).
+    pending: dict[str, tuple[int, int]] = field(default_factory=dict)
     # When a score last changed (ms), if any did.
     changed_at: int | None = None
 
@@ -43,6 +48,7 @@ class LiveQuizzes:
         self._update_state = redis.register_script(source("update_state"))
         self._enrol = redis.register_script(source("enrol_players"))
         self._release = redis.register_script(source("release_lock"))
+        self._reveal = redis.register_script(source("reveal"))
 
     def keys(self, quiz_id: str) -> QuizKeys:
         return QuizKeys(self.prefix, quiz_id)
@@ -64,7 +70,22 @@ class LiveQuizzes:
         if not await self._update_state(keys=[self.keys(quiz_id).state], args=args):
             raise restoring(quiz_id)
 
+    async def reveal(self, quiz_id: str, now: int) -> None:
+        """Moves the totals of a closed question's answers onto the board; UNAVAILABLE
+        while the state is lost (the rebuild then counts them)."""
+        keys = self.keys(quiz_id)
+        while True:
+            left = await self._reveal(
+                keys=[keys.state, keys.pending, keys.board], args=[REVEAL_CHUNK, now]
+            )
+            if left < 0:
+                raise restoring(quiz_id)
+            if left == 0:
+                return
+
     async def open_question(self, quiz_id: str, index: int, opened: int, deadline: int) -> None:
+        # The previous question's results first: its deadline has passed.
+        await self.reveal(quiz_id, opened)
         # A snapshot shows the open question and its answer count: a new version.
         await self._update(
             quiz_id,
@@ -81,12 +102,14 @@ class LiveQuizzes:
         """The open question's deadline moves to `at` (the host ended it early):
         the answer script refuses answers after it as too late."""
         await self._update(quiz_id, 1, {Field.DEADLINE: at})
+        await self.reveal(quiz_id, at)
 
     async def close(self, quiz_id: str, closed: int) -> None:
         # Ends the open question too: the answer script checks the status first.
         await self._update(
             quiz_id, 1, {Field.STATUS: QuizState.CLOSED.value, Field.CLOSED_AT: closed}
         )
+        await self.reveal(quiz_id, closed)
 
     async def enrol(
         self, quiz_id: str, players: Sequence[tuple[str, str]], reached_ms: int
@@ -163,6 +186,9 @@ class LiveQuizzes:
                 pipe.hset(keys.nicknames, mapping=dict(part))
                 board = {pid: pack(*rebuilt.scores.get(pid, (0, 0))) for pid, _ in part}
                 pipe.zadd(keys.board, board)
+                waiting = {p: pack(*rebuilt.pending[p]) for p, _ in part if p in rebuilt.pending}
+                if waiting:
+                    pipe.zadd(keys.pending, waiting)
                 await pipe.execute()
         answers = list(rebuilt.answers.items())
         for i in range(0, len(answers), CHUNK):

@@ -287,6 +287,9 @@ class Lifecycle:
         qs = await self.questions.get(quiz.id)
         index = quiz.current_question
         deadline = quiz.question_deadline_ms or now_ms()
+        # The board moves with the reveal, before watchers hear of it; should Redis
+        # fail here, the row stays unmarked and the next sweep tries again.
+        await self.live.reveal(quiz.id, deadline)
         # Announce first: if this replica dies before marking the row, the next
         # sweep (here or elsewhere) repeats the same message id, stored once.
         await self.announcer.question_closed(quiz.id, index, qs[index].correct_choice, deadline)

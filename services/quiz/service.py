@@ -60,7 +60,14 @@ class QuizService(quiz_pb2_grpc.QuizServiceServicer):
         for _ in range(5):  # a code collision is rare; draw again
             quiz_id = ids.new_quiz_id()
             try:
-                await self.store.create(quiz_id, request.title.strip(), host.subject, created, qs)
+                await self.store.create(
+                    quiz_id,
+                    request.title.strip(),
+                    host.subject,
+                    created,
+                    qs,
+                    instant_feedback=request.instant_feedback,
+                )
                 break
             except DuplicateKey:
                 continue
@@ -173,6 +180,7 @@ class QuizService(quiz_pb2_grpc.QuizServiceServicer):
             player_count=player_count,
             create_time=timestamp(quiz.created_ms),
             server_time=timestamp(now),
+            instant_feedback=quiz.instant_feedback,
         )
         if with_questions:
             is_host = (

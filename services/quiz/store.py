@@ -21,7 +21,13 @@ class DuplicateKey(Exception):
 
 class QuizStore(QuizRecords):
     async def create(
-        self, quiz_id: str, title: str, host: str, created_ms: int, qs: list[Question]
+        self,
+        quiz_id: str,
+        title: str,
+        host: str,
+        created_ms: int,
+        qs: list[Question],
+        instant_feedback: bool = False,
     ) -> None:
         try:
             async with self.engine.begin() as conn:
@@ -36,6 +42,7 @@ class QuizStore(QuizRecords):
                         closed_question=-1,
                         close_reason=0,
                         created_ms=created_ms,
+                        instant_feedback=instant_feedback,
                     )
                 )
                 await conn.execute(

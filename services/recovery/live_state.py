@@ -23,6 +23,7 @@ from services.database.records import QuizRecords
 from services.live.errors import restoring
 from services.live.layout import Answer, answer_field
 from services.live.quizzes import LiveQuizzes, RebuiltState
+from services.mesh.clock import now_ms
 from services.mesh.config import CommonSettings
 from services.mesh.connections import Connections
 from services.mesh.errors import NotFound, Reason, Unavailable
@@ -137,9 +138,18 @@ class LiveStateRecovery:
         totals = {p.id: 0 for p in joined}
         reached = {p.id: p.joined_ms for p in joined}
         counts: dict[int, int] = {}
+        # The open question's results stay pending, as the answer script left them.
+        current = quiz.current_question
+        withheld = not quiz.instant_feedback and not quiz.question_closed(current, now_ms())
+        pending: dict[str, tuple[int, int]] = {}
         for (question, pid), answer in sorted(accepted.items(), key=lambda kv: kv[1].answered_ms):
             counts[question] = counts.get(question, 0) + 1
-            if answer.points_awarded > 0 and pid in totals:
+            if answer.points_awarded <= 0 or pid not in totals:
+                continue
+            if withheld and question == current:
+                since = answer.answered_ms - quiz.created_ms
+                pending[pid] = (totals[pid] + answer.points_awarded, since)
+            else:
                 totals[pid] += answer.points_awarded
                 reached[pid] = answer.answered_ms
         scored = [a.answered_ms for a in accepted.values() if a.points_awarded > 0]
@@ -151,6 +161,7 @@ class LiveStateRecovery:
                 scores={pid: (totals[pid], reached[pid] - quiz.created_ms) for pid in totals},
                 answers={answer_field(q, pid): a.record() for (q, pid), a in accepted.items()},
                 answer_counts=counts,
+                pending=pending,
                 changed_at=max(scored) if scored else None,
             )
         )

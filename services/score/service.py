@@ -35,13 +35,17 @@ from services.score.tokens import KnownTokens
 log = logging.getLogger(__name__)
 
 
-def _result(answer: Answer, answered_at: Timestamp | None = None) -> score_pb2.AnswerResult:
+def _result(
+    answer: Answer, revealed: bool, answered_at: Timestamp | None = None
+) -> score_pb2.AnswerResult:
+    """The answer as its player may see it: right or wrong and points only once revealed."""
     return score_pb2.AnswerResult(
         question_index=answer.question_index,
         choice_index=answer.choice_index,
-        correct=answer.correct,
-        points_awarded=answer.points_awarded,
+        correct=answer.correct and revealed,
+        points_awarded=answer.points_awarded if revealed else 0,
         answered_at=answered_at or timestamp(answer.answered_ms),
+        revealed=revealed,
     )
 
 
@@ -136,10 +140,12 @@ class ScoreService(score_pb2_grpc.ScoreServiceServicer):
         answered_at = timestamp(answer.answered_ms)  # once: its Python setter is not cheap
         # Durable before acknowledged. A replay publishes again: the first attempt
         # may have died between Redis and JetStream; the message id de-duplicates.
-        await self._record(quiz_id, player.subject, answer, answered_at, outcome.total_score)
+        await self._record(quiz_id, player.subject, answer, answered_at, outcome.running_total)
         (self._replayed if replayed else self._accepted).inc()
         return score_pb2.SubmitAnswerResponse(
-            result=_result(answer, answered_at), total_score=outcome.total_score, replayed=replayed
+            result=_result(answer, outcome.revealed, answered_at),
+            total_score=outcome.total_score,
+            replayed=replayed,
         )
 
     async def _restored(self, quiz_id: str) -> bool:
@@ -196,12 +202,13 @@ class ScoreService(score_pb2_grpc.ScoreServiceServicer):
                 "only that player or the quiz's host may read this score",
                 Reason.ERROR_REASON_NOT_A_PLAYER,
             )
-        found = await self.book.player_answers(quiz_id, player_id)
+        found = await self.book.player_answers(quiz_id, player_id, now_ms())
         if found is None:
             raise NotFound(
                 f"player {player_id} is not in quiz {quiz_id}", Reason.ERROR_REASON_PLAYER_NOT_FOUND
             )
-        total, answers = found
         return score_pb2.GetPlayerScoreResponse(
-            player_id=player_id, score=total, answers=[_result(a) for a in answers]
+            player_id=player_id,
+            score=found.total,
+            answers=[_result(a, revealed) for a, revealed in found.answers],
         )

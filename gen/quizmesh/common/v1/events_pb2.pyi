@@ -267,7 +267,9 @@ class AcceptedAnswer(_message.Message):
     points_awarded: _builtins.int
     """Points awarded for this answer."""
     total_score: _builtins.int
-    """The player's total score right after this answer."""
+    """The player's total score right after this answer (counted, whether or not
+    it was revealed yet).
+    """
     @_builtins.property
     def answered_at(self) -> _timestamp_pb2.Timestamp:
         """When the answer was received (server clock)."""

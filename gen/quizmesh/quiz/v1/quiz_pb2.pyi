@@ -87,6 +87,7 @@ class Quiz(_message.Message):
     PLAYER_COUNT_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     SERVER_TIME_FIELD_NUMBER: _builtins.int
+    INSTANT_FEEDBACK_FIELD_NUMBER: _builtins.int
     quiz_id: _builtins.str
     """Short code players type to join (e.g. "K7QX2M9A")."""
     title: _builtins.str
@@ -101,6 +102,10 @@ class Quiz(_message.Message):
     """0-based index of the current (or last) question, -1 before the first."""
     player_count: _builtins.int
     """How many players have joined."""
+    instant_feedback: _builtins.bool
+    """Whether players learn right or wrong and points as they answer (a practice
+    quiz); otherwise results and the board move when each question closes.
+    """
     @_builtins.property
     def questions(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.QuestionView]:
         """Questions visible to the caller: all for the host, opened ones for others
@@ -128,10 +133,11 @@ class Quiz(_message.Message):
         player_count: _builtins.int = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         server_time: _timestamp_pb2.Timestamp | None = ...,
+        instant_feedback: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "server_time", b"server_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "current_question", b"current_question", "host", b"host", "player_count", b"player_count", "question_count", b"question_count", "questions", b"questions", "quiz_id", b"quiz_id", "server_time", b"server_time", "state", b"state", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "current_question", b"current_question", "host", b"host", "instant_feedback", b"instant_feedback", "player_count", b"player_count", "question_count", b"question_count", "questions", b"questions", "quiz_id", b"quiz_id", "server_time", b"server_time", "state", b"state", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -145,8 +151,14 @@ class CreateQuizRequest(_message.Message):
 
     TITLE_FIELD_NUMBER: _builtins.int
     QUESTIONS_FIELD_NUMBER: _builtins.int
+    INSTANT_FEEDBACK_FIELD_NUMBER: _builtins.int
     title: _builtins.str
     """Title shown to players (1-200 characters)."""
+    instant_feedback: _builtins.bool
+    """Tell each player right or wrong and move the board as answers arrive (a
+    practice quiz). By default results, points and the board move only when
+    a question closes, so the room cannot learn the answer before time is up.
+    """
     @_builtins.property
     def questions(self) -> _containers.RepeatedCompositeFieldContainer[Global___QuestionSpec]:
         """One to 100 questions, asked in this order."""
@@ -156,10 +168,11 @@ class CreateQuizRequest(_message.Message):
         *,
         title: _builtins.str = ...,
         questions: _abc.Iterable[Global___QuestionSpec] | None = ...,
+        instant_feedback: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["questions", b"questions", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["instant_feedback", b"instant_feedback", "questions", b"questions", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from quizmesh.validate.v1 import validate_pb2 as quizmesh_dot_validate_dot_v1_dot_validate__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dquizmesh/score/v1/score.proto\x12\x11quizmesh.score.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#quizmesh/validate/v1/validate.proto\"\xd5\x01\n\x13SubmitAnswerRequest\x12J\n\x07quiz_id\x18\x01 \x01(\tB9\xca\xf3\x18\x35\x08\x01\x10\x10\x1a\x0c[A-Za-z0-9]+\"!a quiz code of letters and digits\x12\'\n\x0equestion_index\x18\x02 \x01(\x05\x42\n\xca\xf3\x18\x06(\x00\x30\x63P\x01H\x00\x88\x01\x01\x12%\n\x0c\x63hoice_index\x18\x03 \x01(\x05\x42\n\xca\xf3\x18\x06(\x00\x30\x05P\x01H\x01\x88\x01\x01\x42\x11\n\x0f_question_indexB\x0f\n\r_choice_index\"\x96\x01\n\x0c\x41nswerResult\x12\x16\n\x0equestion_index\x18\x01 \x01(\x05\x12\x14\n\x0c\x63hoice_index\x18\x02 \x01(\x05\x12\x0f\n\x07\x63orrect\x18\x03 \x01(\x08\x12\x16\n\x0epoints_awarded\x18\x04 \x01(\x05\x12/\n\x0b\x61nswered_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"n\n\x14SubmitAnswerResponse\x12/\n\x06result\x18\x01 \x01(\x0b\x32\x1f.quizmesh.score.v1.AnswerResult\x12\x13\n\x0btotal_score\x18\x02 \x01(\x05\x12\x10\n\x08replayed\x18\x03 \x01(\x08\"\xb1\x01\n\x15GetPlayerScoreRequest\x12J\n\x07quiz_id\x18\x01 \x01(\tB9\xca\xf3\x18\x35\x08\x01\x10\x10\x1a\x0c[A-Za-z0-9]+\"!a quiz code of letters and digits\x12L\n\tplayer_id\x18\x02 \x01(\tB9\xca\xf3\x18\x35\x08\x01\x10 \x1a\x0c[A-Za-z0-9]+\"!a player id of letters and digits\"l\n\x16GetPlayerScoreResponse\x12\x11\n\tplayer_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x05\x12\x30\n\x07\x61nswers\x18\x03 \x03(\x0b\x32\x1f.quizmesh.score.v1.AnswerResult2\xbb\x02\n\x0cScoreService\x12\x89\x01\n\x0cSubmitAnswer\x12&.quizmesh.score.v1.SubmitAnswerRequest\x1a\'.quizmesh.score.v1.SubmitAnswerResponse\"(\x82\xd3\xe4\x93\x02\"\"\x1d/v1/quizzes/{quiz_id}/answers:\x01*\x12\x9e\x01\n\x0eGetPlayerScore\x12(.quizmesh.score.v1.GetPlayerScoreRequest\x1a).quizmesh.score.v1.GetPlayerScoreResponse\"7\x82\xd3\xe4\x93\x02\x31\x12//v1/quizzes/{quiz_id}/players/{player_id}/scoreb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dquizmesh/score/v1/score.proto\x12\x11quizmesh.score.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#quizmesh/validate/v1/validate.proto\"\xd5\x01\n\x13SubmitAnswerRequest\x12J\n\x07quiz_id\x18\x01 \x01(\tB9\xca\xf3\x18\x35\x08\x01\x10\x10\x1a\x0c[A-Za-z0-9]+\"!a quiz code of letters and digits\x12\'\n\x0equestion_index\x18\x02 \x01(\x05\x42\n\xca\xf3\x18\x06(\x00\x30\x63P\x01H\x00\x88\x01\x01\x12%\n\x0c\x63hoice_index\x18\x03 \x01(\x05\x42\n\xca\xf3\x18\x06(\x00\x30\x05P\x01H\x01\x88\x01\x01\x42\x11\n\x0f_question_indexB\x0f\n\r_choice_index\"\xa8\x01\n\x0c\x41nswerResult\x12\x16\n\x0equestion_index\x18\x01 \x01(\x05\x12\x14\n\x0c\x63hoice_index\x18\x02 \x01(\x05\x12\x0f\n\x07\x63orrect\x18\x03 \x01(\x08\x12\x16\n\x0epoints_awarded\x18\x04 \x01(\x05\x12/\n\x0b\x61nswered_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08revealed\x18\x06 \x01(\x08\"n\n\x14SubmitAnswerResponse\x12/\n\x06result\x18\x01 \x01(\x0b\x32\x1f.quizmesh.score.v1.AnswerResult\x12\x13\n\x0btotal_score\x18\x02 \x01(\x05\x12\x10\n\x08replayed\x18\x03 \x01(\x08\"\xb1\x01\n\x15GetPlayerScoreRequest\x12J\n\x07quiz_id\x18\x01 \x01(\tB9\xca\xf3\x18\x35\x08\x01\x10\x10\x1a\x0c[A-Za-z0-9]+\"!a quiz code of letters and digits\x12L\n\tplayer_id\x18\x02 \x01(\tB9\xca\xf3\x18\x35\x08\x01\x10 \x1a\x0c[A-Za-z0-9]+\"!a player id of letters and digits\"l\n\x16GetPlayerScoreResponse\x12\x11\n\tplayer_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x05\x12\x30\n\x07\x61nswers\x18\x03 \x03(\x0b\x32\x1f.quizmesh.score.v1.AnswerResult2\xbb\x02\n\x0cScoreService\x12\x89\x01\n\x0cSubmitAnswer\x12&.quizmesh.score.v1.SubmitAnswerRequest\x1a\'.quizmesh.score.v1.SubmitAnswerResponse\"(\x82\xd3\xe4\x93\x02\"\"\x1d/v1/quizzes/{quiz_id}/answers:\x01*\x12\x9e\x01\n\x0eGetPlayerScore\x12(.quizmesh.score.v1.GetPlayerScoreRequest\x1a).quizmesh.score.v1.GetPlayerScoreResponse\"7\x82\xd3\xe4\x93\x02\x31\x12//v1/quizzes/{quiz_id}/players/{player_id}/scoreb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -51,13 +51,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBMITANSWERREQUEST']._serialized_start=153
   _globals['_SUBMITANSWERREQUEST']._serialized_end=366
   _globals['_ANSWERRESULT']._serialized_start=369
-  _globals['_ANSWERRESULT']._serialized_end=519
-  _globals['_SUBMITANSWERRESPONSE']._serialized_start=521
-  _globals['_SUBMITANSWERRESPONSE']._serialized_end=631
-  _globals['_GETPLAYERSCOREREQUEST']._serialized_start=634
-  _globals['_GETPLAYERSCOREREQUEST']._serialized_end=811
-  _globals['_GETPLAYERSCORERESPONSE']._serialized_start=813
-  _globals['_GETPLAYERSCORERESPONSE']._serialized_end=921
-  _globals['_SCORESERVICE']._serialized_start=924
-  _globals['_SCORESERVICE']._serialized_end=1239
+  _globals['_ANSWERRESULT']._serialized_end=537
+  _globals['_SUBMITANSWERRESPONSE']._serialized_start=539
+  _globals['_SUBMITANSWERRESPONSE']._serialized_end=649
+  _globals['_GETPLAYERSCOREREQUEST']._serialized_start=652
+  _globals['_GETPLAYERSCOREREQUEST']._serialized_end=829
+  _globals['_GETPLAYERSCORERESPONSE']._serialized_start=831
+  _globals['_GETPLAYERSCORERESPONSE']._serialized_end=939
+  _globals['_SCORESERVICE']._serialized_start=942
+  _globals['_SCORESERVICE']._serialized_end=1257
 # @@protoc_insertion_point(module_scope)

@@ -67,14 +67,20 @@ class AnswerResult(_message.Message):
     CORRECT_FIELD_NUMBER: _builtins.int
     POINTS_AWARDED_FIELD_NUMBER: _builtins.int
     ANSWERED_AT_FIELD_NUMBER: _builtins.int
+    REVEALED_FIELD_NUMBER: _builtins.int
     question_index: _builtins.int
     """0-based question index."""
     choice_index: _builtins.int
     """The chosen choice."""
     correct: _builtins.bool
-    """Whether the choice was correct."""
+    """Whether the choice was correct (false until revealed)."""
     points_awarded: _builtins.int
-    """Points awarded for this answer."""
+    """Points awarded for this answer (0 until revealed)."""
+    revealed: _builtins.bool
+    """Whether correct and points_awarded are told. Unless the quiz has
+    instant_feedback, they are withheld while the question is still open, so
+    nobody learns the answer before time is up; they are told once it closes.
+    """
     @_builtins.property
     def answered_at(self) -> _timestamp_pb2.Timestamp:
         """When the server received the answer."""
@@ -87,10 +93,11 @@ class AnswerResult(_message.Message):
         correct: _builtins.bool = ...,
         points_awarded: _builtins.int = ...,
         answered_at: _timestamp_pb2.Timestamp | None = ...,
+        revealed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["answered_at", b"answered_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answered_at", b"answered_at", "choice_index", b"choice_index", "correct", b"correct", "points_awarded", b"points_awarded", "question_index", b"question_index"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answered_at", b"answered_at", "choice_index", b"choice_index", "correct", b"correct", "points_awarded", b"points_awarded", "question_index", b"question_index", "revealed", b"revealed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -106,7 +113,9 @@ class SubmitAnswerResponse(_message.Message):
     TOTAL_SCORE_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     total_score: _builtins.int
-    """The player's total score after this answer."""
+    """The player's total score as shown now: with this answer's points only when
+    the result is revealed.
+    """
     replayed: _builtins.bool
     """True when this was a retry of an answer already accepted."""
     @_builtins.property
@@ -166,7 +175,7 @@ class GetPlayerScoreResponse(_message.Message):
     player_id: _builtins.str
     """The player's id."""
     score: _builtins.int
-    """Total score."""
+    """Total score of the revealed answers (the score on the leaderboard)."""
     @_builtins.property
     def answers(self) -> _containers.RepeatedCompositeFieldContainer[Global___AnswerResult]:
         """Accepted answers, by question index."""
