@@ -4,7 +4,9 @@ same and of another choice, and late answers) / wait / advance / close against
 the real services over gRPC, and after every step each player's score equals the
 sum of the points the server awarded its accepted answers (each checked against
 docs/spec.md#scoring), ranks follow score desc then who reached it first, and
-refusals change nothing.
+refusals change nothing. The walk plays a practice quiz (instant feedback) or the
+default one, where results, scores and the board hold back an answer until its
+question closes (docs/spec.md#visibility).
 
 Hypothesis drives the `async def` test itself (pytest-asyncio runs the inner
 test on the session loop); RuleBasedStateMachine is synchronous, so the walk is
@@ -21,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from services.mesh.clock import now_ms
 from tests.api import ApiError, GrpcApi
 from tests.game import Player, answer, expected_points, join, ms
 from tests.stack import Stack
@@ -71,35 +74,73 @@ steps = st.builds(
 
 @dataclass
 class Model:
+    instant: bool  # the quiz's instant_feedback
     players: dict[str, Player] = field(default_factory=dict)  # by nickname
-    accepted: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)  # pid -> q
-    reached: dict[str, int] = field(default_factory=dict)  # pid -> when its score was reached
+    # pid -> question -> the result as the server tells it once revealed
+    accepted: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
+    joined: dict[str, int] = field(default_factory=dict)  # pid -> tick of the join
+    ticks: dict[tuple[str, int], int] = field(default_factory=dict)  # (pid, q) -> answer's tick
     clock: int = 0
     state: str = "QUIZ_STATE_OPEN"
     quiz: dict[str, Any] = field(default_factory=dict)  # the host's latest view
 
-    def score(self, pid: str) -> int:
-        return sum(int(a["points_awarded"]) for a in self.accepted[pid].values())
+    def withheld(self) -> int | None:
+        """The question whose results are not told yet (the open one, by default)."""
+        if self.instant or self.state != "QUIZ_STATE_RUNNING":
+            return None
+        q = int(self.quiz["current_question"])
+        return q if now_ms() <= ms(self.quiz["questions"][q]["deadline"]) else None
 
-    def ranking(self) -> list[tuple[str, int]]:
-        pids = sorted(self.accepted, key=lambda p: (-self.score(p), self.reached[p]))
-        return [(p, self.score(p)) for p in pids]
+    def told(self, result: dict[str, Any], withheld: int | None) -> dict[str, Any]:
+        if result["question_index"] != withheld:
+            return result
+        return {**result, "correct": False, "points_awarded": 0, "revealed": False}
+
+    def score(self, pid: str, withheld: int | None) -> int:
+        told = [a for q, a in self.accepted[pid].items() if q != withheld]
+        return sum(int(a["points_awarded"]) for a in told)
+
+    def reached(self, pid: str, withheld: int | None) -> int:
+        scored = [
+            self.ticks[pid, q]
+            for q, a in self.accepted[pid].items()
+            if q != withheld and a["points_awarded"] > 0
+        ]
+        return max(scored, default=self.joined[pid])
+
+    def ranking(self, withheld: int | None) -> list[tuple[str, int]]:
+        def order(p: str) -> tuple[int, int]:
+            return -self.score(p, withheld), self.reached(p, withheld)
+
+        return [(p, self.score(p, withheld)) for p in sorted(self.accepted, key=order)]
+
+
+async def as_of(m: Model, call: Any) -> tuple[Any, int | None, bool]:
+    """A call's reply, the question withheld when it ran, and whether that was sure
+    (the open question's deadline did not pass while it ran)."""
+    before = m.withheld()
+    reply = await call
+    return reply, before, before == m.withheld()
 
 
 async def check(api: GrpcApi, host: str, quiz_id: str, m: Model) -> None:
     for pid, answers in m.accepted.items():
-        got = await api.call("GetPlayerScore", {"quiz_id": quiz_id, "player_id": pid}, host)
-        assert got["score"] == m.score(pid), (pid, got, answers)
-        assert {a["question_index"]: a for a in got["answers"]} == answers
-    expected = m.ranking()
+        request = {"quiz_id": quiz_id, "player_id": pid}
+        got, withheld, sure = await as_of(m, api.call("GetPlayerScore", request, host))
+        if not sure:  # the deadline passed meanwhile: ask again, after it
+            got, withheld, _ = await as_of(m, api.call("GetPlayerScore", request, host))
+        assert got["score"] == m.score(pid, withheld), (pid, got, answers)
+        told = {q: m.told(a, withheld) for q, a in answers.items()}
+        assert {a["question_index"]: a for a in got["answers"]} == told
+    rows: list[tuple[str, int]] = []
     board: dict[str, Any] = {}
-    for _ in range(50):  # the leaderboard follows the answers asynchronously
+    for _ in range(50):  # the board follows answers, and the deadline sweep, a little later
         board = await api.call("GetLeaderboard", {"quiz_id": quiz_id, "page_size": 100})
         rows = [(e["player_id"], e["score"]) for e in board["entries"]]
+        expected = m.ranking(m.withheld())
         if rows == expected:
             break
         await asyncio.sleep(0.05)
-    rows = [(e["player_id"], e["score"]) for e in board["entries"]]
     assert rows == expected, (rows, expected)
     assert [e["rank"] for e in board["entries"]] == list(range(1, len(expected) + 1))
     quiz = (await api.call("GetQuiz", {"quiz_id": quiz_id}, host))["quiz"]
@@ -132,7 +173,7 @@ async def attempt(api: GrpcApi, host: str, quiz_id: str, m: Model, s: Step) -> A
             m.players[nick] = p
             m.accepted[p.player_id] = {}
             m.clock += 1
-            m.reached[p.player_id] = m.clock
+            m.joined[p.player_id] = m.clock
         elif kind in ("start", "advance", "close"):
             rpc = {"start": "StartQuiz", "advance": "AdvanceQuestion", "close": "CloseQuiz"}[kind]
             m.quiz = (await api.call(rpc, {"quiz_id": quiz_id}, host))["quiz"]
@@ -151,16 +192,16 @@ async def attempt(api: GrpcApi, host: str, quiz_id: str, m: Model, s: Step) -> A
                 choice = int(mine[q]["choice_index"]) + c  # c == 1: another choice
             else:
                 q, choice = (int(m.quiz["current_question"]) if b == CURRENT else b), c
-            reply = await answer(api, p, quiz_id, q, choice)
+            reply, withheld, sure = await as_of(m, answer(api, p, quiz_id, q, choice))
             result = reply["result"]
             if q in mine:
                 assert reply["replayed"] is True
-                assert result == mine[q], (reply, mine[q])
+                if sure:
+                    assert result == m.told(mine[q], withheld), (reply, mine[q])
             else:
                 assert reply["replayed"] is False
                 view = m.quiz["questions"][q]
                 right = choice == QUIZ["questions"][q]["correct_choice"]
-                assert result["correct"] is right
                 want = (
                     expected_points(
                         view["points"],
@@ -171,13 +212,16 @@ async def attempt(api: GrpcApi, host: str, quiz_id: str, m: Model, s: Step) -> A
                     if right
                     else 0
                 )
-                assert result["points_awarded"] == want
                 assert ms(result["answered_at"]) <= ms(view["deadline"])
-                mine[q] = result
-                if want > 0:
-                    m.clock += 1
-                    m.reached[p.player_id] = m.clock
-            assert reply["total_score"] == m.score(p.player_id)
+                # As the server will tell it; checked now when told at once, else
+                # by GetPlayerScore once the question has closed.
+                mine[q] = {**result, "correct": right, "points_awarded": want, "revealed": True}
+                assert result["revealed"] is m.instant
+                assert result == m.told(mine[q], None if m.instant else q)
+                m.clock += 1
+                m.ticks[p.player_id, q] = m.clock
+            if sure:
+                assert reply["total_score"] == m.score(p.player_id, withheld)
     except ApiError as e:
         return e
     return None
@@ -190,13 +234,15 @@ async def attempt(api: GrpcApi, host: str, quiz_id: str, m: Model, s: Step) -> A
     database=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-@given(walk=steps)
-async def test_scores_always_match_the_accepted_answers(stack: Stack, walk: list[Step]) -> None:
+@given(walk=steps, instant=st.booleans())
+async def test_scores_always_match_the_accepted_answers(
+    stack: Stack, walk: list[Step], instant: bool
+) -> None:
     api = GrpcApi(stack.channels)
     host = stack.host_token("modeller")
-    created = (await api.call("CreateQuiz", QUIZ, host))["quiz"]
+    created = (await api.call("CreateQuiz", {**QUIZ, "instant_feedback": instant}, host))["quiz"]
     quiz_id = created["quiz_id"]
-    m = Model(quiz=created)
+    m = Model(instant, quiz=created)
     for s in walk:
         await step(api, host, quiz_id, m, s)
         await check(api, host, quiz_id, m)

@@ -19,6 +19,7 @@ from quizctl import cli as quizctl
 from services.database.engine import create_engine
 from services.database.tables import answers, quizzes, scores
 from services.live.keys import QuizKeys
+from services.live.layout import Field
 from services.mesh.messaging import Subjects, ensure_streams
 from services.sync.config import Settings as SyncSettings
 from services.sync.job import run_sync
@@ -67,9 +68,15 @@ async def live_state(stack: Stack, quiz_id: str) -> dict[str, Any]:
     try:
         state = await redis.hgetall(keys.state)
         state.pop("version", None)  # jumps on a rebuild, so watchers see it as new
+        # When the board last moved: without instant feedback, when a question's
+        # results were revealed, which no record keeps; the rebuild puts the last
+        # revealed answer's time, at most the real one.
+        if state.get(Field.INSTANT_FEEDBACK) == "0" and Field.CHANGED_AT in state:
+            state[Field.CHANGED_AT] = "revealed"
         return {
             "state": state,
             "board": await redis.zrange(keys.board, 0, -1, withscores=True),
+            "pending": await redis.zrange(keys.pending, 0, -1, withscores=True),
             "nicknames": await redis.hgetall(keys.nicknames),
             "answers": await redis.hgetall(keys.answers),
             "questions": await redis.hgetall(keys.questions),
@@ -103,6 +110,10 @@ async def test_a_sync_copies_every_accepted_answer_and_total_once(own_stack: Sta
 
     rows = await sql(own_stack.backends, select(answers).where(answers.c.quiz_id == quiz_id))
     assert len(rows) == 6
+    # The board shows question 1's points once it has closed; SQL counts every
+    # durable answer at once.
+    api = GrpcApi(own_stack.channels)
+    await api.call("AdvanceQuestion", {"quiz_id": quiz_id}, own_stack.host_token("alice"))
     board = (
         await GrpcApi(own_stack.channels).call(
             "GetLeaderboard", {"quiz_id": quiz_id, "page_size": 10}

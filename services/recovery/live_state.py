@@ -152,7 +152,13 @@ class LiveStateRecovery:
             else:
                 totals[pid] += answer.points_awarded
                 reached[pid] = answer.answered_ms
-        scored = [a.answered_ms for a in accepted.values() if a.points_awarded > 0]
+        # When the board last moved: the last revealed answer's time (without instant
+        # feedback the reveal came later; no record keeps when).
+        scored = [
+            a.answered_ms
+            for (question, _), a in accepted.items()
+            if a.points_awarded > 0 and not (withheld and question == current)
+        ]
         await self.live.write_rebuilt(
             RebuiltState(
                 quiz=quiz,
