@@ -35,6 +35,9 @@ async def refused(call: Any) -> ApiError:
 
 REFERENCE_QUIZ: dict[str, Any] = {
     "title": "Reference game",
+    # A practice quiz: each reply tells its result, so a game test checks scoring
+    # answer by answer. Results told at the close: tests/test_reveal_at_close.py.
+    "instant_feedback": True,
     "questions": [
         # 1 point over 10 minutes: every correct answer earns exactly 1, so two
         # correct players tie and the earlier one must rank first.

@@ -311,6 +311,7 @@ async def until_accepted(call: Callable[[], Awaitable[T]], within: float) -> tup
 
 QUIZ: dict[str, Any] = {
     "title": "Supervised",
+    "instant_feedback": True,  # the live board follows each answer at once
     "questions": [
         # Long limits: a restart must not cost anyone a question.
         {

@@ -38,6 +38,8 @@ def rules(fd: FieldDescriptor) -> validate_pb2.FieldRules | None:
 def valid_scalar(fd: FieldDescriptor, rule: validate_pb2.FieldRules) -> Any:
     if fd.type == FieldDescriptor.TYPE_STRING:
         return "A" * rule.min_len
+    if fd.type == FieldDescriptor.TYPE_BOOL:
+        return False
     return rule.gte if rule.HasField("gte") else 0
 
 

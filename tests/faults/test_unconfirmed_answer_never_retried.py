@@ -24,6 +24,7 @@ from tests.stack import Backends, Stack
 
 QUIZ = {
     "title": "Unconfirmed",
+    "instant_feedback": True,  # the live board follows each answer at once
     "questions": [
         {"text": "q", "choices": ["a", "b"], "correct_choice": 1, "time_limit_ms": 60_000},
         {"text": "r", "choices": ["a", "b"], "correct_choice": 0, "time_limit_ms": 60_000},

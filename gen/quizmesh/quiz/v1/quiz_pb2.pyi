@@ -158,6 +158,7 @@ class CreateQuizRequest(_message.Message):
     """Tell each player right or wrong and move the board as answers arrive (a
     practice quiz). By default results, points and the board move only when
     a question closes, so the room cannot learn the answer before time is up.
+    Either value is valid: no limits beyond its type.
     """
     @_builtins.property
     def questions(self) -> _containers.RepeatedCompositeFieldContainer[Global___QuestionSpec]:
