@@ -32,7 +32,7 @@ CORRECT_CHOICE = rules_of(quiz_pb2.QuestionSpec.DESCRIPTOR, "correct_choice")
 POINTS = rules_of(quiz_pb2.QuestionSpec.DESCRIPTOR, "points")
 TIME_LIMIT_MS = rules_of(quiz_pb2.QuestionSpec.DESCRIPTOR, "time_limit_ms")
 
-QUIZ_FIELDS = ("title", "questions")
+QUIZ_FIELDS = ("title", "instant_feedback", "questions")
 QUESTION_FIELDS = (
     "text",
     "choices",
@@ -85,7 +85,7 @@ def parse_quiz(document: Any, name: str) -> quiz_pb2.CreateQuizRequest:
     """Checks a loaded document's shape and builds the CreateQuizRequest."""
     problems = _Problems(name)
     if not isinstance(document, Mapping):
-        problems.add("", f"must be a mapping with {_names(QUIZ_FIELDS)}, got {_kind(document)}")
+        problems.add("", f"must be a mapping with title and questions, got {_kind(document)}")
         raise QuizFileError(problems.items)
     problems.unknown_fields("", document, QUIZ_FIELDS)
 
@@ -93,6 +93,7 @@ def parse_quiz(document: Any, name: str) -> quiz_pb2.CreateQuizRequest:
     title = _text(problems, "title", document.get("title"), TITLE)
     if title is not None:
         request.title = title
+    request.instant_feedback = _flag(problems, "instant_feedback", document)
 
     questions = document.get("questions")
     if questions is None:
@@ -236,6 +237,17 @@ def _time_limit_ms(problems: _Problems, where: str, question: Mapping[str, Any])
         )
         return None
     return ms
+
+
+def _flag(problems: _Problems, key: str, mapping: Mapping[str, Any]) -> bool:
+    """An optional true or false (false when absent)."""
+    if key not in mapping:
+        return False
+    value = mapping[key]
+    if isinstance(value, bool):
+        return value
+    problems.add(key, f"must be true or false, got {_kind(value)}")
+    return False
 
 
 def _integer(

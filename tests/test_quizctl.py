@@ -315,6 +315,26 @@ async def test_create_json_prints_the_response_with_proto_field_names(
     assert quiz["question_count"] == 5
 
 
+async def test_create_sends_instant_feedback_when_the_quiz_file_asks_for_it(
+    gateway: Gateway, quizctl: Quizctl, tmp_path: Path
+) -> None:
+    path = tmp_path / "practice.yaml"
+    path.write_text(
+        "title: Practice\ninstant_feedback: true\nquestions:\n"
+        "  - {text: Q, choices: [a, b], correct_choice: 0}\n"
+    )
+
+    result = await quizctl("create", str(path), "--target", gateway.target, "--token", "t")
+
+    assert result.code == 0
+    [call] = gateway.calls
+    assert call.request == quiz_pb2.CreateQuizRequest(
+        title="Practice",
+        instant_feedback=True,
+        questions=[quiz_pb2.QuestionSpec(text="Q", choices=["a", "b"], correct_choice=0)],
+    )
+
+
 BAD_FILES = [
     pytest.param(
         "bad.yaml",
@@ -345,6 +365,13 @@ BAD_FILES = [
         "title: T\nquestions:\n  - {text: Q, choices: [a, b], corect_choice: 0}\n",
         "bad.yaml: questions[0].corect_choice: unknown field; did you mean correct_choice?",
         id="typo-in-field-name",
+    ),
+    pytest.param(
+        "bad.yaml",
+        "title: T\ninstant_feedback: 'yes'\nquestions:\n"
+        "  - {text: Q, choices: [a, b], correct_choice: 0}\n",
+        "bad.yaml: instant_feedback: must be true or false, got 'yes'",
+        id="instant-feedback-not-a-boolean",
     ),
     pytest.param(
         "bad.json",

@@ -22,6 +22,8 @@ BROWSER_BELIEVES_OFFLINE = (
 
 QUIZ: dict[str, Any] = {
     "title": "Offline laptop quiz",
+    # Practice: the board moves as players answer, so ranks change while a question is open.
+    "instant_feedback": True,
     "questions": [
         {"text": "Up?", "choices": ["yes", "no"], "correct_choice": 0, "time_limit_ms": 60_000},
         {"text": "Down?", "choices": ["yes", "no"], "correct_choice": 1, "time_limit_ms": 60_000},

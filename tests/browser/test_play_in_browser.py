@@ -1,6 +1,8 @@
 """A host and three players play a whole quiz in a real Chromium, through Envoy,
 using nothing but the web client: create, join, answer, reload, podium. Each
-player's score and rank on screen must match what the server says."""
+player's score and rank on screen must match what the server says. The quiz is
+the default kind: an answer is only received while its question is open, and
+right or wrong, points and the board come when the question closes."""
 
 from __future__ import annotations
 
@@ -33,13 +35,15 @@ QUESTIONS: list[dict[str, Any]] = [
 LETTERS = "ABCDEF"
 
 
-async def create_quiz_in_the_form(host: User, token: str) -> str:
+async def create_quiz_in_the_form(host: User, token: str, *, instant_feedback: bool = False) -> str:
     page = host.page
     await page.goto("/#/host")
     await page.get_by_label("Host token").fill(token)
     await page.get_by_role("button", name="Sign in").click()
     await expect(page.get_by_text("Signed in as")).to_contain_text("alice")
     await page.get_by_label("Title").fill("Browser quiz")
+    if instant_feedback:
+        await page.get_by_label("Instant feedback (practice)").check()
     for n, question in enumerate(QUESTIONS, start=1):
         if n > 1:
             await page.get_by_role("button", name="Add question").click()
@@ -68,17 +72,40 @@ async def join(player: User, link: str) -> None:
 
 
 async def answer(player: User, question: int, choice: int, *, keyboard: bool = False) -> None:
-    """Taps a choice (or presses its number) and checks the immediate result."""
+    """Taps a choice (or presses its number): the answer is received, its result and
+    points withheld while the question is open, the score unchanged."""
     page = player.page
+    text = QUESTIONS[question]["choices"][choice]
     await expect(page.get_by_role("heading", name=QUESTIONS[question]["text"])).to_be_visible()
+    score = await page.get_by_test_id("my-score").get_attribute("data-value")
     if keyboard:
         await page.keyboard.press(str(choice + 1))
     else:
-        await page.get_by_role("button", name=QUESTIONS[question]["choices"][choice]).click()
-    right = choice == QUESTIONS[question]["correct"]
-    await expect(page.get_by_test_id("answer-result")).to_contain_text(
-        "Correct!" if right else "Not this time."
-    )
+        await page.get_by_role("button", name=text).click()
+    result = page.get_by_test_id("answer-result")
+    await expect(result).to_contain_text(f"Answer received: “{text}”.")
+    await expect(result).not_to_contain_text(re.compile("Correct|Not this time|points"))
+    # The reply is applied before the result shows: a score it moved would show now.
+    await expect(page.get_by_test_id("my-score")).to_have_attribute("data-value", score or "")
+
+
+async def expect_verdicts(
+    players: tuple[User, ...], before: list[dict[str, Any]], after: list[dict[str, Any]]
+) -> None:
+    """Once a question has closed: each player's verdict with the points the server
+    gave (what their score grew by), and their standing as the server's."""
+    for player in players:
+        gained = score_of(after, player) - score_of(before, player)
+        result = player.page.get_by_test_id("answer-result")
+        if gained:
+            await expect(result).to_have_text(f"You got it right: +{gained:,} points.")
+        else:
+            await expect(result).to_have_text(re.compile(r"^You answered “.+”: 0 points\.$"))
+        await expect_standing_matches_server(player, after)
+
+
+def score_of(board: list[dict[str, Any]], player: User) -> int:
+    return next((int(e.get("score", 0)) for e in board if e["nickname"] == player.name), 0)
 
 
 async def server_board(api: HttpApi, quiz_id: str) -> list[dict[str, Any]]:
@@ -133,8 +160,11 @@ async def test_a_host_and_three_players_play_a_whole_quiz_in_the_browser(
     ann, bob, cat = [await open_user(name, PHONE) for name in ("ann", "bob", "cat")]
     players = (ann, bob, cat)
 
-    # The host writes the quiz in the form; the big screen shows the code and link.
+    # The host writes the quiz in the form (instant feedback left off: the default);
+    # the big screen shows the code and link.
     quiz_id = await create_quiz_in_the_form(host, stack.host_token("alice"))
+    created = (await api.call("GetQuiz", {"quiz_id": quiz_id}))["quiz"]
+    assert created["instant_feedback"] is False
     link = await host.page.get_by_test_id("join-link").inner_text()
     assert link.endswith(f"/#/play/{quiz_id}")
 
@@ -143,60 +173,67 @@ async def test_a_host_and_three_players_play_a_whole_quiz_in_the_browser(
         await join(player, link)
     await expect(host.page.get_by_test_id("lobby-count")).to_have_text("3 players have joined")
     await expect(ann.page.get_by_test_id("player-count")).to_have_text("3 players joined")
+    await expect(ann.page.get_by_test_id("feedback-mode")).to_have_text(
+        "You'll see if each answer is right when its time is up."
+    )
     await ann.shot("lobby")
     await host.shot("lobby")
 
-    # Question 1: ann and cat right, bob wrong; everyone sees their result at once.
+    # Question 1: ann and cat right, bob wrong; while it is open each is told only
+    # that their answer arrived, and no score moves.
     await host.page.get_by_role("button", name="Start quiz").click()
     await expect(ann.page.get_by_role("timer")).to_be_visible()
     await ann.shot("question")
+    start = await server_board(api, quiz_id)
     await answer(ann, 0, 1)
     await answer(bob, 0, 0)
     await answer(cat, 0, 1)
     await answers_counted(host.page, 3)
     await host.shot("answers-counted")
 
-    # At the deadline the answer is revealed; score and rank match the server's.
+    # At the deadline the answer is revealed, then each verdict with its points;
+    # score and rank match the server's.
     for player in players:
         await expect(player.page.get_by_test_id("reveal")).to_contain_text("“4”", timeout=15_000)
-    board = await settled_board(api, quiz_id, answers=2)
-    for player in players:
-        await expect_standing_matches_server(player, board)
+    after_first = await settled_board(api, quiz_id, answers=2)
+    await expect_verdicts(players, start, after_first)
     await bob.shot("reveal")
     await expect(host.page.get_by_text("✓ correct")).to_be_visible()
 
-    # Question 2: the host moves on without waiting for the deadline. (The last
-    # answer of each question is a right one: the stream service passes on a new
-    # board only when a score changed, so a trailing wrong answer would be
-    # counted on the big screen only with the next change.)
+    # Question 2: the host moves on without waiting for the deadline; the board
+    # stays where question 1 left it while this one is open.
     await host.page.get_by_role("button", name="Next question").click()
     await answer(cat, 1, 2)
     await answer(bob, 1, 0)
     await answer(ann, 1, 0)
     await answers_counted(host.page, 3)
-    board = await settled_board(api, quiz_id, answers=3)
+    assert await server_board(api, quiz_id) == after_first
     for player in players:
-        await expect_standing_matches_server(player, board)
+        await expect_standing_matches_server(player, after_first)
     keep_for_docs(await ann.shot("answered"), "player-phone.png")
     keep_for_docs(await host.shot("big-screen"), "host-big-screen.png")
 
-    # bob reloads mid-quiz: same player, same score, his answer still shown.
+    # bob reloads mid-question: same player, same score, his answer still received.
     await bob.page.reload()
-    await expect(bob.page.get_by_test_id("answer-result")).to_contain_text("Correct!")
+    await expect(bob.page.get_by_test_id("answer-result")).to_contain_text(
+        "Answer received: “Paris”."
+    )
     await expect(bob.page.get_by_role("button", name="Paris")).to_be_disabled()
-    await expect_standing_matches_server(bob, board)
+    await expect_standing_matches_server(bob, after_first)
     await bob.shot("after-reload")
 
-    # The host ends question 2 before its deadline: every screen shows its answer
-    # before the quiz moves on.
+    # The host ends question 2 before its deadline: every screen shows its answer,
+    # then the verdicts and the board move, before the quiz moves on.
     await host.page.get_by_role("button", name="Reveal answer").click()
     for player in players:
         await expect(player.page.get_by_test_id("reveal")).to_contain_text("“Paris”")
+    after_second = await settled_board(api, quiz_id, answers=3)
+    await expect_verdicts(players, after_first, after_second)
     await expect(host.page.get_by_text("✓ correct")).to_be_visible()
 
     # Question 3, and bob plays on after his reload.
     await host.page.get_by_role("button", name="Next question").click()
-    await expect(bob.page.get_by_test_id("previous-result")).to_contain_text("you got it")
+    await expect(bob.page.get_by_test_id("previous-result")).to_contain_text("you got it (+")
     await answer(bob, 2, 1)
     await answer(ann, 2, 0)
     await answer(cat, 2, 1, keyboard=True)

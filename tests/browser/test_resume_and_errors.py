@@ -4,6 +4,7 @@ message (and only as the console errors the refused request itself causes)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -43,7 +44,9 @@ async def test_a_player_offline_while_questions_change_catches_up_on_every_event
     await expect(ann.page.get_by_test_id("player-count")).to_have_text("1 player joined")
     await api.call("StartQuiz", {"quiz_id": quiz_id}, host)
     await ann.page.get_by_role("button", name="yes").click()
-    await expect(ann.page.get_by_test_id("answer-result")).to_contain_text("Correct!")
+    await expect(ann.page.get_by_test_id("answer-result")).to_contain_text(
+        "Answer received: “yes”."
+    )
 
     # Offline: the client's streams get no answer from the server, and it says so.
     # It keeps asking (the browser's belief decides nothing): each try fails.
@@ -56,18 +59,21 @@ async def test_a_player_offline_while_questions_change_catches_up_on_every_event
     await next_question(api, quiz_id, host)
 
     # Back online, the stream resumes after the last event ann had (question 1
-    # opening): she learns that question 1 closed and is on question 2.
+    # opening): she learns that question 1 closed and is on question 2, and asks
+    # for the result withheld while it was open: right, and its points.
     await ann.context.set_offline(False)
     await expect(ann.page.get_by_role("heading", name="Second?")).to_be_visible()
-    await expect(ann.page.get_by_test_id("previous-result")).to_contain_text(
-        "Question 1: you got it"
+    await expect(ann.page.get_by_test_id("previous-result")).to_have_text(
+        re.compile(r"^Question 1: you got it \(\+[\d,]+\)\.$")
     )
     await expect(ann.page.locator("#connection")).to_have_text("")
     first, resumed = parse_qs(urlsplit(watches[0]).query), parse_qs(urlsplit(watches[-1]).query)
     assert first["after_sequence"] == ["0"]
     assert int(resumed["after_sequence"][0]) > 0
     await ann.page.get_by_role("button", name="right").click()
-    await expect(ann.page.get_by_test_id("answer-result")).to_contain_text("Correct!")
+    await expect(ann.page.get_by_test_id("answer-result")).to_contain_text(
+        "Answer received: “right”."
+    )
     await ann.shot("caught-up")
 
 
@@ -113,7 +119,7 @@ async def test_api_refusals_are_shown_as_clear_messages(
     )
     await page.get_by_role("button", name="yes").click()
     await expect(page.get_by_role("alert")).to_contain_text("You already answered this question")
-    await expect(page.get_by_test_id("answer-result")).to_contain_text("Not this time.")
+    await expect(page.get_by_test_id("answer-result")).to_contain_text("Answer received: “no”.")
     await expect(page.get_by_role("button", name="no")).to_have_attribute("aria-pressed", "true")
     await user.shot("already-answered")
 

@@ -8,6 +8,12 @@
 // events that happened meanwhile are replayed and none is missed. Applying an
 // event is idempotent and never moves backwards, so replaying one the GetQuiz
 // state already includes changes nothing.
+//
+// Results: unless the quiz has instant feedback, the server withholds whether an
+// answer was right and its points (`revealed: false`) until the question closes,
+// and the board moves only then. So the client asks GetPlayerScore again once a
+// question it answered has closed (its QuestionClosed, a later question opening,
+// the quiz closing, a reload) and never shows points it has not been told.
 
 import { api, ApiError, Code, retrying, watchLeaderboard, watchQuiz } from "./api.js";
 import { ServerClock, timed } from "./clock.js";
@@ -15,9 +21,16 @@ import { playerSessions } from "./storage.js";
 
 const STATES = { QUIZ_STATE_OPEN: "OPEN", QUIZ_STATE_RUNNING: "RUNNING", QUIZ_STATE_CLOSED: "CLOSED" };
 const RANK_REFRESH_MS = 500;
+// GetPlayerScore once more after a reply that still withholds a closed question's
+// result (a reply read just before the close reached every replica).
+const RESULTS_TRIES = 4;
+const RESULTS_RETRY_MS = 400;
+
+const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class PlayerGame {
-  /** onChange(what): "screen" when the screen changes, else "standing", "answer", "connection". */
+  /** onChange(what): "screen" when the screen changes, else "standing", "answer",
+   * "results" (withheld results were told), "connection". */
   constructor(quizId, onChange) {
     this.quizId = quizId;
     this.onChange = onChange;
@@ -30,9 +43,10 @@ export class PlayerGame {
       title: "",
       quizState: null,
       questionCount: 0,
+      instantFeedback: false, // results told as players answer (a practice quiz)
       question: null, // the current question (QuestionView)
       reveals: new Map(), // question index -> correct choice, once closed
-      answers: new Map(), // question index -> AnswerResult
+      answers: new Map(), // question index -> AnswerResult (revealed, or withheld while open)
       sending: null, // the choice being submitted
       score: 0,
       rank: null,
@@ -46,6 +60,8 @@ export class PlayerGame {
     this.rankBusy = false;
     this.rankDue = false;
     this.rankFetchedAt = 0;
+    this.resultsBusy = false;
+    this.resultsDue = false;
   }
 
   get screen() {
@@ -113,8 +129,7 @@ export class PlayerGame {
         retrying(() => api.getPlayerScore(session.player_token, this.quizId, session.player_id)),
       ]);
       this.applyQuiz(quizReply.quiz);
-      for (const answer of score.answers ?? []) this.answers.set(answer.question_index, answer);
-      this.score = score.score ?? 0;
+      this.acceptScore(score);
     } catch (error) {
       if (
         error instanceof ApiError &&
@@ -134,6 +149,8 @@ export class PlayerGame {
     this.startStreams(session.last_sequence ?? 0);
     this.refreshRank();
     this.change("screen");
+    // The two replies may straddle a close: ask again for what is still withheld.
+    this.revealResults();
   }
 
   /** GetQuiz/JoinQuiz's Quiz: the state as of now. */
@@ -141,6 +158,7 @@ export class PlayerGame {
     this.title = quiz.title;
     this.quizState = STATES[quiz.state] ?? null;
     this.questionCount = quiz.question_count;
+    this.instantFeedback = Boolean(quiz.instant_feedback);
     for (const q of quiz.questions ?? []) {
       if (q.correct_choice !== undefined && q.correct_choice !== null)
         this.reveals.set(q.index, q.correct_choice);
@@ -164,7 +182,10 @@ export class PlayerGame {
     const onState = (stream) => (state) => {
       states[stream] = state;
       const worst = order[Math.max(...Object.values(states).map((s) => order.indexOf(s)))];
-      if (worst === "live" && this.connection !== "live") this.refreshRank();
+      if (worst === "live" && this.connection !== "live") {
+        this.refreshRank();
+        this.revealResults(); // a GetPlayerScore that failed while away
+      }
       this.connection = worst;
       this.change("connection");
     };
@@ -216,6 +237,7 @@ export class PlayerGame {
     }
     if (lifecycle) playerSessions.update(this.quizId, { last_sequence: Number(event.sequence) });
     this.change(this.screen !== screen ? "screen" : "standing");
+    if (event.question_closed || event.question_opened || event.quiz_closed) this.revealResults();
   }
 
   onLeaderboard({ snapshot, you }) {
@@ -223,7 +245,8 @@ export class PlayerGame {
     if (you && you.player_id === this.me?.player_id) {
       const moved = you.rank !== this.rank || you.score !== this.score;
       this.rank = you.rank;
-      this.score = you.score;
+      // Scores never fall: a board read before the close may trail GetPlayerScore.
+      this.score = Math.max(this.score, you.score ?? 0);
       if (moved) this.refreshRank();
     }
     this.change("standing");
@@ -241,7 +264,7 @@ export class PlayerGame {
     const entry = snapshot.entries?.find((e) => e.player_id === this.me?.player_id);
     if (entry) {
       this.rank = entry.rank;
-      this.score = entry.score;
+      this.score = Math.max(this.score, entry.score ?? 0);
     }
     this.refreshRank();
   }
@@ -288,7 +311,8 @@ export class PlayerGame {
         api.submitAnswer(this.me.player_token, this.quizId, question.index, choice),
       );
       this.answers.set(question.index, reply.result);
-      this.score = Math.max(this.score, reply.total_score);
+      // A withheld result's total leaves this answer out: it tells nothing new.
+      if (reply.result.revealed) this.score = Math.max(this.score, reply.total_score ?? 0);
       this.refreshRank();
     } catch (error) {
       if (error instanceof ApiError && error.code === Code.ALREADY_EXISTS) await this.reloadAnswers();
@@ -301,10 +325,58 @@ export class PlayerGame {
 
   async reloadAnswers() {
     try {
-      const score = await api.getPlayerScore(this.me.player_token, this.quizId, this.me.player_id);
-      for (const answer of score.answers ?? []) this.answers.set(answer.question_index, answer);
+      this.acceptScore(await this.fetchScore());
     } catch {
       // The error about the answer is shown anyway.
+    }
+  }
+
+  fetchScore() {
+    return retrying(() => api.getPlayerScore(this.me.player_token, this.quizId, this.me.player_id));
+  }
+
+  /** A GetPlayerScore reply: a revealed result is never replaced by a withheld one. */
+  acceptScore(reply) {
+    for (const answer of reply.answers ?? []) {
+      const known = this.answers.get(answer.question_index);
+      if (!known?.revealed || answer.revealed) this.answers.set(answer.question_index, answer);
+    }
+    this.score = Math.max(this.score, reply.score ?? 0);
+  }
+
+  /** Whether question `index` has closed, so its results are told. */
+  closed(index) {
+    return this.quizState === "CLOSED" || this.reveals.has(index) || index < (this.question?.index ?? -1);
+  }
+
+  /** Answers to closed questions whose result is still withheld here. */
+  withheld() {
+    return [...this.answers.values()].filter((a) => !a.revealed && this.closed(a.question_index));
+  }
+
+  /** GetPlayerScore until it tells every closed question's result, then "results". */
+  async revealResults() {
+    if (!this.me || this.stopped) return;
+    if (this.resultsBusy) {
+      this.resultsDue = true; // the running loop asks again when its reply is in
+      return;
+    }
+    this.resultsBusy = true;
+    try {
+      for (let attempt = 0; attempt < RESULTS_TRIES && this.withheld().length && !this.stopped; attempt++) {
+        if (attempt) await pause(RESULTS_RETRY_MS * 2 ** (attempt - 1));
+        this.resultsDue = false;
+        try {
+          this.acceptScore(await this.fetchScore());
+        } catch {
+          continue; // and once more when the streams are live again
+        }
+        this.refreshRank();
+        this.change("results");
+        if (this.resultsDue) attempt = -1; // another question closed meanwhile: at once, all tries again
+      }
+    } finally {
+      this.resultsBusy = false;
     }
   }
 

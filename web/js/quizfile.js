@@ -7,7 +7,7 @@ import { LIMITS } from "./generated/contract.js";
 
 const QUIZ = LIMITS.CreateQuizRequest;
 const QUESTION = LIMITS.QuestionSpec;
-const QUIZ_FIELDS = ["title", "questions"];
+const QUIZ_FIELDS = ["title", "instant_feedback", "questions"];
 const QUESTION_FIELDS = [
   "text",
   "choices",
@@ -25,7 +25,8 @@ export class QuizFileError extends Error {
   }
 }
 
-/** Text (YAML or JSON) -> {title, questions: [{text, choices, correct_choice, points?, time_limit_ms?}]}. */
+/** Text (YAML or JSON) -> {title, instant_feedback, questions: [{text, choices, correct_choice,
+ * points?, time_limit_ms?}]}; instant_feedback is false unless the file says true. */
 export function parseQuizText(text) {
   const trimmed = text.trim();
   if (!trimmed) throw new QuizFileError(["the quiz is empty: paste YAML or JSON"]);
@@ -71,7 +72,11 @@ function toRequest(document) {
     throw new QuizFileError([`the quiz must be a mapping with title and questions, got ${kind(document)}`]);
   }
   unknownFields(add, "", document, QUIZ_FIELDS);
-  const request = { title: text(add, "title", document.title, QUIZ.title), questions: [] };
+  const request = {
+    title: text(add, "title", document.title, QUIZ.title),
+    instant_feedback: flag(add, "instant_feedback", document),
+    questions: [],
+  };
   const questions = document.questions;
   const { min_items: fewest, max_items: most } = QUIZ.questions;
   if (questions === undefined || questions === null)
@@ -107,6 +112,15 @@ function text(add, where, value, rules = {}) {
     else return trimmed;
   }
   return undefined;
+}
+
+// An optional true or false (false when absent).
+function flag(add, key, mapping) {
+  if (!(key in mapping)) return false;
+  const value = mapping[key];
+  if (typeof value === "boolean") return value;
+  add(key, `must be true or false, got ${kind(value)}`);
+  return false;
 }
 
 // An optional integer within the rules' gte/lte.

@@ -21,7 +21,8 @@ export const LIMITS = {
   },
   "CreateQuizRequest": {
     "title": {"min_len": 1, "max_len": 200},
-    "questions": {"min_items": 1, "max_items": 100}
+    "questions": {"min_items": 1, "max_items": 100},
+    "instant_feedback": {}
   },
   "GetQuizRequest": {
     "quiz_id": {"min_len": 1, "max_len": 16, "pattern": "[A-Za-z0-9]+", "pattern_description": "a quiz code of letters and digits"}

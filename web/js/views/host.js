@@ -124,13 +124,42 @@ export function mountHost(root) {
 const blankQuestion = () => ({ text: "", choices: ["", ""], correct: 0, seconds: 20, points: 1000 });
 
 function quizForm(token, alert) {
-  const quiz = { title: "", questions: [blankQuestion()] };
+  const quiz = { title: "", instantFeedback: false, questions: [blankQuestion()] };
   const title = h("input", {
     id: "quiz-title",
     required: true,
     maxlength: QUIZ.title.max_len,
     oninput: (e) => (quiz.title = e.target.value),
   });
+  // Off by default: results and the board wait for each question's close, so the
+  // room cannot learn the answer from the first players to answer.
+  const instant = h("input", {
+    id: "quiz-instant-feedback",
+    type: "checkbox",
+    "aria-describedby": "quiz-instant-feedback-help",
+    // app.css styles radio buttons only; a checkbox keeps its own size.
+    style: "width: 1.25rem; height: 1.25rem; margin: 0.1rem 0 0; flex: none",
+    onchange: (e) => (quiz.instantFeedback = e.target.checked),
+  });
+  const feedback = h(
+    "div",
+    { class: "card stack" },
+    h(
+      "div",
+      { style: "display: flex; gap: 0.6rem; align-items: flex-start" },
+      instant,
+      h("label", {
+        for: "quiz-instant-feedback",
+        style: "margin: 0",
+        text: "Instant feedback (practice): players see right or wrong at once and the board moves as they answer",
+      }),
+    ),
+    h("p", {
+      id: "quiz-instant-feedback-help",
+      class: "hint",
+      text: "Unticked, players learn whether they were right, and the board moves, when each question closes.",
+    }),
+  );
   const list = h("div", { class: "stack" });
   const addQuestion = h("button", {
     type: "button",
@@ -290,6 +319,8 @@ function quizForm(token, alert) {
             const request = parseQuizText(pasted.value);
             quiz.title = request.title;
             title.value = request.title;
+            quiz.instantFeedback = request.instant_feedback;
+            instant.checked = request.instant_feedback;
             quiz.questions = request.questions.map((q) => ({
               text: q.text,
               choices: [...q.choices],
@@ -342,6 +373,7 @@ function quizForm(token, alert) {
     h("h2", { id: "create-title", text: "New quiz" }),
     paste,
     h("div", { class: "card stack" }, h("label", { for: "quiz-title", text: "Title" }), title),
+    feedback,
     list,
     h("div", { class: "row" }, addQuestion, submit),
   );
@@ -370,6 +402,7 @@ function check(quiz) {
 function request(quiz) {
   return {
     title: quiz.title.trim(),
+    instant_feedback: quiz.instantFeedback,
     questions: quiz.questions.map((q) => ({
       text: q.text.trim(),
       choices: q.choices.map((c) => c.trim()),

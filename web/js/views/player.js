@@ -1,5 +1,7 @@
 // The player's screens: join -> lobby -> question -> result -> ... -> final place.
 // The phone is the primary target; everything works with a keyboard alone.
+// Unless the quiz has instant feedback, an answer is only "received" while its
+// question is open: right or wrong and points come when the question closes.
 
 import { ApiError, Code, millis } from "../api.js";
 import { LIMITS } from "../generated/contract.js";
@@ -249,24 +251,44 @@ export function mountPlayer(root, { quizId }) {
     return [
       h("h1", { text: `You're in, ${game.me.nickname}!` }),
       h("p", { class: "lead", text: "Waiting for the host to start the quiz…" }),
+      h("p", {
+        class: "hint",
+        "data-testid": "feedback-mode",
+        text: game.instantFeedback
+          ? "Practice quiz: you'll see right or wrong as soon as you answer."
+          : "You'll see if each answer is right when its time is up.",
+      }),
       h("section", { class: "card", "aria-labelledby": "lobby-title" }, count, chips),
     ];
   }
 
+  /** Right or wrong, and the points once the server has told them (null until then);
+   * a withheld result of a closed question is judged by its revealed choice. */
+  function outcome(answer, index) {
+    if (answer.revealed) return { right: Boolean(answer.correct), points: answer.points_awarded ?? 0 };
+    if (!game.reveals.has(index)) return null;
+    return { right: answer.choice_index === game.reveals.get(index), points: null };
+  }
+
+  /** The line about the question before the open one, kept up to date in place. */
   function previousResult() {
     const index = (game.question?.index ?? 0) - 1;
     if (index < 0 || !game.reveals.has(index)) return null;
-    const mine = game.answers.get(index);
-    const verdict = !mine
-      ? "you did not answer"
-      : mine.correct
-        ? `you got it (+${formatNumber(mine.points_awarded)})`
-        : "you missed it";
-    return h("p", {
-      class: "previous",
-      "data-testid": "previous-result",
-      text: `Question ${index + 1}: ${verdict}.`,
-    });
+    const el = h("p", { class: "previous", "data-testid": "previous-result" });
+    const update = () => {
+      const mine = game.answers.get(index);
+      const result = mine && outcome(mine, index);
+      const verdict = !mine
+        ? "you did not answer"
+        : !result.right
+          ? "you missed it"
+          : result.points === null
+            ? "you got it"
+            : `you got it (+${formatNumber(result.points)})`;
+      el.textContent = `Question ${index + 1}: ${verdict}.`;
+    };
+    update();
+    return { el, update };
   }
 
   function choiceButtons(question, { answered, correct = null, onPick = null }) {
@@ -321,14 +343,22 @@ export function mountPlayer(root, { quizId }) {
         alert.show(answerProblem(error));
       }
     };
-    if (answered) {
+    if (answered?.revealed) {
       fill(
         result,
         answered.correct
-          ? [h("strong", { text: "Correct!" }), ` +${formatNumber(answered.points_awarded)} points`]
+          ? [h("strong", { text: "Correct!" }), ` +${formatNumber(answered.points_awarded ?? 0)} points`]
           : [h("strong", { text: "Not this time." }), " 0 points"],
       );
       result.classList.add(answered.correct ? "good" : "bad");
+    } else if (answered) {
+      // Withheld until the question closes: only which choice arrived.
+      fill(
+        result,
+        h("strong", { text: "Answer received:" }),
+        ` “${q.choices[answered.choice_index]}”. `,
+        timeUp ? "Time's up! Waiting for the answer…" : "You'll see if it's right when time is up.",
+      );
     } else if (game.sending !== null) {
       result.textContent = "Sending your answer…";
     } else if (timeUp) {
@@ -346,8 +376,10 @@ export function mountPlayer(root, { quizId }) {
       });
     }
     if (!answered && !timeUp) keyChoice = (i) => i < q.choices.length && pick(i);
+    const previous = previousResult();
+    updateScreen = () => previous?.update();
     return [
-      previousResult(),
+      previous?.el,
       h("p", {
         class: "eyebrow",
         text: `Question ${q.index + 1} of ${game.questionCount} · ${formatNumber(q.points)} points`,
@@ -363,14 +395,35 @@ export function mountPlayer(root, { quizId }) {
   function closedScreen() {
     const q = game.question;
     const correct = game.reveals.get(q.index);
-    const answered = game.answers.get(q.index);
     const last = q.index + 1 >= game.questionCount;
-    const verdict = !answered
-      ? "You didn't answer this one."
-      : answered.correct
-        ? `You got it right: +${formatNumber(answered.points_awarded)} points.`
-        : `You answered “${q.choices[answered.choice_index]}”: 0 points.`;
-    announce(`The answer was ${q.choices[correct]}. ${verdict}`);
+    const verdict = () => {
+      const answered = game.answers.get(q.index);
+      if (!answered) return { text: "You didn't answer this one.", right: false };
+      const { right, points } = outcome(answered, q.index);
+      const chose = `You answered “${q.choices[answered.choice_index]}”`;
+      // Judged here from the revealed choice until GetPlayerScore tells the points.
+      if (points === null)
+        return { text: right ? "You got it right! Counting your points…" : `${chose}.`, right };
+      return {
+        text: right ? `You got it right: +${formatNumber(points)} points.` : `${chose}: 0 points.`,
+        right,
+      };
+    };
+    const first = verdict();
+    // The screen is announced once; the points that follow are read from the status.
+    announce(`The answer was ${q.choices[correct]}. ${first.text}`);
+    const result = h("p", {
+      class: `result ${first.right ? "good" : "bad"}`,
+      role: "status",
+      "data-testid": "answer-result",
+      text: first.text,
+    });
+    updateScreen = () => {
+      const now = verdict();
+      if (now.text === result.textContent) return;
+      result.textContent = now.text;
+      result.className = `result ${now.right ? "good" : "bad"}`;
+    };
     return [
       h("p", { class: "eyebrow", text: `Question ${q.index + 1} of ${game.questionCount} · closed` }),
       h("h1", { class: "question-text", text: q.text }),
@@ -381,12 +434,8 @@ export function mountPlayer(root, { quizId }) {
         h("strong", { text: `“${q.choices[correct]}”` }),
         ".",
       ),
-      h("p", {
-        class: `result ${answered?.correct ? "good" : "bad"}`,
-        "data-testid": "answer-result",
-        text: verdict,
-      }),
-      choiceButtons(q, { answered, correct }),
+      result,
+      choiceButtons(q, { answered: game.answers.get(q.index), correct }),
       h("p", {
         class: "lead",
         text: last ? "That was the last question. Final results coming…" : "Get ready for the next question…",
