@@ -13,6 +13,8 @@ from tests.stack import Stack
 
 QUIZ = {
     "title": "Metrics",
+    # Each answer moves the board at once, for the answer-to-watchers latency.
+    "instant_feedback": True,
     "questions": [{"text": "1+1?", "choices": ["1", "2"], "correct_choice": 1}] * 2,
 }
 

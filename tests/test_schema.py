@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.database.engine import create_engine
 from services.database.migrate import upgrade
-from services.database.tables import metadata, players, quizzes
+from services.database.tables import metadata, players
 from services.quiz.store import DuplicateKey, QuizStore
 from tests.conftest import private_database
 from tests.stack import Backends
@@ -23,6 +23,14 @@ from tests.stack import Backends
 # The players table as revision 0002 left it.
 PLAYERS_0002 = table(
     "players", column("id"), column("quiz_id"), column("nickname"), column("joined_ms")
+)
+
+# The columns of a quiz row every revision since 0001 has (without defaults there).
+QUIZZES_0001 = table(
+    "quizzes",
+    *(column(name) for name in ("id", "title", "host", "state", "question_count")),
+    *(column(name) for name in ("current_question", "closed_question", "close_reason")),
+    column("created_ms"),
 )
 
 
@@ -58,12 +66,35 @@ async def test_the_migrations_build_the_declared_tables(database: str, engine: A
 
 
 async def add_quiz(engine: AsyncEngine, quiz_id: str) -> None:
+    """A quiz row as any revision takes it."""
     async with engine.begin() as conn:
         await conn.execute(
-            insert(quizzes).values(
-                id=quiz_id, title="t", host="h", state="OPEN", question_count=1, created_ms=1
+            insert(QUIZZES_0001).values(
+                id=quiz_id,
+                title="t",
+                host="h",
+                state="OPEN",
+                question_count=1,
+                current_question=-1,
+                closed_question=-1,
+                close_reason=0,
+                created_ms=1,
             )
         )
+
+
+async def test_quizzes_made_before_instant_feedback_existed_keep_telling_at_once(
+    database: str, engine: AsyncEngine
+) -> None:
+    await upgrade(database, "0005")
+    await add_quiz(engine, "OLD1")
+
+    await upgrade(database)
+    await add_quiz(engine, "NEW1")
+
+    store = QuizStore(engine)
+    assert (await store.get("OLD1")).instant_feedback is True
+    assert (await store.get("NEW1")).instant_feedback is False
 
 
 async def join(store: QuizStore, quiz_id: str, player_id: str, nickname: str) -> None:
