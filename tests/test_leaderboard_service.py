@@ -361,7 +361,9 @@ class SnapshotInbox:
         self._arrived = asyncio.Event()
 
     async def on_message(self, msg: Msg) -> None:
-        self.snapshots.append(common_pb2.LeaderboardSnapshot.FromString(msg.data))
+        update = events_pb2.BoardUpdate.FromString(msg.data)
+        if update.HasField("snapshot"):
+            self.snapshots.append(update.snapshot)
         self._arrived.set()
 
     async def wait_for(

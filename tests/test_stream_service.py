@@ -132,7 +132,10 @@ async def publish_event(
 async def publish_snapshot(
     nc: NatsClient, subjects: Subjects, snapshot: common_pb2.LeaderboardSnapshot
 ) -> None:
-    await nc.publish(subjects.leaderboard(snapshot.quiz_id), snapshot.SerializeToString())
+    # As the leaderboard service sends it: a complete BoardUpdate (changing nothing of
+    # the board; the copies of it then fall back on Redis).
+    update = events_pb2.BoardUpdate(snapshot=snapshot, complete=True)
+    await nc.publish(subjects.leaderboard(snapshot.quiz_id), update.SerializeToString())
     await nc.flush()
 
 

@@ -68,6 +68,9 @@ async def live_state(stack: Stack, quiz_id: str) -> dict[str, Any]:
     try:
         state = await redis.hgetall(keys.state)
         state.pop("version", None)  # jumps on a rebuild, so watchers see it as new
+        # A rebuilt board is a new generation: copies of it are read afresh.
+        state.pop(Field.BOARD_GENERATION, None)
+        state.pop(Field.BOARD_SEQUENCE, None)
         # When the board last moved: without instant feedback, when a question's
         # results were revealed, which no record keeps; the rebuild puts the last
         # revealed answer's time, at most the real one.

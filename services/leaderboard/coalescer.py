@@ -2,7 +2,10 @@
 
 Every answer, join or lifecycle event only marks its quiz dirty. The loop then reads
 each dirty quiz's top once and publishes it on NATS, so a burst of a thousand
-answers costs a few snapshots, and a quiz nobody touches costs nothing.
+answers costs a few snapshots, and a quiz nobody touches costs nothing. With the
+top goes what changed on the board since the last tick (a BoardUpdate): each
+stream process keeps its own copy of the board from these and ranks its watchers
+itself, so what Redis does per snapshot does not grow with the watchers.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ QUEUE_GROUP = "leaderboard"
 CHANGE_KINDS = ("answers", "board", "events")
 # Bounds the Redis connections one tick may open when many quizzes are live.
 MAX_CONCURRENT_READS = 32
+# Changes per BoardUpdate: Redis's Lua unpacks fewer than 8,000 values at once,
+# and a message stays ~150 KB (NATS refuses more than 1 MB by default).
+MOST_CHANGES = 5_000
 
 
 @dataclass
@@ -78,12 +84,7 @@ class SnapshotCoalescer:
         async def publish(quiz_id: str) -> None:
             async with limit:
                 try:
-                    snapshot = await self.board.snapshot(quiz_id, self.top)
-                    if snapshot is None:
-                        return  # not live (lost, or expired): nothing to show
-                    await self.nc.publish(
-                        self.subjects.leaderboard(quiz_id), snapshot.SerializeToString()
-                    )
+                    await self._publish(quiz_id)
                 except Exception:
                     if quiz_id not in self._failing:
                         log.exception("snapshot not published", extra={"quiz_id": quiz_id})
@@ -97,3 +98,16 @@ class SnapshotCoalescer:
                         self._failing.discard(quiz_id)
 
         await asyncio.gather(*(publish(quiz_id) for quiz_id in dirty))
+
+    async def _publish(self, quiz_id: str) -> None:
+        """Every change since the last update, in parts, the last with the snapshot."""
+        subject = self.subjects.leaderboard(quiz_id)
+        while True:
+            update = await self.board.take_update(quiz_id, self.top, MOST_CHANGES)
+            if update is None:
+                return  # not live (lost, or expired): nothing to show
+            # Taken changes are gone from Redis: a part that fails to go out leaves
+            # a gap, after which the copies read the board afresh.
+            await self.nc.publish(subject, update.SerializeToString())
+            if update.complete:
+                return

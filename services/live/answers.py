@@ -54,7 +54,7 @@ class AnswerBook:
     ) -> Outcome:
         keys = QuizKeys(self.prefix, quiz_id)
         result: list[Any] = await self._submit(
-            [keys.state, keys.questions, keys.answers, keys.board, keys.pending],
+            [keys.state, keys.questions, keys.answers, keys.board, keys.pending, keys.changed],
             [player_id, question_index, choice_index, now, SCALE],
         )
         kind = result[0]

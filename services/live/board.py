@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from quizmesh.common.v1 import common_pb2
+from quizmesh.common.v1 import common_pb2, events_pb2
 
 from services.database.records import QuizState
 from services.live.keys import QuizKeys
-from services.live.layout import pack, points_of, reached_of
+from services.live.layout import Field, pack, points_of, reached_of
 from services.live.pipeline import PipelinedRedis, Script
-from services.live.scripts import source
+from services.live.scripts import composed, source
 from services.mesh.paging import Cursor
 
 # Ranking each player costs O(log board) in Redis, reading the whole board O(board):
@@ -57,6 +57,7 @@ class LiveBoard:
         self._around = Script(pipe, source("around"))
         self._snapshot = Script(pipe, source("snapshot"))
         self._rank_each = Script(pipe, source("rank_each"))
+        self._take_update = Script(pipe, composed("take_update", "snapshot"))
 
     def keys(self, quiz_id: str) -> QuizKeys:
         return QuizKeys(self.prefix, quiz_id)
@@ -68,7 +69,7 @@ class LiveBoard:
     async def page(self, quiz_id: str, after: Cursor | None, count: int) -> LivePage | None:
         """Up to `count` entries ranked right after the cursor's (from the top
         without one); None when the quiz is not live."""
-        args: list[str | int] = [count]
+        args: list[str | int] = [count, 1]
         if after is not None:
             args += [int(pack(after.score, after.reached_ms)), after.player_id]
         reply = await self._page(self._keys(quiz_id), args)
@@ -103,8 +104,10 @@ class LiveBoard:
     async def snapshot(self, quiz_id: str, top: int) -> common_pb2.LeaderboardSnapshot | None:
         """The top of the board with its version; None when the quiz is not live."""
         reply = await self._snapshot(self._keys(quiz_id), [top])
-        if reply is None:
-            return None
+        return None if reply is None else self._snapshot_of(quiz_id, reply)
+
+    @staticmethod
+    def _snapshot_of(quiz_id: str, reply: list[Any]) -> common_pb2.LeaderboardSnapshot:
         status, version, question, changed_at, answers, total, rows, names = reply
         q = int(question) if question is not None else -1
         snapshot = common_pb2.LeaderboardSnapshot(
@@ -142,6 +145,56 @@ class LiveBoard:
             for pid, rank, score in zip(player_ids, flat[::2], flat[1::2], strict=True)
             if int(rank) >= 0 and score is not None
         }
+
+    async def rows_after(
+        self, quiz_id: str, after: tuple[float, str] | None, count: int
+    ) -> list[tuple[str, float]] | None:
+        """Up to `count` (player id, packed score) ranked right after `after` (a
+        packed score and id; from the top without one), however the board moved
+        meanwhile; None when the quiz is not live. A copy of the board reads it so."""
+        args: list[str | int] = [count, 0]
+        if after is not None:
+            args += [int(after[0]), after[1]]
+        reply = await self._page(self._keys(quiz_id), args)
+        if reply is None:
+            return None
+        rows = reply[2]
+        return [(str(rows[i]), float(rows[i + 1])) for i in range(0, len(rows), 2)]
+
+    async def board_position(self, quiz_id: str) -> tuple[int, int] | None:
+        """(generation, sequence of the last update taken) of the board; None when
+        the quiz is not live. A copy read after this misses no later update."""
+        state = self.keys(quiz_id).state
+        found: list[Any] = await self.pipe.call(
+            "HMGET", state, Field.STATUS, Field.BOARD_GENERATION, Field.BOARD_SEQUENCE
+        )
+        status, generation, sequence = found
+        if status is None:
+            return None
+        return int(generation or 0), int(sequence or 0)
+
+    async def take_update(
+        self, quiz_id: str, top: int, most_changes: int
+    ) -> events_pb2.BoardUpdate | None:
+        """The board's changes since the last update (at most `most_changes`), with
+        the snapshot once none are left; None when the quiz is not live."""
+        keys = self.keys(quiz_id)
+        reply = await self._take_update([*self._keys(quiz_id), keys.changed], [top, most_changes])
+        if reply is None:
+            return None
+        generation, sequence, ids, scores, complete, snapshot = reply
+        update = events_pb2.BoardUpdate(
+            generation=int(generation), sequence=int(sequence), complete=complete == 1
+        )
+        for pid, score in zip(ids, scores, strict=True):
+            if score is None:
+                update.removed.append(str(pid))
+            else:
+                update.player_ids.append(str(pid))
+                update.packed_scores.append(float(score))
+        if snapshot is not None:
+            update.snapshot.CopyFrom(self._snapshot_of(quiz_id, snapshot))
+        return update
 
     async def nicknames(self, quiz_id: str, player_ids: Sequence[str]) -> list[str]:
         """Each player's nickname ("" for one without)."""

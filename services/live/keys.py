@@ -53,10 +53,24 @@ class QuizKeys:
         return self._key("pending")
 
     @property
+    def changed(self) -> str:
+        """Set: players whose board entry changed since the last board update
+        (scripts/take_update.lua), for the stream processes' copies of the board."""
+        return self._key("changed")
+
+    @property
     def recovering(self) -> str:
         """String: held while one process rebuilds this quiz's live state."""
         return self._key("recovering")
 
     def all(self) -> list[str]:
         """The keys of the live state (not the recovery lock)."""
-        return [self.board, self.pending, self.nicknames, self.state, self.questions, self.answers]
+        return [
+            self.board,
+            self.pending,
+            self.changed,
+            self.nicknames,
+            self.state,
+            self.questions,
+            self.answers,
+        ]

@@ -59,6 +59,11 @@ class Field(StrEnum):
     # 1: answers' results and the board move at once (a practice quiz); 0: they
     # wait in the pending set until their question closes.
     INSTANT_FEEDBACK = "instant_feedback"
+    # Copies of the board elsewhere (BoardUpdate in events.proto): the board's
+    # generation (new when the live state is made or rebuilt) and the number of
+    # the last update taken from it.
+    BOARD_GENERATION = "board_generation"
+    BOARD_SEQUENCE = "board_sequence"
 
 
 def answer_count_field(question: int) -> str:

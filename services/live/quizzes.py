@@ -58,7 +58,8 @@ class LiveQuizzes:
         keys = self.keys(quiz.id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.questions, mapping=question_specs(qs))
-            pipe.hset(keys.state, mapping={**state_fields(quiz), Field.VERSION: 0})
+            fields = {**state_fields(quiz), Field.VERSION: 0}
+            pipe.hset(keys.state, mapping={**fields, Field.BOARD_GENERATION: quiz.created_ms})
             await pipe.execute()
 
     async def _update(
@@ -76,7 +77,8 @@ class LiveQuizzes:
         keys = self.keys(quiz_id)
         while True:
             left = await self._reveal(
-                keys=[keys.state, keys.pending, keys.board], args=[REVEAL_CHUNK, now]
+                keys=[keys.state, keys.pending, keys.board, keys.changed],
+                args=[REVEAL_CHUNK, now],
             )
             if left < 0:
                 raise restoring(quiz_id)
@@ -120,7 +122,8 @@ class LiveQuizzes:
         args: list[EncodableT] = [pack(0, reached_ms)]
         for player_id, nickname in players:
             args += (player_id, nickname)
-        if not await self._enrol(keys=[keys.state, keys.board, keys.nicknames], args=args):
+        enrol_keys = [keys.state, keys.board, keys.nicknames, keys.changed]
+        if not await self._enrol(keys=enrol_keys, args=args):
             raise restoring(quiz_id)
 
     async def remove(self, quiz_id: str, player_ids: Sequence[str]) -> None:
@@ -128,6 +131,7 @@ class LiveQuizzes:
         keys = self.keys(quiz_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zrem(keys.board, *player_ids)
+            pipe.sadd(keys.changed, *player_ids)
             pipe.hdel(keys.nicknames, *player_ids)
             await pipe.execute()
 
@@ -194,7 +198,8 @@ class LiveQuizzes:
         for i in range(0, len(answers), CHUNK):
             await self.redis.hset(keys.answers, mapping=dict(answers[i : i + CHUNK]))
         state = state_fields(quiz)
-        state[Field.VERSION] = now_ms()
+        # Copies of the old board elsewhere are of an older generation: read afresh.
+        state[Field.VERSION] = state[Field.BOARD_GENERATION] = now_ms()
         state.update({answer_count_field(q): n for q, n in rebuilt.answer_counts.items()})
         if rebuilt.changed_at is not None:
             state[Field.CHANGED_AT] = rebuilt.changed_at

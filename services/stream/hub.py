@@ -29,6 +29,7 @@ from services.mesh.clock import now_ms, timestamp
 from services.mesh.errors import Reason, ServiceError, Unavailable
 from services.mesh.messaging import Subjects
 from services.mesh.tasks import cancel_and_wait
+from services.stream.board_copy import BoardCopy
 from services.stream.standings import Standings
 from services.stream.watches import LeaderboardWatch, QuizWatch, Watch
 
@@ -62,6 +63,7 @@ class QuizHub:
         top: int,
         max_queued_events: int,
         answer_to_watchers: Histogram,
+        own_ranks: dict[str, int] | None = None,
         board_interval_seconds: float = 0.0,
     ) -> None:
         self.answer_to_watchers = answer_to_watchers
@@ -72,7 +74,8 @@ class QuizHub:
         self.subjects = subjects
         self.top = top
         self.max_queued_events = max_queued_events
-        self.standings = Standings(board, quiz_id)
+        self.copy = BoardCopy(board, quiz_id)
+        self.standings = Standings(board, self.copy, quiz_id, own_ranks)
         self.board_interval = board_interval_seconds
         self._board_sent_at = float("-inf")
         self._board_timer: asyncio.TimerHandle | None = None
@@ -100,8 +103,9 @@ class QuizHub:
     async def _start(self) -> None:
         # Subscribe before reading, so that no snapshot slips between the two.
         self._subscriptions.append(
-            await self.nc.subscribe(self.subjects.leaderboard(self.quiz_id), cb=self._on_snapshot)
+            await self.nc.subscribe(self.subjects.leaderboard(self.quiz_id), cb=self._on_update)
         )
+        self.copy.start()
         snapshot = await self.board.snapshot(self.quiz_id, self.top)
         # Not live (a watch raced its expiry): watchers start from an empty board.
         self._accept_snapshot(snapshot or common_pb2.LeaderboardSnapshot(quiz_id=self.quiz_id))
@@ -145,6 +149,7 @@ class QuizHub:
         await cancel_and_wait([self.ready], CLOSE_STEP_SECONDS)
         if self._standings_task is not None:
             await cancel_and_wait([self._standings_task], CLOSE_STEP_SECONDS)
+        await self.copy.close()
         for subscription in self._subscriptions:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
@@ -207,13 +212,15 @@ class QuizHub:
 
     # NATS.
 
-    async def _on_snapshot(self, msg: Msg) -> None:
+    async def _on_update(self, msg: Msg) -> None:
         try:
-            snapshot = common_pb2.LeaderboardSnapshot.FromString(msg.data)
+            update = events_pb2.BoardUpdate.FromString(msg.data)
         except DecodeError:
-            log.warning("undecodable snapshot dropped", extra={"quiz_id": self.quiz_id})
+            log.warning("undecodable board update dropped", extra={"quiz_id": self.quiz_id})
             return
-        self._accept_snapshot(snapshot)
+        self.copy.on_update(update)
+        if update.HasField("snapshot"):
+            self._accept_snapshot(update.snapshot)
 
     def _accept_snapshot(self, snapshot: common_pb2.LeaderboardSnapshot) -> None:
         if snapshot.quiz_id != self.quiz_id:

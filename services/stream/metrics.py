@@ -13,38 +13,45 @@ from services.mesh.metrics import Metrics
 RPCS = ("WatchLeaderboard", "WatchQuiz")
 
 
-class SentMessages:
-    """Messages sent to watchers per RPC, as plain ints read at scrape time.
+class Tally:
+    """A counter by one label, as plain ints read at scrape time.
 
     A prometheus_client Counter takes a lock on every increment; the stream service
-    increments once per message per watcher (10,000 times per update of a big quiz).
+    counts once per message per watcher (10,000 times per update of a big quiz).
     """
 
-    def __init__(self) -> None:
-        self.counts = dict.fromkeys(RPCS, 0)
+    def __init__(self, name: str, doc: str, label: str, values: tuple[str, ...]) -> None:
+        self.name, self.doc, self.label = name, doc, label
+        self.counts = dict.fromkeys(values, 0)
 
     def collect(self) -> Iterator[Metric]:
-        family = CounterMetricFamily(
-            "quizmesh_stream_messages", "Messages sent to watchers", labels=["rpc"]
-        )
-        for rpc, count in self.counts.items():
-            family.add_metric([rpc], count)
+        family = CounterMetricFamily(self.name, self.doc, labels=[self.label])
+        for value, count in self.counts.items():
+            family.add_metric([value], count)
         yield family
 
 
 @dataclass(frozen=True)
 class StreamMetrics:
     active: Gauge
-    sent: SentMessages
+    sent: Tally
+    # Watchers' own ranks worked out from this process's copy of the board, or read
+    # from Redis while the copy is not level (services/stream/board_copy.py).
+    own_ranks: Tally
     answer_to_watchers: Histogram
 
     @classmethod
     def of(cls, metrics: Metrics) -> StreamMetrics:
-        sent = SentMessages()
+        sent = Tally("quizmesh_stream_messages", "Messages sent to watchers", "rpc", RPCS)
+        own_ranks = Tally(
+            "quizmesh_own_ranks", "Watchers' own ranks worked out", "source", ("copy", "redis")
+        )
         metrics.registry.register(sent)
+        metrics.registry.register(own_ranks)
         return cls(
             active=metrics.gauge("quizmesh_active_streams", "Open watch streams", ["rpc"]),
             sent=sent,
+            own_ranks=own_ranks,
             answer_to_watchers=metrics.histogram(
                 "quizmesh_answer_to_watchers_seconds",
                 "From an answer being accepted to its leaderboard leaving for the watchers",

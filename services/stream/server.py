@@ -42,6 +42,7 @@ async def create_server(settings: Settings) -> ServiceApp:
             top=settings.snapshot_top,
             max_queued_events=settings.max_queued_events,
             answer_to_watchers=measured.answer_to_watchers,
+            own_ranks=measured.own_ranks.counts,
             board_interval_seconds=settings.board_interval_seconds,
         )
     )

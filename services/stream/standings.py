@@ -1,9 +1,9 @@
-"""Every watching player's own rank and score, read once per snapshot.
+"""Every watching player's own rank and score, worked out once per snapshot.
 
-Two commands per player in a pipeline were, at 300 watching players, 45% of the
-stream process's CPU (the client packs, times out and parses each reply in
-Python), more than sending the boards; one read now answers for all of them
-(LiveBoard.places). Nicknames never change, so each is read once per hub.
+From this process's copy of the board (board_copy.py) once it is level: nothing
+per watcher in Redis. Until then (the copy being read, an update lost) from Redis,
+one read for all of them (LiveBoard.places). Nicknames never change, so each is
+read once per hub.
 """
 
 from __future__ import annotations
@@ -12,14 +12,24 @@ from quizmesh.common.v1 import common_pb2
 from quizmesh.stream.v1 import stream_pb2
 
 from services.live.board import LiveBoard
+from services.stream.board_copy import BoardCopy
 
 
 class Standings:
     """The standings of one quiz's watching players, as ready-to-send `you` bytes."""
 
-    def __init__(self, board: LiveBoard, quiz_id: str) -> None:
+    def __init__(
+        self,
+        board: LiveBoard,
+        copy: BoardCopy,
+        quiz_id: str,
+        counts: dict[str, int] | None = None,
+    ) -> None:
         self.board = board
+        self.copy = copy
         self.quiz_id = quiz_id
+        # Ranks worked out by source ("copy" or "redis"), for the metrics.
+        self.counts = counts if counts is not None else {"copy": 0, "redis": 0}
         self._nicknames: dict[str, str] = {}
         # Player -> (rank, points) and its serialized `you`: most players keep their
         # place from one snapshot to the next, so their bytes are reused.
@@ -27,7 +37,12 @@ class Standings:
 
     async def yours(self, player_ids: list[str], board_size: int) -> dict[str, bytes]:
         """Each player's `you` message (b"" for a player not on the board)."""
-        places = await self.board.places(self.quiz_id, player_ids, board_size)
+        places = self.copy.places(player_ids)
+        if places is None:
+            places = await self.board.places(self.quiz_id, player_ids, board_size)
+            self.counts["redis"] += len(player_ids)
+        else:
+            self.counts["copy"] += len(player_ids)
         missing = [pid for pid in places if pid not in self._nicknames]
         if missing:
             names = await self.board.nicknames(self.quiz_id, missing)

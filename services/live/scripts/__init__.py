@@ -10,3 +10,10 @@ from importlib import resources
 def source(name: str) -> str:
     """The text of <name>.lua."""
     return resources.files(__name__).joinpath(f"{name}.lua").read_text()
+
+
+def composed(name: str, *functions: str) -> str:
+    """<name>.lua with each of `functions` (<function>.lua, sharing its KEYS and
+    ARGV) defined before it as a local function: one copy of each script's logic."""
+    defined = [f"local function {f}()\n{source(f)}\nend\n" for f in functions]
+    return "".join(defined) + source(name)

@@ -2,11 +2,12 @@
 -- open question, before its deadline, scores once; a retry returns the original.
 -- Unless the quiz has instant feedback, the new total waits in `pending` until
 -- the question closes (reveal.lua), so the board does not move while it is open.
--- KEYS: state, questions, answers, board, pending (one quiz: same hash tag)
+-- KEYS: state, questions, answers, board, pending, changed (one quiz: same hash tag)
 -- ARGV: player_id, question_index, choice_index, now_ms, SCALE
 -- Returns {'accepted' | 'replay', record, shown total, told (1/0), running total}
 -- or {'error', reason[, detail]}.
 local state, questions, answers, board, pending = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local changed = KEYS[6]
 local player, qidx, choice, now, scale =
   ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 
@@ -62,6 +63,7 @@ if awarded > 0 then
   local value = running * scale - (now - tonumber(st[5]))
   if instant then
     redis.call('ZADD', board, value, player)
+    redis.call('SADD', changed, player)
     redis.call('HSET', state, 'changed_at', now)
   else
     redis.call('ZADD', pending, value, player)

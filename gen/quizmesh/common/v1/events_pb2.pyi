@@ -3,9 +3,11 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from quizmesh.common.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
@@ -293,3 +295,70 @@ class AcceptedAnswer(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AcceptedAnswer: _TypeAlias = AcceptedAnswer  # noqa: Y015
+
+@_typing.final
+class BoardUpdate(_message.Message):
+    """What the leaderboard service publishes for each snapshot of a live quiz, for
+    the stream processes (core NATS, subject <prefix>.leaderboard.<quiz_id>): the
+    snapshot every watcher is sent, and the board's changes since the previous
+    update, so that each stream process keeps its own exact copy of the board and
+    works out its watchers' ranks without asking Redis per watcher.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
+    GENERATION_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    PLAYER_IDS_FIELD_NUMBER: _builtins.int
+    PACKED_SCORES_FIELD_NUMBER: _builtins.int
+    REMOVED_FIELD_NUMBER: _builtins.int
+    COMPLETE_FIELD_NUMBER: _builtins.int
+    generation: _builtins.int
+    """The board's generation: a live state made or rebuilt anew starts one, and a
+    copy of another generation is read afresh.
+    """
+    sequence: _builtins.int
+    """1 more than the previous update of the generation: a copy that sees a gap
+    (a lost message) is read afresh.
+    """
+    complete: _builtins.bool
+    """True when this update brings the copy level with the snapshot: a burst of
+    changes larger than one message is split, and only its last part is complete.
+    """
+    @_builtins.property
+    def snapshot(self) -> _common_pb2.LeaderboardSnapshot:
+        """The snapshot as of this update; unset on an update that is not `complete`."""
+
+    @_builtins.property
+    def player_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Players whose packed score (services/live/layout.py) changed, with the new
+        one; a player in `removed` left the board.
+        """
+
+    @_builtins.property
+    def packed_scores(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """The new packed scores, one per player_ids entry."""
+
+    @_builtins.property
+    def removed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Players no longer on the board."""
+
+    def __init__(
+        self,
+        *,
+        snapshot: _common_pb2.LeaderboardSnapshot | None = ...,
+        generation: _builtins.int = ...,
+        sequence: _builtins.int = ...,
+        player_ids: _abc.Iterable[_builtins.str] | None = ...,
+        packed_scores: _abc.Iterable[_builtins.float] | None = ...,
+        removed: _abc.Iterable[_builtins.str] | None = ...,
+        complete: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["complete", b"complete", "generation", b"generation", "packed_scores", b"packed_scores", "player_ids", b"player_ids", "removed", b"removed", "sequence", b"sequence", "snapshot", b"snapshot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BoardUpdate: _TypeAlias = BoardUpdate  # noqa: Y015
