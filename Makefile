@@ -107,7 +107,8 @@ bench: venv wrk
 	$(BIN)/python -m benchmarks.chart $(BENCH_OUT)/intake.txt -o $(BENCH_OUT)/performance-intake.png
 	$(BIN)/python -m benchmarks.gateway | tee $(BENCH_OUT)/gateway.txt
 	$(BIN)/python -m benchmarks.leaderboard_scale --players $(BENCH_PLAYERS) | tee $(BENCH_OUT)/leaderboard_scale.txt
-	$(BIN)/python -m benchmarks.own_ranks --players $(BENCH_PLAYERS) --watchers 1000,10000 | tee $(BENCH_OUT)/own_ranks.txt
+	$(BIN)/python -m benchmarks.board_updates --players $(BENCH_PLAYERS) | tee $(BENCH_OUT)/board_updates.txt
+	$(BIN)/python -m benchmarks.own_ranks | tee $(BENCH_OUT)/own_ranks.txt
 	$(BIN)/python -m benchmarks.fanout --watchers $(BENCH_WATCHERS) | tee $(BENCH_OUT)/fanout.txt
 	$(BIN)/python -m benchmarks.fanout --watchers 20000 --processes 2 | tee $(BENCH_OUT)/fanout-2.txt
 	$(BIN)/python -m benchmarks.end_to_end --players 1000 --questions 10 | tee $(BENCH_OUT)/end_to_end.txt

@@ -121,3 +121,40 @@ async def test_a_practice_quiz_ticked_on_the_form_tells_each_answer_at_once(
     await expect(ann.page.get_by_test_id("reveal")).to_have_count(0)
     await expect(ann.page.get_by_test_id("my-score")).not_to_have_attribute("data-value", "0")
     await ann.shot("practice-verdict")
+
+
+async def test_at_the_close_a_phone_works_its_points_out_from_the_board_without_asking(
+    open_user: OpenUser, stack: Stack, http: httpx.AsyncClient
+) -> None:
+    """A stadium's phones must not all call GetPlayerScore at each close: a wrong
+    choice earned nothing, a right one what the board moved by (docs/web-client.md)."""
+    api = HttpApi(http)
+    host = stack.host_token("alice")
+    quiz_id = (await api.call("CreateQuiz", QUIZ, host))["quiz"]["quiz_id"]
+    ann, bob = await open_user("ann"), await open_user("bob")
+    asked: list[str] = []
+    for user in (ann, bob):
+        await user.page.goto(f"/#/play/{quiz_id}")
+        await user.page.get_by_label("Your nickname").fill(user.name)
+        await user.page.get_by_role("button", name="Join").click()
+        await expect(user.page.get_by_test_id("feedback-mode")).to_be_visible()
+        user.page.on("request", lambda r: asked.append(r.url) if r.url.endswith("/score") else None)
+    await api.call("StartQuiz", {"quiz_id": quiz_id}, host)
+    await ann.page.get_by_role("button", name="Paris").click()
+    await bob.page.get_by_role("button", name="Rome").click()
+    for user in (ann, bob):
+        await expect(user.page.get_by_test_id("answer-result")).to_contain_text("Answer received")
+
+    await api.call("AdvanceQuestion", {"quiz_id": quiz_id}, host)
+
+    board = await api.call("GetLeaderboard", {"quiz_id": quiz_id, "page_size": 10}, host)
+    points = {e["nickname"]: int(e.get("score", 0)) for e in board["entries"]}
+    assert points["ann"] > 0
+    await expect(ann.page.get_by_test_id("answer-result")).to_have_text(
+        f"You got it right: +{points['ann']:,} points."
+    )
+    await expect(bob.page.get_by_test_id("answer-result")).to_have_text(
+        "You answered “Rome”: 0 points."
+    )
+    await ann.page.wait_for_timeout(3_500)  # past the latest fallback (SETTLE_MS, doubled)
+    assert asked == []

@@ -25,6 +25,9 @@ const RANK_REFRESH_MS = 500;
 // result (a reply read just before the close reached every replica).
 const RESULTS_TRIES = 4;
 const RESULTS_RETRY_MS = 400;
+// How long a closed question's withheld result waits for the board's move before
+// GetPlayerScore is asked (doubled at random per phone).
+const SETTLE_MS = 1500;
 
 const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -62,6 +65,9 @@ export class PlayerGame {
     this.rankFetchedAt = 0;
     this.resultsBusy = false;
     this.resultsDue = false;
+    // Question index -> the revealed total when its withheld answer was sent: once
+    // the question closes, the board's move from it is the answer's points.
+    this.scoreBefore = new Map();
   }
 
   get screen() {
@@ -249,6 +255,7 @@ export class PlayerGame {
       this.score = Math.max(this.score, you.score ?? 0);
       if (moved) this.refreshRank();
     }
+    this.settle();
     this.change("standing");
   }
 
@@ -267,6 +274,7 @@ export class PlayerGame {
       this.score = Math.max(this.score, entry.score ?? 0);
     }
     this.refreshRank();
+    this.settle();
   }
 
   /** GetPlayerRank for the players just above and below: at once when the last
@@ -313,6 +321,7 @@ export class PlayerGame {
       this.answers.set(question.index, reply.result);
       // A withheld result's total leaves this answer out: it tells nothing new.
       if (reply.result.revealed) this.score = Math.max(this.score, reply.total_score ?? 0);
+      else this.scoreBefore.set(question.index, reply.total_score ?? 0);
       this.refreshRank();
     } catch (error) {
       if (error instanceof ApiError && error.code === Code.ALREADY_EXISTS) await this.reloadAnswers();
@@ -354,15 +363,45 @@ export class PlayerGame {
     return [...this.answers.values()].filter((a) => !a.revealed && this.closed(a.question_index));
   }
 
-  /** GetPlayerScore until it tells every closed question's result, then "results". */
+  /** Tells what the client can work out itself of a closed question's withheld
+   * result: a choice that is not the revealed one earned nothing, and a right one
+   * earned what the player's score moved from the total it was sent at (nothing
+   * else moves it while the question is open). So at a stadium's close most phones
+   * ask the server nothing; the rest ask only if the board does not move in time. */
+  settle() {
+    let told = false;
+    for (const answer of this.withheld()) {
+      const index = answer.question_index;
+      const correct = this.reveals.get(index);
+      const before = this.scoreBefore.get(index);
+      if (correct === undefined) continue;
+      let points = null;
+      if (answer.choice_index !== correct) points = 0;
+      // Right, at full or part points: the board's move is more than nothing.
+      else if (before !== undefined && this.score > before) points = this.score - before;
+      if (points === null) continue;
+      this.answers.set(index, { ...answer, revealed: true, correct: points > 0, points_awarded: points });
+      told = true;
+    }
+    if (told) this.change("results");
+    return told;
+  }
+
+  /** Each closed question's withheld result: worked out here when it can be
+   * (settle), else from GetPlayerScore, after a spread-out wait for the board. */
   async revealResults() {
     if (!this.me || this.stopped) return;
+    this.settle();
+    if (!this.withheld().length) return;
     if (this.resultsBusy) {
       this.resultsDue = true; // the running loop asks again when its reply is in
       return;
     }
     this.resultsBusy = true;
     try {
+      // The board's move usually settles it first; the wait is spread so that a
+      // crowd's phones do not all ask at once.
+      await pause(SETTLE_MS * (1 + Math.random()));
       for (let attempt = 0; attempt < RESULTS_TRIES && this.withheld().length && !this.stopped; attempt++) {
         if (attempt) await pause(RESULTS_RETRY_MS * 2 ** (attempt - 1));
         this.resultsDue = false;
