@@ -163,6 +163,7 @@ async def test_a_lost_update_makes_the_copy_read_the_board_afresh(
 async def live_state(stack: Stack, quiz_id: str) -> dict[str, str]:
     redis = Redis.from_url(stack.backends.redis_url, decode_responses=True)
     try:
-        return await redis.hgetall(QuizKeys(stack.key_prefix, quiz_id).state)
+        state = await redis.hgetall(QuizKeys(stack.key_prefix, quiz_id).state)
+        return {str(k): str(v) for k, v in state.items()}
     finally:
         await redis.aclose()
