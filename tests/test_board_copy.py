@@ -163,3 +163,21 @@ async def test_a_gap_that_stays_or_a_rebuilt_board_is_read_afresh(
     assert copy.reads == 3
     assert copy.places(["p1", "p9", "p3"]) == {"p9": (1, 5), "p1": (2, 0)}
     await copy.close()
+
+
+async def test_a_board_the_copy_cannot_hold_is_left_to_redis(
+    live: tuple[LiveQuizzes, AnswerBook, LiveBoard],
+) -> None:
+    quizzes, _, board = live
+    quiz_id = await a_running_quiz(quizzes, 3)
+    await quizzes.enrol(quiz_id, [("x" * 40, "Long")], reached_ms=20)  # not an id the API makes
+    copy = BoardCopy(board, quiz_id)
+    copy.start()
+    await soon(lambda: copy.broken)
+
+    for update in await take(board, quiz_id):
+        copy.on_update(update)
+
+    assert copy.places(["p1"]) is None  # the caller asks Redis
+    assert copy.reads == 1  # and the board is not read again and again
+    await copy.close()

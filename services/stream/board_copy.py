@@ -49,6 +49,7 @@ class BoardCopy:
         self._reading: asyncio.Task[None] | None = None
         self._gap: asyncio.TimerHandle | None = None
         self.reads = 0  # how often the board was read whole (for tests and metrics)
+        self.broken = False
 
     def start(self) -> None:
         """Reads the board in the background (again, if a read is under way)."""
@@ -74,6 +75,8 @@ class BoardCopy:
         return self.local.places(player_ids)
 
     def on_update(self, update: events_pb2.BoardUpdate) -> None:
+        if self.broken:
+            return
         if self.generation is None:  # being read: kept for after the read
             if self._reading is None:  # the last read failed: once more
                 self.start()
@@ -96,7 +99,14 @@ class BoardCopy:
                 zip(update.player_ids, update.packed_scores, strict=True)
             )
             changes += [(pid, None) for pid in update.removed]
-            self.local.apply(changes)
+            try:
+                self.local.apply(changes)
+            except ValueError as e:
+                # Not a board this copy can hold (an id it cannot encode): for this
+                # hub's life Redis answers, rather than a read of the board per update.
+                log.error("board copy given up", extra={"quiz_id": self.quiz_id, "error": repr(e)})
+                self.broken, self.level = True, False
+                return
             self.sequence = update.sequence
             self.level = update.complete and update.sequence >= self._level_from
         self._waiting = {s: u for s, u in self._waiting.items() if s > self.sequence}
@@ -142,7 +152,12 @@ class BoardCopy:
             self.start()  # rebuilt meanwhile
             return
         self.reads += 1
-        self.local.reset(entries)
+        try:
+            self.local.reset(entries)
+        except ValueError as e:
+            log.error("board copy given up", extra={"quiz_id": self.quiz_id, "error": repr(e)})
+            self.broken = True
+            return
         # Whatever changed during the read comes in updates after its position.
         self.generation, self.sequence = position
         self._level_from = end[1] + 1
