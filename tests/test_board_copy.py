@@ -18,8 +18,9 @@ from services.live.answers import AnswerBook
 from services.live.board import LiveBoard
 from services.live.pipeline import PipelinedRedis, RedisAddress
 from services.live.quizzes import LiveQuizzes, RebuiltState
-from services.stream import board_copy
+from services.stream import board_copy, standings
 from services.stream.board_copy import BoardCopy
+from services.stream.standings import Standings
 from tests.stack import Backends, forget
 from tests.test_live_layout import EPOCH, QUESTIONS, a_quiz
 
@@ -181,3 +182,20 @@ async def test_a_board_the_copy_cannot_hold_is_left_to_redis(
     assert copy.places(["p1"]) is None  # the caller asks Redis
     assert copy.reads == 1  # and the board is not read again and again
     await copy.close()
+
+
+async def test_while_the_copy_is_not_level_only_a_few_ranks_are_asked_of_redis(
+    live: tuple[LiveQuizzes, AnswerBook, LiveBoard], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(standings, "REDIS_MOST", 2)
+    quizzes, _, board = live
+    quiz_id = await a_running_quiz(quizzes, 5)
+    copy = BoardCopy(board, quiz_id)  # never read: not level
+    mine = Standings(board, copy, quiz_id)
+
+    one = await mine.yours(["p1"], board_size=5)  # a new watcher's greeting
+    crowd = await mine.yours(["p1", "p2", "p3"], board_size=5)
+
+    assert one["p1"]  # ranked by Redis
+    assert crowd == {}  # the crowd keeps its last standing until the copy is level
+    assert mine.counts == {"copy": 0, "redis": 1}

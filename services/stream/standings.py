@@ -2,8 +2,10 @@
 
 From this process's copy of the board (board_copy.py) once it is level: nothing
 per watcher in Redis. Until then (the copy being read, an update lost) from Redis,
-one read for all of them (LiveBoard.places). Nicknames never change, so each is
-read once per hub.
+one read for all of them (LiveBoard.places), but only for up to REDIS_MOST players:
+a stadium's watchers keep the standing they had for the second or so until the copy
+is level again, rather than every process asking Redis for 10,000 ranks at once.
+Nicknames never change, so each is read once per hub.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from quizmesh.stream.v1 import stream_pb2
 
 from services.live.board import LiveBoard
 from services.stream.board_copy import BoardCopy
+
+# The most players ranked through Redis at once while the copy is not level.
+REDIS_MOST = 1_000
 
 
 class Standings:
@@ -39,6 +44,8 @@ class Standings:
         """Each player's `you` message (b"" for a player not on the board)."""
         places = self.copy.places(player_ids)
         if places is None:
+            if len(player_ids) > REDIS_MOST:
+                return {}  # no `you` this time: each watcher keeps its last one
             places = await self.board.places(self.quiz_id, player_ids, board_size)
             self.counts["redis"] += len(player_ids)
         else:
