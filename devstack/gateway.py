@@ -88,6 +88,13 @@ class RateLimit:
         """Whole seconds until an emptied bucket holds a token again (Retry-After)."""
         return max(1, math.ceil(self.every_seconds))
 
+    def __str__(self) -> str:
+        """E.g. "1000 at once, then 50/s" (the 429's message names its limits so)."""
+        per_second = self.refill / self.every_seconds
+        if per_second >= 1:
+            return f"{self.burst} at once, then {per_second:g}/s"
+        return f"{self.burst} at once, then {self.refill} every {self.every_seconds:g} s"
+
     def token_bucket(self) -> dict[str, Any]:
         return {
             "max_tokens": self.burst,
@@ -123,10 +130,22 @@ class GatewaySettings:
     # Verified tokens each Envoy worker keeps (LRU): a player's answers then cost one
     # ES256 verification per token, not one per request. Expiry is checked on every use.
     jwt_cache_size: int = 10_000
-    # Per client address: a classroom behind one NAT joins at once, hence the burst.
-    join_limit: RateLimit = RateLimit(burst=60, refill=1, every_seconds=1)
-    # Per player: one answer per question, plus retries (answers are idempotent).
+    # The rate limits (docs/operations.md "Limits" says why these numbers). Joins
+    # carry no token. Per client address: a hall of 1,000 behind one NAT joins at
+    # once; a flood gets its burst, then 50/s.
+    join_limit: RateLimit = RateLimit(burst=1_000, refill=5, every_seconds=0.1)
+    # Per quiz, from every address: a stadium's crowd joins within a minute (5,000 +
+    # 250/s); a flood spread over many addresses sends no more for one quiz.
+    quiz_join_limit: RateLimit = RateLimit(burst=5_000, refill=25, every_seconds=0.1)
+    # Per player (token subject; without a token per address): one answer per
+    # question, plus retries (answers are idempotent).
     answer_limit: RateLimit = RateLimit(burst=10, refill=2, every_seconds=1)
+    # Every other RPC (reads, the host's calls, opening a watch), per RPC: per token
+    # subject, a phone's reloads and reconnects; without a token, per client
+    # address, a venue's phones (GetQuiz before joining, GetPlayerRank after each
+    # question, spectators' watches) at once.
+    call_limit: RateLimit = RateLimit(burst=100, refill=1, every_seconds=0.1)
+    anonymous_call_limit: RateLimit = RateLimit(burst=2_000, refill=10, every_seconds=0.1)
     # What all clients together may do on a limited route when no client bucket
     # applies, and how many client buckets each limited route keeps (LRU).
     route_backstop: RateLimit = RateLimit(burst=20_000, refill=10_000, every_seconds=1)
@@ -367,6 +386,16 @@ GRPC_LOCAL_REPLY_MESSAGES: Mapping[int, str] = {
 }
 
 
+# Set by each rate-limited route on its 429 (envoy/envoy.yaml.tmpl): which limits
+# apply there, e.g. "joins: 1000 at once, then 50/s per client address, ...".
+RATE_LIMIT_HEADER = "x-quizmesh-rate-limit"
+# The JSON body's message where it says more than the reply's own body.
+JSON_LOCAL_REPLY_MESSAGES: Mapping[int, str] = {
+    429: f"too many requests (%RESP({RATE_LIMIT_HEADER})%); "
+    "retry after the seconds in the Retry-After header",
+}
+
+
 def _overwrite(key: str, value: str) -> dict[str, Any]:
     return {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
 
@@ -513,7 +542,7 @@ def local_reply_mappers(max_request_bytes: int) -> list[dict[str, Any]]:
             "body_format_override": {
                 "json_format": {
                     "code": LOCAL_REPLY_CODES[status],
-                    "message": "%LOCAL_REPLY_BODY%",
+                    "message": JSON_LOCAL_REPLY_MESSAGES.get(status, "%LOCAL_REPLY_BODY%"),
                     "details": [{"@type": ERROR_INFO_TYPE, "reason": reason, "domain": DOMAIN}],
                 },
                 "content_type": "application/json",
@@ -554,9 +583,24 @@ def _placeholders(settings: GatewaySettings, services: Sequence[str]) -> dict[st
         "token_audience": settings.token_audience,
         "jwt_cache_size": settings.jwt_cache_size,
         "join_bucket": settings.join_limit.token_bucket(),
-        "join_retry_after": settings.join_limit.retry_after_seconds,
+        "quiz_join_bucket": settings.quiz_join_limit.token_bucket(),
+        "join_retry_after": max(
+            settings.join_limit.retry_after_seconds, settings.quiz_join_limit.retry_after_seconds
+        ),
+        "join_limits": f"joins: {settings.join_limit} per client address, "
+        f"{settings.quiz_join_limit} per quiz",
         "answer_retry_after": settings.answer_limit.retry_after_seconds,
         "answer_bucket": settings.answer_limit.token_bucket(),
+        "answer_limits": f"answers: {settings.answer_limit} per player token "
+        "(without a token: per client address)",
+        "call_bucket": settings.call_limit.token_bucket(),
+        "anonymous_call_bucket": settings.anonymous_call_limit.token_bucket(),
+        "call_retry_after": max(
+            settings.call_limit.retry_after_seconds,
+            settings.anonymous_call_limit.retry_after_seconds,
+        ),
+        "call_limits": f"calls of this RPC: {settings.call_limit} per token subject, "
+        f"{settings.anonymous_call_limit} per client address without a token",
         "route_backstop_bucket": settings.route_backstop.token_bucket(),
         "max_tracked_clients": settings.max_tracked_clients,
         "max_request_bytes": settings.max_request_bytes,

@@ -4,7 +4,10 @@
 --
 -- On the way in: a JSON body that names a field its message does not have is refused
 -- with 400 naming it (the transcoder would drop it silently, and a misspelt
--- "choice" would be read as choice_index 0). On the way out: SSE frames get an `id:`.
+-- "choice" would be read as choice_index 0); and the rate limits after the
+-- transcoder get their keys (dynamic metadata under "quizmesh", which no client can
+-- send): `anonymous` on a request without a verified token, `quiz` on a join. On
+-- the way out: SSE frames get an `id:`.
 
 -- REST POST routes: { Lua pattern of the path, the body's message, its fields }. A
 -- field maps to true, or to the fields of the message it holds (objects, or arrays
@@ -92,10 +95,92 @@ check_value = function(s, i, fields, where, bad)
   return after or (#s + 1)
 end
 
+-- --- rate limit keys ------------------------------------------------------------
+
+local JOIN_REST = "^/v1/quizzes/([^/]+):join$"
+local JOIN_GRPC = "/quizmesh.quiz.v1.QuizService/JoinQuiz"
+
+-- The varint at s[i] and the index after it; nil when cut short or too long.
+local function varint(s, i)
+  local value, scale = 0, 1
+  while i <= #s and scale <= 2 ^ 49 do
+    local byte = string.byte(s, i)
+    value = value + (byte % 128) * scale
+    if byte < 128 then return value, i + 1 end
+    scale = scale * 128
+    i = i + 1
+  end
+  return nil
+end
+
+-- Field 1 (JoinQuizRequest.quiz_id) of an uncompressed gRPC request body: the last
+-- occurrence wins, as in every protobuf parser. nil when there is none to read.
+local function grpc_quiz_id(body)
+  if #body < 5 or string.byte(body, 1) ~= 0 then return nil end
+  local size = ((string.byte(body, 2) * 256 + string.byte(body, 3)) * 256
+    + string.byte(body, 4)) * 256 + string.byte(body, 5)
+  local last, i, found = math.min(#body, 5 + size), 6, nil
+  while i <= last do
+    local key
+    key, i = varint(body, i)
+    if key == nil then return found end
+    local field, wire = math.floor(key / 8), key % 8
+    if wire == 0 then
+      local _
+      _, i = varint(body, i)
+    elseif wire == 1 then
+      i = i + 8
+    elseif wire == 5 then
+      i = i + 4
+    elseif wire == 2 then
+      local n
+      n, i = varint(body, i)
+      if n == nil then return found end
+      if field == 1 then found = string.sub(body, i, i + n - 1) end
+      i = i + n
+    else
+      return found
+    end
+    if i == nil then return found end
+  end
+  return found
+end
+
+-- A quiz code as the quiz service reads it (services/ids.py: trimmed, upper case),
+-- so that no spelling of one quiz gets a bucket of its own.
+local function quiz_code(raw)
+  local decoded = string.gsub(raw, "%%(%x%x)", function(hex)
+    return string.char(tonumber(hex, 16))
+  end)
+  local trimmed = string.match(decoded, "^%s*(.-)%s*$")
+  return string.upper(trimmed)
+end
+
+local function mark_for_rate_limits(handle, headers, path)
+  local metadata = handle:streamInfo():dynamicMetadata()
+  local jwt = metadata:get("envoy.filters.http.jwt_authn")
+  local payload = jwt and jwt["jwt_payload"]
+  if payload == nil or payload["sub"] == nil then
+    metadata:set("quizmesh", "anonymous", "true")
+  end
+  if headers:get(":method") ~= "POST" then return end
+  local quiz = string.match(path, JOIN_REST)
+  if quiz == nil and path == JOIN_GRPC then
+    local body = handle:body() -- already whole: the buffer filter before this one
+    if body ~= nil and body:length() > 0 then
+      quiz = grpc_quiz_id(body:getBytes(0, body:length()))
+    end
+  end
+  if quiz == nil then return end
+  -- Asked anew: a wrapper taken before body() yielded writes nothing after it.
+  handle:streamInfo():dynamicMetadata():set("quizmesh", "quiz", quiz_code(quiz))
+end
+
 function envoy_on_request(handle)
   local headers = handle:headers()
-  if headers:get(":method") ~= "POST" then return end
   local path = string.match(headers:get(":path") or "", "^[^?]*")
+  mark_for_rate_limits(handle, headers, path)
+  if headers:get(":method") ~= "POST" then return end
   local route
   for _, candidate in ipairs(BODIES) do
     if string.match(path, candidate[1]) then

@@ -114,7 +114,7 @@ def build_server(
             ObservingInterceptor(metrics),
             StatusInterceptor(metrics),
             AdmissionInterceptor(admission),
-            StreamQuotaInterceptor(StreamQuota(settings.max_streams_per_client)),
+            StreamQuotaInterceptor(StreamQuota.of(settings)),
             ParsingInterceptor(),
         ],
         options=SERVER_OPTIONS,

@@ -42,9 +42,16 @@ class CommonSettings(BaseSettings):
     # JetStream (the score service's publish timeout plus a margin).
     recovery_settle_seconds: float = 3.0
     log_level: str = "INFO"
-    # Open server streams (watches) one client address may hold on one process: a
-    # classroom behind one NAT watches together, a script opening thousands does not.
-    max_streams_per_client: int = 200
+    # Open server streams (watches) on one process, services/mesh/stream_quota.py.
+    # With a token: per token subject. A player needs two (WatchQuiz and
+    # WatchLeaderboard); the rest covers a reload or a network change whose old
+    # streams are not yet noticed gone, and a second tab. A hall behind one NAT is
+    # then no limit: each player has a subject of their own.
+    max_streams_per_subject: int = Field(default=8, ge=1)
+    # Without a token (spectators, big screens): per client address, sized for a
+    # venue's audience watching from one address; a script opening thousands gets
+    # this many (~25 KB each) and then RESOURCE_EXHAUSTED.
+    max_streams_per_client: int = Field(default=1000, ge=1)
 
     # Worker processes sharing the gRPC port (SO_REUSEPORT; the kernel spreads
     # connections, not calls), to use more than one core per replica. Worker i
