@@ -6,8 +6,9 @@
 -- with 400 naming it (the transcoder would drop it silently, and a misspelt
 -- "choice" would be read as choice_index 0); and the rate limits after the
 -- transcoder get their keys (dynamic metadata under "quizmesh", which no client can
--- send): `anonymous` on a request without a verified token, `quiz` on a join. On
--- the way out: SSE frames get an `id:`.
+-- send): `anonymous` on a request without a verified token, `quiz` on a join.
+-- Nothing on the way out: SSE frames come from the stream service whole, `id:`
+-- included (services/stream/frames.py).
 
 -- REST POST routes: { Lua pattern of the path, the body's message, its fields }. A
 -- field maps to true, or to the fields of the message it holds (objects, or arrays
@@ -201,26 +202,4 @@ function envoy_on_request(handle)
     { [":status"] = "400", ["x-quizmesh-bad-field"] = bad[1] },
     bad[1] .. " is no field of " .. route[2] .. " (a misspelt name?)"
   )
-end
-
--- SSE event ids: the transcoder writes each stream message as one `data: {...}`
--- frame; an `id:` before it (a WatchQuiz event's sequence, a snapshot's version)
--- makes a reconnecting EventSource send Last-Event-ID, which the stream service
--- resumes from. A frame split over two chunks keeps no id (a resume then repeats
--- a little, which clients drop by sequence).
-local function framed(json)
-  local id = string.match(json, '"sequence":"(%d+)"') or string.match(json, '"version":"(%d+)"')
-  if id == nil then return "data: " .. json .. "\n\n" end
-  return "id: " .. id .. "\ndata: " .. json .. "\n\n"
-end
-
-function envoy_on_response(handle)
-  local kind = handle:headers():get("content-type")
-  if kind == nil or string.find(kind, "text/event-stream", 1, true) == nil then return end
-  for chunk in handle:bodyChunks() do
-    local size = chunk:length()
-    if size > 0 then
-      chunk:setBytes((string.gsub(chunk:getBytes(0, size), "data: ([^\n]*)\n\n", framed)))
-    end
-  end
 end

@@ -7,10 +7,10 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-$PWD/.venv/bin/python}
 site=$("$PY" -c 'import google.api.annotations_pb2 as m, os; print(os.path.dirname(m.__file__))')
 
-# The HTTP annotation protos, and the rich error types Envoy prints in JSON error
+# The HTTP annotation protos (and HttpBody, which browsers' SSE streams carry), and the rich error types Envoy prints in JSON error
 # bodies (google.rpc.BadRequest), vendored from the installed wheel.
 mkdir -p third_party/googleapis/google/api third_party/googleapis/google/rpc
-cp "$site/annotations.proto" "$site/http.proto" third_party/googleapis/google/api/
+cp "$site/annotations.proto" "$site/http.proto" "$site/httpbody.proto" third_party/googleapis/google/api/
 cp "$site/../rpc/status.proto" "$site/../rpc/error_details.proto" third_party/googleapis/google/rpc/
 
 rm -rf gen && mkdir -p gen

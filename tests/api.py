@@ -48,9 +48,14 @@ HTTP_STATUS = {
 CODES = {c.value[0]: c for c in grpc.StatusCode}
 
 
+# The watches' browser forms: the same stream as Server-Sent Events, at the HTTP
+# route of the typed RPC (which has none of its own).
+SSE_FORM = {"WatchQuiz": "WatchQuizSse", "WatchLeaderboard": "WatchLeaderboardSse"}
+
+
 def http_rule(rpc: str) -> http_pb2.HttpRule:
-    """The google.api.http annotation of a method."""
-    return METHODS[rpc][1].GetOptions().Extensions[HTTP_OPTION]
+    """The google.api.http annotation of a method (of its SSE form, for a watch)."""
+    return METHODS[SSE_FORM.get(rpc, rpc)][1].GetOptions().Extensions[HTTP_OPTION]
 
 
 class ApiError(Exception):

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devstack.gateway import EnvoyProcess
-from tests.api import METHODS, ApiError, GrpcApi, http_rule
+from tests.api import METHODS, SSE_FORM, ApiError, GrpcApi, http_rule
 from tests.game import join
 from tests.stack import Stack
 
@@ -44,7 +44,7 @@ SETTINGS = settings(
 NEVER = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS}
 # Calls that may legitimately change what `snapshot` reads when they succeed.
 WRITES = {"CreateQuiz", "JoinQuiz", "StartQuiz", "AdvanceQuestion", "CloseQuiz", "SubmitAnswer"}
-STREAMS = {"WatchLeaderboard", "WatchQuiz"}
+STREAMS = {"WatchLeaderboard", "WatchQuiz", "WatchLeaderboardSse", "WatchQuizSse"}
 HUGE = 70 * 1024  # over Envoy's 64 KiB body limit
 URL_TEXT = 2_500  # percent-encoded, stays under the 64 KiB httpx allows for a URL
 
@@ -177,7 +177,7 @@ def requests(t: Target) -> dict[str, st.SearchStrategy[dict[str, Any]]]:
     """A well-typed (proto3 JSON) request strategy for each RPC, with hostile values."""
     qid = quiz_ids(t)
     pid = st.one_of(st.sampled_from([t.open_player[0], t.running_player[0]]), texts)
-    return {
+    found: dict[str, st.SearchStrategy[dict[str, Any]]] = {
         "CreateQuiz": st.fixed_dictionaries(
             {},
             optional={
@@ -209,6 +209,9 @@ def requests(t: Target) -> dict[str, st.SearchStrategy[dict[str, Any]]]:
             {"quiz_id": qid}, optional={"after_sequence": ints, "access_token": texts}
         ),
     }
+    for typed, sse in SSE_FORM.items():
+        found[sse] = found[typed]
+    return found
 
 
 # ---------------------------------------------------------------- raw protobuf

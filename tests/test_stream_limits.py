@@ -264,8 +264,8 @@ def test_the_shipped_settings_keep_idle_streams_open_for_hours() -> None:
     # Several heartbeats fit in one idle timeout, so one late heartbeat is no cut.
     assert gateway.stream_idle_timeout_seconds >= 3 * heartbeat
     assert set(watch_routes) == {
-        "/quizmesh.stream.v1.StreamService/WatchLeaderboard",
-        "/quizmesh.stream.v1.StreamService/WatchQuiz",
+        f"/quizmesh.stream.v1.StreamService/{rpc}"
+        for rpc in ("WatchLeaderboard", "WatchQuiz", "WatchLeaderboardSse", "WatchQuizSse")
     }
     for route in watch_routes.values():
         # No overall timeout: only silence ends a watch.

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import time
 from collections.abc import AsyncIterator
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import grpc
 import pytest
@@ -30,6 +31,7 @@ from services.mesh.app import ServiceApp
 from services.mesh.errors import ResourceExhausted
 from services.mesh.messaging import Subjects
 from services.stream.config import Settings
+from services.stream.frames import Frame, Standing, board_frame, quiz_frame, standing_head
 from services.stream.hub import QuizHubs
 from services.stream.server import create_server
 from services.stream.service import deliver
@@ -436,35 +438,94 @@ async def test_one_serialization_serves_every_watcher(
         await hubs.release(hub)
 
 
+def board(version: int) -> Frame:
+    return board_frame(
+        stream_pb2.WatchLeaderboardResponse(
+            snapshot=common_pb2.LeaderboardSnapshot(quiz_id="Q", version=version)
+        )
+    )
+
+
+def event(sequence: int) -> Frame:
+    return quiz_frame(
+        stream_pb2.WatchQuizResponse(event=events_pb2.QuizEvent(quiz_id="Q", sequence=sequence))
+    )
+
+
 def test_slow_leaderboard_watcher_skips_to_the_newest_snapshot() -> None:
     watch = LeaderboardWatch(player_id=None)
+    newest = board(3)
 
-    for version in (1, 2, 3):
-        watch.offer(f"snapshot {version}".encode())
+    for frame in (board(1), board(2), newest):
+        watch.offer(frame)
 
-    assert watch.take() == b"snapshot 3"
+    assert watch.take() is newest.proto
     assert watch.take() is None
 
 
 class FixedFeed:
-    def leaderboard_event(self) -> bytes:
-        return b"leaderboard"
+    def __init__(self) -> None:
+        self.frame = board(9)
+
+    def leaderboard_event(self) -> Frame:
+        return self.frame
 
 
 def test_quiz_watcher_gets_replay_then_live_events_then_the_leaderboard() -> None:
-    watch = QuizWatch(FixedFeed(), replay=[b"e1", b"e2"], limit=10)
-    watch.push_event(b"e3")
+    feed = FixedFeed()
+    e1, e2, e3 = event(1), event(2), event(3)
+    watch = QuizWatch(feed, replay=[e1, e2], limit=10)
+    watch.push_event(e3)
 
-    assert [watch.take() for _ in range(5)] == [b"e1", b"e2", b"e3", b"leaderboard", None]
+    taken = [watch.take() for _ in range(5)]
+
+    assert taken == [e1.proto, e2.proto, e3.proto, feed.frame.proto, None]
+
+
+def sse_frame(sent: bytes) -> tuple[str, dict[str, Any]]:
+    """The `id:` line and the JSON of one SSE message as Envoy passes it to a browser."""
+    frame = stream_pb2.WatchLeaderboardSseResponse.FromString(sent).frame
+    assert frame.content_type == "text/event-stream"
+    head, data, blank, end = frame.data.decode().split("\n")
+    assert (blank, end) == ("", "")
+    return head, json.loads(data.removeprefix("data: "))
+
+
+def test_browsers_get_sse_frames_with_their_resume_id_and_the_transcoders_json() -> None:
+    watch = QuizWatch(FixedFeed(), replay=[event(7)], limit=10, sse=True)
+
+    head, body = sse_frame(watch.take() or b"")
+
+    assert head == "id: 7"  # a reconnecting EventSource resumes after it
+    assert body == {"event": {"quiz_id": "Q", "sequence": "7"}, "heartbeat": False}
+
+
+def test_a_players_sse_board_carries_their_own_standing_and_heartbeats_carry_no_id() -> None:
+    players = LeaderboardWatch(player_id="p1", sse=True)
+    you = Standing("p1", 'Zoë "Z"', 3, 120, standing_head("p1", 'Zoë "Z"'))
+    players.offer(board(5), you)
+
+    head, body = sse_frame(players.take() or b"")
+    beat = stream_pb2.WatchLeaderboardSseResponse.FromString(players.heartbeat()).frame.data
+
+    assert head == "id: 5"
+    assert body["you"] == {"player_id": "p1", "nickname": 'Zoë "Z"', "rank": 3, "score": 120}
+    assert body["snapshot"]["version"] == "5"
+    # The same standing over gRPC: the snapshot's bytes and `you`'s, one message.
+    grpc_watch = LeaderboardWatch(player_id="p1")
+    grpc_watch.offer(board(5), you)
+    merged = stream_pb2.WatchLeaderboardResponse.FromString(grpc_watch.take() or b"")
+    assert (merged.snapshot.version, merged.you.rank, merged.you.nickname) == (5, 3, 'Zoë "Z"')
+    assert beat == b'data: {"heartbeat":true}\n\n'
 
 
 async def test_quiz_watcher_too_far_behind_is_disconnected() -> None:
-    watch = QuizWatch(FixedFeed(), replay=[b"old"], limit=2)
-    watch.push_event(b"e1")
-    watch.push_event(b"e2")
+    watch = QuizWatch(FixedFeed(), replay=[event(1)], limit=2)
+    watch.push_event(event(2))
+    watch.push_event(event(3))
     assert watch.ended is None
 
-    watch.push_event(b"e3")
+    watch.push_event(event(4))
 
     # The stream ends at once instead of sending events with a gap in them.
     with pytest.raises(ResourceExhausted, match="after_sequence"):

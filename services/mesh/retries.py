@@ -33,7 +33,7 @@ RETRIED: dict[str, frozenset[str]] = {
     QUIZ: frozenset({"GetQuiz", "ListQuizzes"}),
     SCORE: frozenset({"SubmitAnswer", "GetPlayerScore"}),
     LEADERBOARD: frozenset({"GetLeaderboard", "GetPlayerRank"}),
-    STREAM: frozenset({"WatchLeaderboard", "WatchQuiz"}),
+    STREAM: frozenset({"WatchLeaderboard", "WatchQuiz", "WatchLeaderboardSse", "WatchQuizSse"}),
 }
 NOT_RETRIED: dict[str, frozenset[str]] = {
     QUIZ: frozenset({"CreateQuiz", "JoinQuiz", "StartQuiz", "AdvanceQuestion", "CloseQuiz"}),

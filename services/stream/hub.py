@@ -2,7 +2,8 @@
 
 A hub exists while a quiz has at least one watcher in this process. It holds the
 latest leaderboard snapshot and the quiz's lifecycle events, serializes each of
-them once, and hands the same bytes to every watcher's outbox.
+them once per wire format (frames.py), and hands the same frame to every watcher's
+outbox.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from services.mesh.errors import Reason, ServiceError, Unavailable
 from services.mesh.messaging import Subjects
 from services.mesh.tasks import cancel_and_wait
 from services.stream.board_copy import BoardCopy
+from services.stream.frames import Frame, board_frame, quiz_frame
 from services.stream.standings import Standings
 from services.stream.watches import LeaderboardWatch, QuizWatch, Watch
 
@@ -85,9 +87,9 @@ class QuizHub:
         self.users = 0
         self._snapshot = common_pb2.LeaderboardSnapshot(quiz_id=quiz_id, question_index=-1)
         self._have_snapshot = False
-        self._leaderboard_message = b""
-        self._leaderboard_event: bytes | None = None
-        self._events: list[tuple[int, bytes]] = []
+        self._leaderboard_message = board_frame(stream_pb2.WatchLeaderboardResponse())
+        self._leaderboard_event: Frame | None = None
+        self._events: list[tuple[int, Frame]] = []
         self._last_sequence = 0
         self._history_end = 0
         self._history_loaded = asyncio.Event()
@@ -157,8 +159,8 @@ class QuizHub:
 
     # Watchers.
 
-    def watch_leaderboard(self, player_id: str | None) -> LeaderboardWatch:
-        watch = LeaderboardWatch(player_id)
+    def watch_leaderboard(self, player_id: str | None, sse: bool = False) -> LeaderboardWatch:
+        watch = LeaderboardWatch(player_id, sse)
         if player_id is None:
             self._spectators.add(watch)
             watch.offer(self._leaderboard_message)
@@ -170,17 +172,17 @@ class QuizHub:
         """A player's opening message: the current snapshot plus their own standing."""
         if watch.player_id is None:
             return
-        message = self._leaderboard_message
+        frame = self._leaderboard_message
         try:
             yours = await self.standings.yours([watch.player_id], self._snapshot.total_players)
         except Exception as e:
             log.warning("standing not read", extra={"quiz_id": self.quiz_id, "error": repr(e)})
             yours = {}
-        watch.offer_first(message + yours.get(watch.player_id, b""))
+        watch.offer_first(frame, yours.get(watch.player_id))
 
-    def watch_quiz(self, after_sequence: int) -> QuizWatch:
-        replay = [message for sequence, message in self._events if sequence > after_sequence]
-        watch = QuizWatch(self, replay, self.max_queued_events)
+    def watch_quiz(self, after_sequence: int, sse: bool = False) -> QuizWatch:
+        replay = [frame for sequence, frame in self._events if sequence > after_sequence]
+        watch = QuizWatch(self, replay, self.max_queued_events, sse)
         self._quiz_watches.add(watch)
         return watch
 
@@ -199,7 +201,7 @@ class QuizHub:
 
     # Messages, each serialized once for every watcher.
 
-    def leaderboard_event(self) -> bytes:
+    def leaderboard_event(self) -> Frame:
         if self._leaderboard_event is None:
             event = events_pb2.QuizEvent(
                 quiz_id=self.quiz_id,
@@ -207,7 +209,7 @@ class QuizHub:
                 time=timestamp(now_ms()),
                 leaderboard_changed=self._snapshot,
             )
-            self._leaderboard_event = stream_pb2.WatchQuizResponse(event=event).SerializeToString()
+            self._leaderboard_event = quiz_frame(stream_pb2.WatchQuizResponse(event=event))
         return self._leaderboard_event
 
     # NATS.
@@ -229,9 +231,9 @@ class QuizHub:
             return
         self._have_snapshot = True
         self._snapshot = snapshot
-        self._leaderboard_message = stream_pb2.WatchLeaderboardResponse(
-            snapshot=snapshot
-        ).SerializeToString()
+        self._leaderboard_message = board_frame(
+            stream_pb2.WatchLeaderboardResponse(snapshot=snapshot)
+        )
         self._leaderboard_event = None
         self._send_board()
 
@@ -278,10 +280,10 @@ class QuizHub:
             )
         else:
             event.sequence = sequence
-            message = stream_pb2.WatchQuizResponse(event=event).SerializeToString()
-            self._events.append((sequence, message))
+            frame = quiz_frame(stream_pb2.WatchQuizResponse(event=event))
+            self._events.append((sequence, frame))
             for watch in self._quiz_watches:
-                watch.push_event(message)
+                watch.push_event(frame)
             # Logged under the trace of the request that caused the event.
             trace = tracing.begin(tracing.from_headers(msg.headers) or tracing.new_id())
             try:
@@ -301,8 +303,8 @@ class QuizHub:
             self._history_loaded.set()
 
     async def _send_standings(self) -> None:
-        """Per snapshot, every watching player's rank and score in one Redis round trip;
-        the shared snapshot bytes are reused and only `you` is added per player."""
+        """Per snapshot, every watching player's rank and score (standings.py); the
+        shared snapshot frame is reused and only `you` is added per player."""
         while not self._closed:
             await self._standings_due.wait()
             self._standings_due.clear()
@@ -318,7 +320,7 @@ class QuizHub:
                 log.warning("standings not read", extra={"quiz_id": self.quiz_id, "error": repr(e)})
                 yours = {}
             for watch in watches:
-                watch.offer(shared + yours.get(watch.player_id or "", b""))
+                watch.offer(shared, yours.get(watch.player_id or ""))
 
 
 class QuizHubs:

@@ -10,7 +10,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 
 from services.mesh.metrics import Metrics
 
-RPCS = ("WatchLeaderboard", "WatchQuiz")
+RPCS = ("WatchLeaderboard", "WatchQuiz", "WatchLeaderboardSse", "WatchQuizSse")
 
 
 class Tally:

@@ -3,6 +3,8 @@
 The handlers write bytes that their quiz's hub serialized once for every watcher,
 so the service is registered with a pass-through response serializer (`register`)
 instead of the generated helper, which would serialize each message per stream.
+Browsers' streams (WatchLeaderboardSse, WatchQuizSse) are the same watches whose
+bytes are SSE frames (frames.py), so Envoy has nothing to transcode per message.
 They write with `context.write` rather than yielding: an async generator handler
 puts two more generator hops on the path of every message to every watcher.
 """
@@ -103,16 +105,21 @@ class StreamService:
 
     def register(self, server: grpc.aio.Server) -> None:
         handlers: dict[str, Handler] = {
-            "WatchLeaderboard": grpc.unary_stream_rpc_method_handler(
-                self.WatchLeaderboard,
-                request_deserializer=stream_pb2.WatchLeaderboardRequest.FromString,
+            name: grpc.unary_stream_rpc_method_handler(
+                method,
+                request_deserializer=request.FromString,
                 response_serializer=_already_serialized,
-            ),
-            "WatchQuiz": grpc.unary_stream_rpc_method_handler(
-                self.WatchQuiz,
-                request_deserializer=stream_pb2.WatchQuizRequest.FromString,
-                response_serializer=_already_serialized,
-            ),
+            )
+            for name, method, request in (
+                ("WatchLeaderboard", self.WatchLeaderboard, stream_pb2.WatchLeaderboardRequest),
+                ("WatchQuiz", self.WatchQuiz, stream_pb2.WatchQuizRequest),
+                (
+                    "WatchLeaderboardSse",
+                    self.WatchLeaderboardSse,
+                    stream_pb2.WatchLeaderboardSseRequest,
+                ),
+                ("WatchQuizSse", self.WatchQuizSse, stream_pb2.WatchQuizSseRequest),
+            )
         }
         server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),)
@@ -121,6 +128,26 @@ class StreamService:
 
     async def WatchLeaderboard(
         self, request: stream_pb2.WatchLeaderboardRequest, context: Context
+    ) -> None:
+        await self._watch_leaderboard(request, context, "WatchLeaderboard", sse=False)
+
+    async def WatchLeaderboardSse(
+        self, request: stream_pb2.WatchLeaderboardSseRequest, context: Context
+    ) -> None:
+        await self._watch_leaderboard(request, context, "WatchLeaderboardSse", sse=True)
+
+    async def WatchQuiz(self, request: stream_pb2.WatchQuizRequest, context: Context) -> None:
+        await self._watch_quiz(request, context, "WatchQuiz", sse=False)
+
+    async def WatchQuizSse(self, request: stream_pb2.WatchQuizSseRequest, context: Context) -> None:
+        await self._watch_quiz(request, context, "WatchQuizSse", sse=True)
+
+    async def _watch_leaderboard(
+        self,
+        request: stream_pb2.WatchLeaderboardRequest | stream_pb2.WatchLeaderboardSseRequest,
+        context: Context,
+        rpc: str,
+        sse: bool,
     ) -> None:
         quiz_id = ids.quiz_code(request.quiz_id)
         caller = self.verifier.optional_caller(context, request.access_token)
@@ -131,23 +158,29 @@ class StreamService:
             else None
         )
         hub = await self._acquire(quiz_id)
-        watch = hub.watch_leaderboard(player_id)
+        watch = hub.watch_leaderboard(player_id, sse)
         try:
             await hub.greet(watch)
-            await self._send(watch, "WatchLeaderboard", context)
+            await self._send(watch, rpc, context)
         finally:
             hub.forget(watch)
             await self.hubs.release(hub)
 
-    async def WatchQuiz(self, request: stream_pb2.WatchQuizRequest, context: Context) -> None:
+    async def _watch_quiz(
+        self,
+        request: stream_pb2.WatchQuizRequest | stream_pb2.WatchQuizSseRequest,
+        context: Context,
+        rpc: str,
+        sse: bool,
+    ) -> None:
         quiz_id = ids.quiz_code(request.quiz_id)
         # Anyone may watch, but a token that is present must be valid.
         self.verifier.optional_caller(context, request.access_token)
         after = request.after_sequence or last_event_id(context)
         hub = await self._acquire(quiz_id)
-        watch = hub.watch_quiz(after)
+        watch = hub.watch_quiz(after, sse)
         try:
-            await self._send(watch, "WatchQuiz", context)
+            await self._send(watch, rpc, context)
         finally:
             hub.forget(watch)
             await self.hubs.release(hub)

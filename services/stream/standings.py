@@ -10,18 +10,16 @@ Nicknames never change, so each is read once per hub.
 
 from __future__ import annotations
 
-from quizmesh.common.v1 import common_pb2
-from quizmesh.stream.v1 import stream_pb2
-
 from services.live.board import LiveBoard
 from services.stream.board_copy import BoardCopy
+from services.stream.frames import Standing, standing_head
 
 # The most players ranked through Redis at once while the copy is not level.
 REDIS_MOST = 1_000
 
 
 class Standings:
-    """The standings of one quiz's watching players, as ready-to-send `you` bytes."""
+    """The standings of one quiz's watching players, as ready-to-send `you`s."""
 
     def __init__(
         self,
@@ -36,12 +34,15 @@ class Standings:
         # Ranks worked out by source ("copy" or "redis"), for the metrics.
         self.counts = counts if counts is not None else {"copy": 0, "redis": 0}
         self._nicknames: dict[str, str] = {}
-        # Player -> (rank, points) and its serialized `you`: most players keep their
-        # place from one snapshot to the next, so their bytes are reused.
-        self._sent: dict[str, tuple[tuple[int, int], bytes]] = {}
+        self._heads: dict[str, bytes] = {}  # frames.standing_head
+        # Player -> (rank, points) and its `you`: most players keep their place from
+        # one snapshot to the next, so their bytes are reused.
+        self._sent: dict[str, tuple[tuple[int, int], Standing]] = {}
 
-    async def yours(self, player_ids: list[str], board_size: int) -> dict[str, bytes]:
-        """Each player's `you` message (b"" for a player not on the board)."""
+    async def yours(self, player_ids: list[str], board_size: int) -> dict[str, Standing | None]:
+        """Each player's `you` (None for one not on the board). Players left out (the
+        copy not level, too many for Redis) get the board without `you` this time and
+        keep their last one."""
         places = self.copy.places(player_ids)
         if places is None:
             if len(player_ids) > REDIS_MOST:
@@ -53,28 +54,21 @@ class Standings:
         missing = [pid for pid in places if pid not in self._nicknames]
         if missing:
             names = await self.board.nicknames(self.quiz_id, missing)
-            self._nicknames.update(zip(missing, names, strict=True))
-        result: dict[str, bytes] = {}
+            for pid, name in zip(missing, names, strict=True):
+                self._nicknames[pid] = name
+                self._heads[pid] = standing_head(pid, name)
+        result: dict[str, Standing | None] = {}
         for pid in player_ids:
             place = places.get(pid)
             if place is None:
-                result[pid] = b""
+                result[pid] = None
                 continue
             sent = self._sent.get(pid)
             if sent is None or sent[0] != place:
-                sent = (place, _you(pid, self._nicknames[pid], *place))
+                sent = (place, Standing(pid, self._nicknames[pid], *place, self._heads[pid]))
                 self._sent[pid] = sent
             result[pid] = sent[1]
         return result
 
     def forget(self, player_id: str) -> None:
         self._sent.pop(player_id, None)
-
-
-def _you(player_id: str, nickname: str, rank: int, points: int) -> bytes:
-    # Concatenated protobuf messages merge, so shared snapshot bytes + these bytes
-    # parse as one WatchLeaderboardResponse carrying both.
-    standing = common_pb2.PlayerStanding(
-        player_id=player_id, nickname=nickname, rank=rank, score=points
-    )
-    return stream_pb2.WatchLeaderboardResponse(you=standing).SerializeToString()

@@ -2,7 +2,9 @@
 
 Every message to every watcher passes through here, so these classes keep to
 slots and plain attributes; a LeaderboardWatch keeps only the newest board (state,
-not deltas), a QuizWatch queues lifecycle events in order and never drops one.
+not deltas), a QuizWatch queues lifecycle events in order and never drops one. They
+hold frames (frames.py) and take out the bytes of their stream's wire format: gRPC
+(protobuf) or SSE (for browsers).
 """
 
 from __future__ import annotations
@@ -12,9 +14,8 @@ import asyncio
 from collections import deque
 from typing import Protocol
 
-from quizmesh.stream.v1 import stream_pb2
-
 from services.mesh.errors import Reason, ResourceExhausted, ServiceError
+from services.stream.frames import BOARD_HEARTBEAT, QUIZ_HEARTBEAT, Frame, Standing
 
 
 class Wake:
@@ -60,9 +61,10 @@ class Wake:
 class Watch(abc.ABC):
     """One open stream's outbox: its hub fills it, the RPC empties it."""
 
-    __slots__ = ("beat_due", "ended", "quiet_ticks", "wake")
+    __slots__ = ("beat_due", "ended", "quiet_ticks", "sse", "wake")
 
-    def __init__(self) -> None:
+    def __init__(self, sse: bool) -> None:
+        self.sse = sse
         self.wake = Wake()
         self.ended: ServiceError | None = None
         # Ticks (every half heartbeat period) since the stream last sent something.
@@ -97,57 +99,59 @@ class Watch(abc.ABC):
 class LeaderboardWatch(Watch):
     """A WatchLeaderboard stream; `player_id` is set when a player of the quiz watches."""
 
-    HEARTBEAT = stream_pb2.WatchLeaderboardResponse(heartbeat=True).SerializeToString()
+    __slots__ = ("_latest", "_you", "player_id")
 
-    __slots__ = ("_latest", "player_id")
-
-    def __init__(self, player_id: str | None) -> None:
-        super().__init__()
+    def __init__(self, player_id: str | None, sse: bool = False) -> None:
+        super().__init__(sse)
         self.player_id = player_id
-        self._latest: bytes | None = None
+        self._latest: Frame | None = None
+        self._you: Standing | None = None
 
-    def offer(self, message: bytes) -> None:
+    def offer(self, frame: Frame, you: Standing | None = None) -> None:
         # Leaderboards are state, not deltas: a slow watcher skips to the newest.
-        self._latest = message
+        self._latest = frame
+        self._you = you
         self.wake.set()
 
-    def offer_first(self, message: bytes) -> None:
+    def offer_first(self, frame: Frame, you: Standing | None) -> None:
         """The opening message, unless a newer snapshot got here first."""
         if self._latest is None:
-            self.offer(message)
+            self.offer(frame, you)
 
     def take(self) -> bytes | None:
-        message, self._latest = self._latest, None
-        return message
+        frame, self._latest = self._latest, None
+        if frame is None:
+            return None
+        you = self._you
+        if self.sse:
+            return frame.sse() if you is None else frame.sse_with(you)
+        return frame.proto if you is None else frame.proto + you.proto
 
     def heartbeat(self) -> bytes:
-        return self.HEARTBEAT
+        return BOARD_HEARTBEAT.sse() if self.sse else BOARD_HEARTBEAT.proto
 
 
 class QuizFeed(Protocol):
     """The message a QuizWatch takes from its hub when the board changed."""
 
-    def leaderboard_event(self) -> bytes: ...
+    def leaderboard_event(self) -> Frame: ...
 
 
 class QuizWatch(Watch):
     """A WatchQuiz stream: lifecycle events queue up in order (never dropped), the
     leaderboard is a flag whose message is built when it is sent."""
 
-    # The same shape as a board watch's heartbeat: {"heartbeat": true}.
-    HEARTBEAT = stream_pb2.WatchQuizResponse(heartbeat=True).SerializeToString()
-
     __slots__ = ("_events", "_feed", "_leaderboard_changed", "_limit")
 
-    def __init__(self, feed: QuizFeed, replay: list[bytes], limit: int) -> None:
-        super().__init__()
+    def __init__(self, feed: QuizFeed, replay: list[Frame], limit: int, sse: bool = False) -> None:
+        super().__init__(sse)
         self._feed = feed
         self._events = deque(replay)
         # The replay is already in the hub's memory; only live backlog counts.
         self._limit = len(replay) + limit
         self._leaderboard_changed = True
 
-    def push_event(self, message: bytes) -> None:
+    def push_event(self, frame: Frame) -> None:
         if self.ended is not None:
             return
         if len(self._events) >= self._limit:
@@ -160,7 +164,7 @@ class QuizWatch(Watch):
                 )
             )
             return
-        self._events.append(message)
+        self._events.append(frame)
         self.wake.set()
 
     def leaderboard_changed(self) -> None:
@@ -169,13 +173,15 @@ class QuizWatch(Watch):
 
     def take(self) -> bytes | None:
         if self._events:
-            return self._events.popleft()
-        if self._leaderboard_changed:
+            frame = self._events.popleft()
+        elif self._leaderboard_changed:
             # Built only once the queue is empty, so it carries the sequence of the
             # last event this watcher was sent, and sequences never go backwards.
             self._leaderboard_changed = False
-            return self._feed.leaderboard_event()
-        return None
+            frame = self._feed.leaderboard_event()
+        else:
+            return None
+        return frame.sse() if self.sse else frame.proto
 
     def heartbeat(self) -> bytes:
-        return self.HEARTBEAT
+        return QUIZ_HEARTBEAT.sse() if self.sse else QUIZ_HEARTBEAT.proto

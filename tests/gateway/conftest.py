@@ -30,6 +30,7 @@ from devstack.infra import free_port
 from services.identity.keys import ensure_dev_keys
 from services.identity.tokens import Role, TokenIssuer
 from services.mesh.context import Context
+from services.stream import frames
 
 QUIZ_ID = "QUIZ0001"
 SERVICE_KEYS = ("quiz", "score", "leaderboard", "stream")
@@ -181,6 +182,20 @@ class Stream(stream_pb2_grpc.StreamServiceServicer):
         self, request: stream_pb2.WatchQuizRequest, context: Context
     ) -> AsyncIterator[stream_pb2.WatchQuizResponse]:
         self.backend.record("WatchQuiz", request, context)
+        async for reply in self._quiz(request):
+            yield reply
+
+    async def WatchQuizSse(
+        self, request: stream_pb2.WatchQuizSseRequest, context: Context
+    ) -> AsyncIterator[stream_pb2.WatchQuizSseResponse]:
+        """WatchQuiz's messages as the stream service frames them for browsers."""
+        self.backend.record("WatchQuizSse", request, context)
+        async for reply in self._quiz(request):
+            yield stream_pb2.WatchQuizSseResponse.FromString(frames.quiz_frame(reply).sse())
+
+    async def _quiz(
+        self, request: stream_pb2.WatchQuizRequest | stream_pb2.WatchQuizSseRequest
+    ) -> AsyncIterator[stream_pb2.WatchQuizResponse]:
         yield stream_pb2.WatchQuizResponse(
             event=events_pb2.QuizEvent(
                 quiz_id=request.quiz_id,
@@ -204,6 +219,14 @@ class Stream(stream_pb2_grpc.StreamServiceServicer):
         self.backend.record("WatchLeaderboard", request, context)
         self.backend.watch_peers.append(context.peer())
         yield stream_pb2.WatchLeaderboardResponse()
+        await asyncio.Event().wait()
+
+    async def WatchLeaderboardSse(
+        self, request: stream_pb2.WatchLeaderboardSseRequest, context: Context
+    ) -> AsyncIterator[stream_pb2.WatchLeaderboardSseResponse]:
+        self.backend.record("WatchLeaderboardSse", request, context)
+        empty = frames.board_frame(stream_pb2.WatchLeaderboardResponse())
+        yield stream_pb2.WatchLeaderboardSseResponse.FromString(empty.sse())
         await asyncio.Event().wait()
 
 

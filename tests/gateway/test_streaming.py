@@ -30,21 +30,26 @@ async def test_watch_streams_server_sent_events_one_by_one_with_the_query_token(
     async with http.stream("GET", url, params={"access_token": token}) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
-        events = (
-            json.loads(line.removeprefix("data:"))
-            async for line in response.aiter_lines()
-            if line.startswith("data:")
-        )
+        lines = response.aiter_lines()
         # The backend holds the second event back until the first one arrived.
-        first = await asyncio.wait_for(anext(events), timeout=5)
+        first = [await asyncio.wait_for(anext(lines), timeout=5) for _ in range(3)]
         backend.second_event.set()
-        second = await asyncio.wait_for(anext(events), timeout=5)
+        second = [await asyncio.wait_for(anext(lines), timeout=5) for _ in range(3)]
 
-    assert first["event"]["sequence"] == "1"  # int64 is a JSON string
-    assert first["event"]["quiz_started"] == {"question_count": 2}
-    assert second["event"]["quiz_closed"] == {"reason": "CLOSE_REASON_HOST"}
-    request = backend.last("WatchQuiz").request
-    assert request == stream_pb2.WatchQuizRequest(quiz_id=QUIZ_ID, access_token=token)
+    # Each frame: its id (the event's sequence, for Last-Event-ID), its JSON, a blank line.
+    assert first[0] == "id: 1"
+    assert json.loads(first[1].removeprefix("data: "))["event"] == {
+        "quiz_id": QUIZ_ID,
+        "sequence": "1",  # int64 is a JSON string
+        "quiz_started": {"question_count": 2},
+    }
+    assert second[0] == "id: 2"
+    assert json.loads(second[1].removeprefix("data: "))["event"]["quiz_closed"] == {
+        "reason": "CLOSE_REASON_HOST"
+    }
+    assert first[2] == second[2] == ""
+    request = backend.last("WatchQuizSse").request
+    assert request == stream_pb2.WatchQuizSseRequest(quiz_id=QUIZ_ID, access_token=token)
 
 
 async def test_watch_with_a_bad_query_token_is_refused_at_the_edge(

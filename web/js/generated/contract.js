@@ -61,5 +61,14 @@ export const LIMITS = {
     "quiz_id": {"min_len": 1, "max_len": 16, "pattern": "[A-Za-z0-9]+", "pattern_description": "a quiz code of letters and digits"},
     "after_sequence": {"gte": 0},
     "access_token": {"max_len": 4096}
+  },
+  "WatchLeaderboardSseRequest": {
+    "quiz_id": {"min_len": 1, "max_len": 16, "pattern": "[A-Za-z0-9]+", "pattern_description": "a quiz code of letters and digits"},
+    "access_token": {"max_len": 4096}
+  },
+  "WatchQuizSseRequest": {
+    "quiz_id": {"min_len": 1, "max_len": 16, "pattern": "[A-Za-z0-9]+", "pattern_description": "a quiz code of letters and digits"},
+    "after_sequence": {"gte": 0},
+    "access_token": {"max_len": 4096}
   }
 };

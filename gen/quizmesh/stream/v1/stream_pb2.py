@@ -23,12 +23,13 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from quizmesh.common.v1 import common_pb2 as quizmesh_dot_common_dot_v1_dot_common__pb2
 from quizmesh.validate.v1 import validate_pb2 as quizmesh_dot_validate_dot_v1_dot_validate__pb2
 from quizmesh.common.v1 import events_pb2 as quizmesh_dot_common_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fquizmesh/stream/v1/stream.proto\x12\x12quizmesh.stream.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fquizmesh/common/v1/common.proto\x1a#quizmesh/validate/v1/validate.proto\x1a\x1fquizmesh/common/v1/events.proto\"\x84\x01\n\x17WatchLeaderboardRequest\x12J\n\x07quiz_id\x18\x01 \x01(\tB9\xca\xf3\x18\x35\x08\x01\x10\x10\x1a\x0c[A-Za-z0-9]+\"!a quiz code of letters and digits\x12\x1d\n\x0c\x61\x63\x63\x65ss_token\x18\x02 \x01(\tB\x07\xca\xf3\x18\x03\x10\x80 \"\x99\x01\n\x18WatchLeaderboardResponse\x12\x39\n\x08snapshot\x18\x01 \x01(\x0b\x32\'.quizmesh.common.v1.LeaderboardSnapshot\x12/\n\x03you\x18\x02 \x01(\x0b\x32\".quizmesh.common.v1.PlayerStanding\x12\x11\n\theartbeat\x18\x03 \x01(\x08\"\x9d\x01\n\x10WatchQuizRequest\x12J\n\x07quiz_id\x18\x01 \x01(\tB9\xca\xf3\x18\x35\x08\x01\x10\x10\x1a\x0c[A-Za-z0-9]+\"!a quiz code of letters and digits\x12\x1e\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x42\x06\xca\xf3\x18\x02(\x00\x12\x1d\n\x0c\x61\x63\x63\x65ss_token\x18\x03 \x01(\tB\x07\xca\xf3\x18\x03\x10\x80 \"T\n\x11WatchQuizResponse\x12,\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1d.quizmesh.common.v1.QuizEvent\x12\x11\n\theartbeat\x18\x02 \x01(\x08\x32\xbb\x02\n\rStreamService\x12\xa0\x01\n\x10WatchLeaderboard\x12+.quizmesh.stream.v1.WatchLeaderboardRequest\x1a,.quizmesh.stream.v1.WatchLeaderboardResponse\"/\x82\xd3\xe4\x93\x02)\x12\'/v1/quizzes/{quiz_id}/leaderboard:watch0\x01\x12\x86\x01\n\tWatchQuiz\x12$.quizmesh.stream.v1.WatchQuizRequest\x1a%.quizmesh.stream.v1.WatchQuizResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/quizzes/{quiz_id}/events:watch0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fquizmesh/stream/v1/stream.proto\x12\x12quizmesh.stream.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1fquizmesh/common/v1/common.proto\x1a#quizmesh/validate/v1/validate.proto\x1a\x1fquizmesh/common/v1/events.proto\"\x84\x01\n\x17WatchLeaderboardRequest\x12J\n\x07quiz_id\x18\x01 \x01(\tB9\xca\xf3\x18\x35\x08\x01\x10\x10\x1a\x0c[A-Za-z0-9]+\"!a quiz code of letters and digits\x12\x1d\n\x0c\x61\x63\x63\x65ss_token\x18\x02 \x01(\tB\x07\xca\xf3\x18\x03\x10\x80 \"\x99\x01\n\x18WatchLeaderboardResponse\x12\x39\n\x08snapshot\x18\x01 \x01(\x0b\x32\'.quizmesh.common.v1.LeaderboardSnapshot\x12/\n\x03you\x18\x02 \x01(\x0b\x32\".quizmesh.common.v1.PlayerStanding\x12\x11\n\theartbeat\x18\x03 \x01(\x08\"\x9d\x01\n\x10WatchQuizRequest\x12J\n\x07quiz_id\x18\x01 \x01(\tB9\xca\xf3\x18\x35\x08\x01\x10\x10\x1a\x0c[A-Za-z0-9]+\"!a quiz code of letters and digits\x12\x1e\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x42\x06\xca\xf3\x18\x02(\x00\x12\x1d\n\x0c\x61\x63\x63\x65ss_token\x18\x03 \x01(\tB\x07\xca\xf3\x18\x03\x10\x80 \"T\n\x11WatchQuizResponse\x12,\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1d.quizmesh.common.v1.QuizEvent\x12\x11\n\theartbeat\x18\x02 \x01(\x08\"\x87\x01\n\x1aWatchLeaderboardSseRequest\x12J\n\x07quiz_id\x18\x01 \x01(\tB9\xca\xf3\x18\x35\x08\x01\x10\x10\x1a\x0c[A-Za-z0-9]+\"!a quiz code of letters and digits\x12\x1d\n\x0c\x61\x63\x63\x65ss_token\x18\x02 \x01(\tB\x07\xca\xf3\x18\x03\x10\x80 \"B\n\x1bWatchLeaderboardSseResponse\x12#\n\x05\x66rame\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\"\xa0\x01\n\x13WatchQuizSseRequest\x12J\n\x07quiz_id\x18\x01 \x01(\tB9\xca\xf3\x18\x35\x08\x01\x10\x10\x1a\x0c[A-Za-z0-9]+\"!a quiz code of letters and digits\x12\x1e\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x42\x06\xca\xf3\x18\x02(\x00\x12\x1d\n\x0c\x61\x63\x63\x65ss_token\x18\x03 \x01(\tB\x07\xca\xf3\x18\x03\x10\x80 \";\n\x14WatchQuizSseResponse\x12#\n\x05\x66rame\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody2\xa8\x04\n\rStreamService\x12o\n\x10WatchLeaderboard\x12+.quizmesh.stream.v1.WatchLeaderboardRequest\x1a,.quizmesh.stream.v1.WatchLeaderboardResponse0\x01\x12Z\n\tWatchQuiz\x12$.quizmesh.stream.v1.WatchQuizRequest\x1a%.quizmesh.stream.v1.WatchQuizResponse0\x01\x12\xb0\x01\n\x13WatchLeaderboardSse\x12..quizmesh.stream.v1.WatchLeaderboardSseRequest\x1a/.quizmesh.stream.v1.WatchLeaderboardSseResponse\"6\x82\xd3\xe4\x93\x02\x30\x12\'/v1/quizzes/{quiz_id}/leaderboard:watchb\x05\x66rame0\x01\x12\x96\x01\n\x0cWatchQuizSse\x12\'.quizmesh.stream.v1.WatchQuizSseRequest\x1a(.quizmesh.stream.v1.WatchQuizSseResponse\"1\x82\xd3\xe4\x93\x02+\x12\"/v1/quizzes/{quiz_id}/events:watchb\x05\x66rame0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,18 +46,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WATCHQUIZREQUEST'].fields_by_name['after_sequence']._serialized_options = b'\312\363\030\002(\000'
   _globals['_WATCHQUIZREQUEST'].fields_by_name['access_token']._loaded_options = None
   _globals['_WATCHQUIZREQUEST'].fields_by_name['access_token']._serialized_options = b'\312\363\030\003\020\200 '
-  _globals['_STREAMSERVICE'].methods_by_name['WatchLeaderboard']._loaded_options = None
-  _globals['_STREAMSERVICE'].methods_by_name['WatchLeaderboard']._serialized_options = b'\202\323\344\223\002)\022\'/v1/quizzes/{quiz_id}/leaderboard:watch'
-  _globals['_STREAMSERVICE'].methods_by_name['WatchQuiz']._loaded_options = None
-  _globals['_STREAMSERVICE'].methods_by_name['WatchQuiz']._serialized_options = b'\202\323\344\223\002$\022\"/v1/quizzes/{quiz_id}/events:watch'
-  _globals['_WATCHLEADERBOARDREQUEST']._serialized_start=189
-  _globals['_WATCHLEADERBOARDREQUEST']._serialized_end=321
-  _globals['_WATCHLEADERBOARDRESPONSE']._serialized_start=324
-  _globals['_WATCHLEADERBOARDRESPONSE']._serialized_end=477
-  _globals['_WATCHQUIZREQUEST']._serialized_start=480
-  _globals['_WATCHQUIZREQUEST']._serialized_end=637
-  _globals['_WATCHQUIZRESPONSE']._serialized_start=639
-  _globals['_WATCHQUIZRESPONSE']._serialized_end=723
-  _globals['_STREAMSERVICE']._serialized_start=726
-  _globals['_STREAMSERVICE']._serialized_end=1041
+  _globals['_WATCHLEADERBOARDSSEREQUEST'].fields_by_name['quiz_id']._loaded_options = None
+  _globals['_WATCHLEADERBOARDSSEREQUEST'].fields_by_name['quiz_id']._serialized_options = b'\312\363\0305\010\001\020\020\032\014[A-Za-z0-9]+\"!a quiz code of letters and digits'
+  _globals['_WATCHLEADERBOARDSSEREQUEST'].fields_by_name['access_token']._loaded_options = None
+  _globals['_WATCHLEADERBOARDSSEREQUEST'].fields_by_name['access_token']._serialized_options = b'\312\363\030\003\020\200 '
+  _globals['_WATCHQUIZSSEREQUEST'].fields_by_name['quiz_id']._loaded_options = None
+  _globals['_WATCHQUIZSSEREQUEST'].fields_by_name['quiz_id']._serialized_options = b'\312\363\0305\010\001\020\020\032\014[A-Za-z0-9]+\"!a quiz code of letters and digits'
+  _globals['_WATCHQUIZSSEREQUEST'].fields_by_name['after_sequence']._loaded_options = None
+  _globals['_WATCHQUIZSSEREQUEST'].fields_by_name['after_sequence']._serialized_options = b'\312\363\030\002(\000'
+  _globals['_WATCHQUIZSSEREQUEST'].fields_by_name['access_token']._loaded_options = None
+  _globals['_WATCHQUIZSSEREQUEST'].fields_by_name['access_token']._serialized_options = b'\312\363\030\003\020\200 '
+  _globals['_STREAMSERVICE'].methods_by_name['WatchLeaderboardSse']._loaded_options = None
+  _globals['_STREAMSERVICE'].methods_by_name['WatchLeaderboardSse']._serialized_options = b'\202\323\344\223\0020\022\'/v1/quizzes/{quiz_id}/leaderboard:watchb\005frame'
+  _globals['_STREAMSERVICE'].methods_by_name['WatchQuizSse']._loaded_options = None
+  _globals['_STREAMSERVICE'].methods_by_name['WatchQuizSse']._serialized_options = b'\202\323\344\223\002+\022\"/v1/quizzes/{quiz_id}/events:watchb\005frame'
+  _globals['_WATCHLEADERBOARDREQUEST']._serialized_start=216
+  _globals['_WATCHLEADERBOARDREQUEST']._serialized_end=348
+  _globals['_WATCHLEADERBOARDRESPONSE']._serialized_start=351
+  _globals['_WATCHLEADERBOARDRESPONSE']._serialized_end=504
+  _globals['_WATCHQUIZREQUEST']._serialized_start=507
+  _globals['_WATCHQUIZREQUEST']._serialized_end=664
+  _globals['_WATCHQUIZRESPONSE']._serialized_start=666
+  _globals['_WATCHQUIZRESPONSE']._serialized_end=750
+  _globals['_WATCHLEADERBOARDSSEREQUEST']._serialized_start=753
+  _globals['_WATCHLEADERBOARDSSEREQUEST']._serialized_end=888
+  _globals['_WATCHLEADERBOARDSSERESPONSE']._serialized_start=890
+  _globals['_WATCHLEADERBOARDSSERESPONSE']._serialized_end=956
+  _globals['_WATCHQUIZSSEREQUEST']._serialized_start=959
+  _globals['_WATCHQUIZSSEREQUEST']._serialized_end=1119
+  _globals['_WATCHQUIZSSERESPONSE']._serialized_start=1121
+  _globals['_WATCHQUIZSSERESPONSE']._serialized_end=1180
+  _globals['_STREAMSERVICE']._serialized_start=1183
+  _globals['_STREAMSERVICE']._serialized_end=1735
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,7 @@
 isort:skip_file
 """
 
+from google.api import httpbody_pb2 as _httpbody_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from quizmesh.common.v1 import common_pb2 as _common_pb2
@@ -145,3 +146,109 @@ class WatchQuizResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchQuizResponse: _TypeAlias = WatchQuizResponse  # noqa: Y015
+
+@_typing.final
+class WatchLeaderboardSseRequest(_message.Message):
+    """Request of WatchLeaderboardSse: WatchLeaderboardRequest's fields."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUIZ_ID_FIELD_NUMBER: _builtins.int
+    ACCESS_TOKEN_FIELD_NUMBER: _builtins.int
+    quiz_id: _builtins.str
+    """The quiz code."""
+    access_token: _builtins.str
+    """A player token (EventSource cannot set headers)."""
+    def __init__(
+        self,
+        *,
+        quiz_id: _builtins.str = ...,
+        access_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_token", b"access_token", "quiz_id", b"quiz_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchLeaderboardSseRequest: _TypeAlias = WatchLeaderboardSseRequest  # noqa: Y015
+
+@_typing.final
+class WatchLeaderboardSseResponse(_message.Message):
+    """One message of WatchLeaderboardSse."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FRAME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def frame(self) -> _httpbody_pb2.HttpBody:
+        """One `text/event-stream` frame."""
+
+    def __init__(
+        self,
+        *,
+        frame: _httpbody_pb2.HttpBody | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchLeaderboardSseResponse: _TypeAlias = WatchLeaderboardSseResponse  # noqa: Y015
+
+@_typing.final
+class WatchQuizSseRequest(_message.Message):
+    """Request of WatchQuizSse: WatchQuizRequest's fields."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUIZ_ID_FIELD_NUMBER: _builtins.int
+    AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    ACCESS_TOKEN_FIELD_NUMBER: _builtins.int
+    quiz_id: _builtins.str
+    """The quiz code."""
+    after_sequence: _builtins.int
+    """Resume: only lifecycle events with a larger sequence are replayed; 0 replays
+    all, unless the Last-Event-ID header says where to resume.
+    """
+    access_token: _builtins.str
+    """A player or host token (EventSource cannot set headers)."""
+    def __init__(
+        self,
+        *,
+        quiz_id: _builtins.str = ...,
+        after_sequence: _builtins.int = ...,
+        access_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_token", b"access_token", "after_sequence", b"after_sequence", "quiz_id", b"quiz_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchQuizSseRequest: _TypeAlias = WatchQuizSseRequest  # noqa: Y015
+
+@_typing.final
+class WatchQuizSseResponse(_message.Message):
+    """One message of WatchQuizSse."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FRAME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def frame(self) -> _httpbody_pb2.HttpBody:
+        """One `text/event-stream` frame."""
+
+    def __init__(
+        self,
+        *,
+        frame: _httpbody_pb2.HttpBody | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchQuizSseResponse: _TypeAlias = WatchQuizSseResponse  # noqa: Y015

@@ -45,6 +45,16 @@ class StreamServiceStub:
                 request_serializer=quizmesh_dot_stream_dot_v1_dot_stream__pb2.WatchQuizRequest.SerializeToString,
                 response_deserializer=quizmesh_dot_stream_dot_v1_dot_stream__pb2.WatchQuizResponse.FromString,
                 _registered_method=True)
+        self.WatchLeaderboardSse = channel.unary_stream(
+                '/quizmesh.stream.v1.StreamService/WatchLeaderboardSse',
+                request_serializer=quizmesh_dot_stream_dot_v1_dot_stream__pb2.WatchLeaderboardSseRequest.SerializeToString,
+                response_deserializer=quizmesh_dot_stream_dot_v1_dot_stream__pb2.WatchLeaderboardSseResponse.FromString,
+                _registered_method=True)
+        self.WatchQuizSse = channel.unary_stream(
+                '/quizmesh.stream.v1.StreamService/WatchQuizSse',
+                request_serializer=quizmesh_dot_stream_dot_v1_dot_stream__pb2.WatchQuizSseRequest.SerializeToString,
+                response_deserializer=quizmesh_dot_stream_dot_v1_dot_stream__pb2.WatchQuizSseResponse.FromString,
+                _registered_method=True)
 
 
 class StreamServiceServicer:
@@ -66,6 +76,25 @@ class StreamServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchLeaderboardSse(self, request, context):
+        """For browsers (EventSource): WatchLeaderboard as Server-Sent Events. Each message
+        is one SSE frame, `data:` the JSON of a WatchLeaderboardResponse and `id:` its
+        snapshot's version, made once per snapshot by the stream service; Envoy passes
+        the frames through without transcoding them per watcher.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchQuizSse(self, request, context):
+        """For browsers: WatchQuiz as Server-Sent Events (`data:` the JSON of a
+        WatchQuizResponse, `id:` its event's sequence, which a reconnecting EventSource
+        sends back as Last-Event-ID).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StreamServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -78,6 +107,16 @@ def add_StreamServiceServicer_to_server(servicer, server):
                     servicer.WatchQuiz,
                     request_deserializer=quizmesh_dot_stream_dot_v1_dot_stream__pb2.WatchQuizRequest.FromString,
                     response_serializer=quizmesh_dot_stream_dot_v1_dot_stream__pb2.WatchQuizResponse.SerializeToString,
+            ),
+            'WatchLeaderboardSse': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchLeaderboardSse,
+                    request_deserializer=quizmesh_dot_stream_dot_v1_dot_stream__pb2.WatchLeaderboardSseRequest.FromString,
+                    response_serializer=quizmesh_dot_stream_dot_v1_dot_stream__pb2.WatchLeaderboardSseResponse.SerializeToString,
+            ),
+            'WatchQuizSse': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchQuizSse,
+                    request_deserializer=quizmesh_dot_stream_dot_v1_dot_stream__pb2.WatchQuizSseRequest.FromString,
+                    response_serializer=quizmesh_dot_stream_dot_v1_dot_stream__pb2.WatchQuizSseResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -135,6 +174,60 @@ class StreamService:
             '/quizmesh.stream.v1.StreamService/WatchQuiz',
             quizmesh_dot_stream_dot_v1_dot_stream__pb2.WatchQuizRequest.SerializeToString,
             quizmesh_dot_stream_dot_v1_dot_stream__pb2.WatchQuizResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchLeaderboardSse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/quizmesh.stream.v1.StreamService/WatchLeaderboardSse',
+            quizmesh_dot_stream_dot_v1_dot_stream__pb2.WatchLeaderboardSseRequest.SerializeToString,
+            quizmesh_dot_stream_dot_v1_dot_stream__pb2.WatchLeaderboardSseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchQuizSse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/quizmesh.stream.v1.StreamService/WatchQuizSse',
+            quizmesh_dot_stream_dot_v1_dot_stream__pb2.WatchQuizSseRequest.SerializeToString,
+            quizmesh_dot_stream_dot_v1_dot_stream__pb2.WatchQuizSseResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,17 @@ class StreamServiceStub:
     """
     WatchQuiz: _grpc.UnaryStreamMultiCallable[_stream_pb2.WatchQuizRequest, _stream_pb2.WatchQuizResponse]
     """Streams a quiz's lifecycle events and leaderboard changes; resumable."""
+    WatchLeaderboardSse: _grpc.UnaryStreamMultiCallable[_stream_pb2.WatchLeaderboardSseRequest, _stream_pb2.WatchLeaderboardSseResponse]
+    """For browsers (EventSource): WatchLeaderboard as Server-Sent Events. Each message
+    is one SSE frame, `data:` the JSON of a WatchLeaderboardResponse and `id:` its
+    snapshot's version, made once per snapshot by the stream service; Envoy passes
+    the frames through without transcoding them per watcher.
+    """
+    WatchQuizSse: _grpc.UnaryStreamMultiCallable[_stream_pb2.WatchQuizSseRequest, _stream_pb2.WatchQuizSseResponse]
+    """For browsers: WatchQuiz as Server-Sent Events (`data:` the JSON of a
+    WatchQuizResponse, `id:` its event's sequence, which a reconnecting EventSource
+    sends back as Last-Event-ID).
+    """
 
 @_typing.type_check_only
 class StreamServiceAsyncStub(StreamServiceStub):
@@ -51,6 +62,17 @@ class StreamServiceAsyncStub(StreamServiceStub):
     """
     WatchQuiz: _aio.UnaryStreamMultiCallable[_stream_pb2.WatchQuizRequest, _stream_pb2.WatchQuizResponse]  # type: ignore[assignment]
     """Streams a quiz's lifecycle events and leaderboard changes; resumable."""
+    WatchLeaderboardSse: _aio.UnaryStreamMultiCallable[_stream_pb2.WatchLeaderboardSseRequest, _stream_pb2.WatchLeaderboardSseResponse]  # type: ignore[assignment]
+    """For browsers (EventSource): WatchLeaderboard as Server-Sent Events. Each message
+    is one SSE frame, `data:` the JSON of a WatchLeaderboardResponse and `id:` its
+    snapshot's version, made once per snapshot by the stream service; Envoy passes
+    the frames through without transcoding them per watcher.
+    """
+    WatchQuizSse: _aio.UnaryStreamMultiCallable[_stream_pb2.WatchQuizSseRequest, _stream_pb2.WatchQuizSseResponse]  # type: ignore[assignment]
+    """For browsers: WatchQuiz as Server-Sent Events (`data:` the JSON of a
+    WatchQuizResponse, `id:` its event's sequence, which a reconnecting EventSource
+    sends back as Last-Event-ID).
+    """
 
 class StreamServiceServicer(metaclass=_abc_1.ABCMeta):
     """Live fan-out of quiz events to many clients."""
@@ -72,5 +94,28 @@ class StreamServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_stream_pb2.WatchQuizResponse], _abc.AsyncIterator[_stream_pb2.WatchQuizResponse]]:
         """Streams a quiz's lifecycle events and leaderboard changes; resumable."""
+
+    @_abc_1.abstractmethod
+    def WatchLeaderboardSse(
+        self,
+        request: _stream_pb2.WatchLeaderboardSseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_stream_pb2.WatchLeaderboardSseResponse], _abc.AsyncIterator[_stream_pb2.WatchLeaderboardSseResponse]]:
+        """For browsers (EventSource): WatchLeaderboard as Server-Sent Events. Each message
+        is one SSE frame, `data:` the JSON of a WatchLeaderboardResponse and `id:` its
+        snapshot's version, made once per snapshot by the stream service; Envoy passes
+        the frames through without transcoding them per watcher.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchQuizSse(
+        self,
+        request: _stream_pb2.WatchQuizSseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_stream_pb2.WatchQuizSseResponse], _abc.AsyncIterator[_stream_pb2.WatchQuizSseResponse]]:
+        """For browsers: WatchQuiz as Server-Sent Events (`data:` the JSON of a
+        WatchQuizResponse, `id:` its event's sequence, which a reconnecting EventSource
+        sends back as Last-Event-ID).
+        """
 
 def add_StreamServiceServicer_to_server(servicer: StreamServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,118 @@
+"""What a hub sends, serialized once per wire format: protobuf bytes for gRPC
+watchers, Server-Sent Events frames for browsers (WatchLeaderboardSse, WatchQuizSse).
+
+An SSE frame is `id: <n>\\ndata: <JSON>\\n\\n`, wrapped in the HttpBody message that
+Envoy's transcoder passes through as it is: the JSON is made here once per message
+and process, where Envoy would otherwise print it once per message and browser
+(docs/performance.md, "Browser fan-out"). It has the transcoder's own shape: proto
+field names, every field without presence printed, 64-bit integers as strings.
+"""
+
+from __future__ import annotations
+
+import json
+
+from google.api import httpbody_pb2
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from quizmesh.common.v1 import common_pb2
+from quizmesh.stream.v1 import stream_pb2
+
+CONTENT_TYPE = "text/event-stream"
+
+
+def to_json(message: Message) -> bytes:
+    return json.dumps(
+        json_format.MessageToDict(
+            message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        ),
+        separators=(",", ":"),
+    ).encode()
+
+
+def sse(data: bytes, event_id: int | None = None) -> bytes:
+    """The serialized stream message carrying one SSE frame of `data` (one line of
+    JSON). WatchLeaderboardSseResponse and WatchQuizSseResponse are the same shape,
+    so these bytes are either."""
+    head = b"data: " if event_id is None else b"id: %d\ndata: " % event_id
+    body = httpbody_pb2.HttpBody(content_type=CONTENT_TYPE, data=head + data + b"\n\n")
+    return stream_pb2.WatchQuizSseResponse(frame=body).SerializeToString()
+
+
+class Standing:
+    """A player's `you`: WatchLeaderboardResponse bytes holding only `you` (appended to
+    a snapshot's, they parse as one message carrying both), and its JSON, made on
+    first use from `head`, the JSON of the player's id and nickname (standing_head)."""
+
+    __slots__ = ("_head", "_json", "proto", "rank", "score")
+
+    def __init__(self, player_id: str, nickname: str, rank: int, score: int, head: bytes) -> None:
+        you = common_pb2.PlayerStanding(
+            player_id=player_id, nickname=nickname, rank=rank, score=score
+        )
+        self.proto = stream_pb2.WatchLeaderboardResponse(you=you).SerializeToString()
+        self.rank = rank
+        self.score = score
+        self._head = head
+        self._json: bytes | None = None
+
+    @property
+    def json(self) -> bytes:
+        # Written out rather than by json_format: a stadium's watchers' places change
+        # with every snapshot, and this is 20x cheaper.
+        if self._json is None:
+            self._json = b'%s,"rank":%d,"score":%d}' % (self._head, self.rank, self.score)
+        return self._json
+
+
+def standing_head(player_id: str, nickname: str) -> bytes:
+    """The start of a PlayerStanding's JSON, up to its rank (Standing.json)."""
+    return b'{"player_id":%s,"nickname":%s' % (
+        json.dumps(player_id).encode(),
+        json.dumps(nickname).encode(),
+    )
+
+
+class Frame:
+    """One message for every watcher: its protobuf bytes, and its SSE frame, made on
+    first use (a process with no browser watching never makes one)."""
+
+    __slots__ = ("_event_id", "_json", "_message", "_sse", "proto")
+
+    def __init__(self, message: Message, event_id: int | None) -> None:
+        self._message = message
+        self._event_id = event_id
+        self.proto = message.SerializeToString()
+        self._json: bytes | None = None
+        self._sse: bytes | None = None
+
+    @property
+    def json(self) -> bytes:
+        if self._json is None:
+            self._json = to_json(self._message)
+        return self._json
+
+    def sse(self) -> bytes:
+        if self._sse is None:
+            self._sse = sse(self.json, self._event_id)
+        return self._sse
+
+    def sse_with(self, you: Standing) -> bytes:
+        """The SSE frame of this (WatchLeaderboardResponse) message with `you` added."""
+        return sse(b'%s,"you":%s}' % (self.json[:-1], you.json), self._event_id)
+
+
+def board_frame(response: stream_pb2.WatchLeaderboardResponse) -> Frame:
+    """A leaderboard message; over SSE its id is the snapshot's version."""
+    return Frame(response, response.snapshot.version)
+
+
+def quiz_frame(response: stream_pb2.WatchQuizResponse) -> Frame:
+    """A WatchQuiz message; over SSE its id is the event's sequence (Last-Event-ID)."""
+    return Frame(response, response.event.sequence)
+
+
+# Keep-alive messages, {"heartbeat": true}: without an id, so that a reconnect's
+# Last-Event-ID stays that of the last real message.
+BOARD_HEARTBEAT = Frame(stream_pb2.WatchLeaderboardResponse(heartbeat=True), None)
+QUIZ_HEARTBEAT = Frame(stream_pb2.WatchQuizResponse(heartbeat=True), None)
