@@ -19,15 +19,16 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self, TypeVar
+from typing import IO, Any, Self, TypeVar
 
 import nats
-from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from services.database.engine import create_engine
+from services.live.pipeline import PipelinedRedis, RedisAddress
 from services.mesh.config import CommonSettings
+from services.mesh.connections import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -413,11 +414,146 @@ async def start_nats_cluster(size: int = 3) -> list[NatsServer]:
     return servers
 
 
+CLUSTER_SLOTS = 16384
+
+
+class ValkeyCluster:
+    """A private Redis Cluster: valkey-servers in cluster mode, each primary with its
+    replicas. A node killed and started again keeps its place (its nodes.conf is in
+    its folder) but not its data, as a cluster without persistence would."""
+
+    def __init__(self, primaries: list[ValkeyServer], replicas: list[list[ValkeyServer]]):
+        self.primaries = primaries
+        # replicas[i]: those of primaries[i] when the cluster was made (a failover
+        # may swap the roles since).
+        self.replicas = replicas
+
+    @property
+    def nodes(self) -> list[ValkeyServer]:
+        return [*self.primaries, *(r for group in self.replicas for r in group)]
+
+    @property
+    def url(self) -> str:
+        """The seed nodes as QUIZMESH_REDIS_URL takes them (services/mesh/config.py)."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{s.port}" for s in self.primaries)
+
+    async def wait_ok(self, within: float = 30.0) -> None:
+        """Returns once every running node reports cluster_state:ok and knows all the
+        others; raises TimeoutError after `within` seconds."""
+        async with asyncio.timeout(within):
+            while True:
+                infos = await asyncio.gather(
+                    *(cluster_command(s.port, "INFO") for s in self.nodes if s.running),
+                    return_exceptions=True,
+                )
+                if all(
+                    isinstance(i, str)
+                    and "cluster_state:ok" in i
+                    and f"cluster_known_nodes:{len(self.nodes)}" in i
+                    for i in infos
+                ):
+                    return
+                await asyncio.sleep(0.1)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(s.close() for s in self.nodes))
+
+
+async def node_command(port: int, *args: str | int) -> Any:
+    """A command to the valkey-server on 127.0.0.1:`port`; its reply."""
+    pipe = PipelinedRedis(RedisAddress("127.0.0.1", port), timeout=2.0)
+    try:
+        return await pipe.call(*args)
+    finally:
+        await pipe.close()
+
+
+async def cluster_command(port: int, *args: str | int) -> str:
+    """`CLUSTER <args>` to the node on 127.0.0.1:`port`; its reply as text."""
+    return str(await node_command(port, "CLUSTER", *args))
+
+
+async def replica_in_sync(port: int) -> bool:
+    """Whether the node on `port` is a replica whose link to its primary is up."""
+    role = await node_command(port, "ROLE")
+    return bool(role[0] == "slave" and role[3] == "connected")
+
+
+async def start_valkey_cluster(
+    primaries: int = 3, replicas: int = 1, node_timeout_ms: int = 2000
+) -> ValkeyCluster:
+    """A started private Redis Cluster on free ports: `primaries` nodes sharing the
+    16384 slots evenly, each with `replicas` replicas; stop it with close(). Built
+    with CLUSTER ADDSLOTSRANGE/MEET/REPLICATE, since valkey-cli may not be installed."""
+
+    # Each node's cluster bus port: the default, port + 10000, may be above 65535.
+    bus_ports: dict[int, int] = {}
+
+    def argv(port: int, directory: Path) -> list[str]:
+        bus_ports[port] = free_port()
+        return [
+            str(valkey_binary()),
+            *("--bind", "127.0.0.1", "--port", str(port), "--dir", str(directory)),
+            *("--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"),
+            *("--cluster-enabled", "yes", "--cluster-config-file", str(directory / "nodes.conf")),
+            *("--cluster-port", str(bus_ports[port])),
+            *("--cluster-node-timeout", str(node_timeout_ms)),
+            # A replica's first sync starts at once (default: after 5 s).
+            *("--repl-diskless-sync-delay", "0"),
+        ]
+
+    servers = await asyncio.gather(
+        *(
+            start_private(ValkeyServer, f"valkey{i}", argv)
+            for i in range(primaries * (1 + replicas))
+        ),
+        return_exceptions=True,
+    )
+    started = [s for s in servers if isinstance(s, ValkeyServer)]
+    if len(started) < len(servers):
+        await asyncio.gather(*(s.close() for s in started))
+        raise next(s for s in servers if isinstance(s, BaseException))
+    cluster = ValkeyCluster(
+        started[:primaries],
+        [
+            started[primaries + i * replicas : primaries + (i + 1) * replicas]
+            for i in range(primaries)
+        ],
+    )
+    try:
+        for i, primary in enumerate(cluster.primaries):
+            first, last = i * CLUSTER_SLOTS // primaries, (i + 1) * CLUSTER_SLOTS // primaries - 1
+            await cluster_command(primary.port, "ADDSLOTSRANGE", first, last)
+        for server in cluster.nodes[1:]:
+            await cluster_command(
+                cluster.nodes[0].port, "MEET", "127.0.0.1", server.port, bus_ports[server.port]
+            )
+        for primary, group in zip(cluster.primaries, cluster.replicas, strict=True):
+            primary_id = await cluster_command(primary.port, "MYID")
+            for replica in group:
+                # REPLICATE needs the replica to know the primary: wait for the gossip.
+                while True:
+                    if primary_id in await cluster_command(replica.port, "NODES"):
+                        break
+                    await asyncio.sleep(0.05)
+                await cluster_command(replica.port, "REPLICATE", primary_id)
+        await cluster.wait_ok()
+        for replica in (r for group in cluster.replicas for r in group):
+            while True:
+                if await replica_in_sync(replica.port):
+                    break
+                await asyncio.sleep(0.05)
+    except BaseException:
+        await cluster.close()
+        raise
+    return cluster
+
+
 # --- the configured servers, or local ones ------------------------------------------------
 
 
 async def redis_answers(url: str, within: float = 1.0) -> bool:
-    client = Redis.from_url(url, socket_connect_timeout=within, socket_timeout=within)
+    client = redis_client(url, socket_connect_timeout=within, socket_timeout=within)
     try:
         return bool(await client.ping())
     except Exception:

@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats
-from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.database.engine import create_engine
 from services.database.migrate import upgrade
+from services.mesh.connections import redis_client
 from services.mesh.messaging import Subjects
 
 
@@ -82,8 +82,9 @@ async def private_database(
 async def forget(redis_url: str, nats_url: str, key_prefix: str, nats_prefix: str) -> None:
     """Deletes the Redis keys under `key_prefix` and the JetStream streams of
     `nats_prefix`."""
-    redis = Redis.from_url(redis_url)
+    redis = redis_client(redis_url)
     try:
+        # On a cluster: every primary's keys, each UNLINK split by slot.
         keys = [key async for key in redis.scan_iter(match=f"{key_prefix}*", count=1000)]
         # UNLINK: a board of a million members is freed off Redis's main thread.
         for start in range(0, len(keys), 1000):

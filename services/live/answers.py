@@ -6,12 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
-
 from services.live.keys import QuizKeys
 from services.live.layout import SCALE, Answer, Field, answer_field, points_of, withheld_question
 from services.live.pipeline import PipelinedRedis, Script
 from services.live.scripts import source
+from services.mesh.connections import LiveRedis
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +41,7 @@ class PlayerAnswers:
 
 
 class AnswerBook:
-    def __init__(self, redis: Redis, script_pipe: PipelinedRedis, prefix: str) -> None:
+    def __init__(self, redis: LiveRedis, script_pipe: PipelinedRedis, prefix: str) -> None:
         self.redis = redis
         # The answer script goes through one pipelined connection (see pipeline.py);
         # the rare reads below use the ordinary client.

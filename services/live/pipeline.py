@@ -9,6 +9,10 @@ back in the same order, as Redis guarantees. While written commands await their
 replies, new ones are held (at most `max_hold`) and go out together in one write
 (group commit); a lone call is written on the next loop turn.
 
+Against a Redis Cluster (a redis+cluster:// URL) the same class keeps one such
+connection per node and sends each command to the node owning its key's slot
+(services/live/cluster.py); the single-server path does not change.
+
 Errors keep redis-py's types, so callers and the error mapping see the same
 exceptions: ConnectionError/TimeoutError (the connection is dropped, every call in
 flight fails, the next call reconnects) and ResponseError/NoScriptError.
@@ -23,13 +27,18 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, unquote, urlparse
 
 import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from services.mesh.config import RedisNodes
+
+if TYPE_CHECKING:
+    from services.live.cluster import ClusterPipes
 
 Arg = str | int
 
@@ -45,7 +54,9 @@ def pack(args: Sequence[Arg]) -> bytes:
 
 @dataclass(frozen=True)
 class RedisAddress:
-    """What a redis:// or rediss:// URL says (the forms QUIZMESH_REDIS_URL takes)."""
+    """What a redis:// or rediss:// URL says, or a redis+cluster:// one (the forms
+    QUIZMESH_REDIS_URL takes): for a cluster, host and port are its first seed's, and
+    the rest holds for every node."""
 
     host: str
     port: int
@@ -53,12 +64,18 @@ class RedisAddress:
     username: str | None = None
     password: str | None = None
     tls: ssl.SSLContext | None = None
+    # A Redis Cluster's seed nodes (host, port); empty for one server.
+    seeds: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def parse(cls, url: str) -> RedisAddress:
-        parts = urlparse(url)
+        nodes = RedisNodes.parse(url)
+        parts = urlparse(nodes.url)
         if parts.scheme not in ("redis", "rediss"):
-            raise ValueError(f"QUIZMESH_REDIS_URL must be a redis:// or rediss:// URL, got {url!r}")
+            raise ValueError(
+                "QUIZMESH_REDIS_URL must be a redis:// or rediss:// URL (for a Redis "
+                f"Cluster: redis+cluster:// or rediss+cluster://), got {url!r}"
+            )
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         tls = None
         if parts.scheme == "rediss":
@@ -74,6 +91,7 @@ class RedisAddress:
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             tls=tls,
+            seeds=nodes.seeds,
         )
 
 
@@ -186,18 +204,36 @@ class PipelinedRedis:
         self._connecting = asyncio.Lock()
         self._watchdog: asyncio.TimerHandle | None = None
         self._closed = False
+        self._cluster: ClusterPipes | None = None
+        if address.seeds:
+            from services.live.cluster import ClusterPipes
 
-    async def call(self, *args: Arg) -> Any:
+            self._cluster = ClusterPipes(self)
+
+    async def call(self, *args: Arg, route: Arg | None = None) -> Any:
+        """The command's reply. On a cluster it goes to the node owning the slot of
+        its key (an EVAL's first key, else its first argument), or of `route` when
+        it has none (SCRIPT LOAD)."""
+        if self._cluster is not None:
+            return await self._cluster.call(args, route)
         connection = self._connection
         if connection is None or connection.lost is not None:
             connection = await self._connect()
         reply = await connection.send(pack(args))
         if isinstance(reply, hiredis.ReplyError):
-            message = str(reply)
-            if message.startswith("NOSCRIPT"):
-                raise NoScriptError(message)
-            raise ResponseError(message)
+            return _checked(reply)  # raises
         return reply
+
+    async def call_asking(self, *args: Arg) -> Any:
+        """ASKING and then the command, back to back on this node's connection (what
+        a cluster's ASK redirection asks for)."""
+        connection = self._connection
+        if connection is None or connection.lost is not None:
+            connection = await self._connect()
+        asking = connection.send(pack(("ASKING",)))
+        reply = await connection.send(pack(args))
+        _checked(await asking)
+        return _checked(reply)
 
     async def _connect(self) -> _Connection:
         async with self._connecting:
@@ -259,12 +295,24 @@ class PipelinedRedis:
 
     async def close(self) -> None:
         self._closed = True
+        if self._cluster is not None:
+            await self._cluster.close()
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
         if self._connection is not None:
             self._connection.abort(RedisConnectionError("the Redis pipeline is closed"))
             self._connection = None
+
+
+def _checked(reply: Any) -> Any:
+    """The reply, or the error it is as redis-py's exception."""
+    if isinstance(reply, hiredis.ReplyError):
+        message = str(reply)
+        if message.startswith("NOSCRIPT"):
+            raise NoScriptError(message)
+        raise ResponseError(message)
+    return reply
 
 
 class Script:
@@ -281,5 +329,6 @@ class Script:
         try:
             return await self.pipe.call(*command)
         except NoScriptError:
-            await self.pipe.call("SCRIPT", "LOAD", self.source)
+            # On a cluster, on the node that runs it: the one of its first key.
+            await self.pipe.call("SCRIPT", "LOAD", self.source, route=keys[0] if keys else None)
             return await self.pipe.call(*command)

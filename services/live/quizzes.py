@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from redis.asyncio import Redis
 from redis.typing import EncodableT
 
 from services.database.records import Question, QuizRecord, QuizState
@@ -15,6 +14,7 @@ from services.live.keys import QuizKeys
 from services.live.layout import Field, answer_count_field, pack, question_specs, state_fields
 from services.live.scripts import source
 from services.mesh.clock import now_ms
+from services.mesh.connections import LiveRedis
 
 # Members and fields per command when a whole state is written back.
 CHUNK = 5_000
@@ -42,7 +42,7 @@ class RebuiltState:
 
 
 class LiveQuizzes:
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: LiveRedis, prefix: str) -> None:
         self.redis = redis
         self.prefix = prefix
         self._update_state = redis.register_script(source("update_state"))

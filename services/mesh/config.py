@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.mesh.dev_state import DEV_STATE_DIR, is_dev_key_file
@@ -22,6 +24,9 @@ class CommonSettings(BaseSettings):
     # Prometheus /metrics (0: any free port).
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464
+    # One server: redis:// or rediss:// (TLS). A Redis Cluster: redis+cluster:// or
+    # rediss+cluster:// with some of its nodes (seeds) separated by commas, e.g.
+    # rediss+cluster://user:password@10.0.0.3:6379,10.0.0.4:6379 (see RedisNodes).
     redis_url: str = "redis://127.0.0.1:6379/0"
     # One URL, or several separated by commas (the servers of a NATS cluster).
     nats_url: str = "nats://127.0.0.1:4222"
@@ -58,6 +63,12 @@ class CommonSettings(BaseSettings):
     # serves /metrics on metrics_port + i (services/mesh/workers.py).
     processes: int = Field(default=1, ge=1, le=64)
 
+    @field_validator("redis_url")
+    @classmethod
+    def _known_redis_url(cls, url: str) -> str:
+        RedisNodes.parse(url)  # raises why not
+        return url
+
     @model_validator(mode="after")
     def _refuse_dev_keys_in_production(self) -> CommonSettings:
         """The one place development keys are refused: in production, neither a key
@@ -78,3 +89,59 @@ class CommonSettings(BaseSettings):
                     "docs/operations.md"
                 )
         return self
+
+
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+@dataclass(frozen=True)
+class RedisNodes:
+    """What QUIZMESH_REDIS_URL names. `url` is a redis:// or rediss:// URL of one
+    server: the server itself, or a cluster's first seed node, with the credentials
+    and options (?ssl_ca_certs=...) every node of the cluster takes. `seeds` are the
+    cluster's seed nodes (host, port); empty for a single server."""
+
+    url: str
+    seeds: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def cluster(self) -> bool:
+        return bool(self.seeds)
+
+    @classmethod
+    def parse(cls, url: str) -> RedisNodes:
+        scheme, _, rest = url.partition("://")
+        if scheme in ("redis", "rediss", "unix"):
+            return cls(url)
+        if scheme not in CLUSTER_SCHEMES or not rest:
+            raise ValueError(
+                "QUIZMESH_REDIS_URL must be redis://HOST:PORT/DB or rediss://... for one "
+                "server, or redis+cluster://HOST:PORT,HOST:PORT or rediss+cluster://... for "
+                f"a Redis Cluster's seed nodes; got {url!r}"
+            )
+        # The nodes end at the first "/" (the database) or "?" (the options).
+        end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+        netloc, tail = rest[:end], rest[end:]
+        # The last "@" ends the credentials (one in a password is written %40).
+        credentials, at, hosts = netloc.rpartition("@")
+        seeds = []
+        for node in hosts.split(","):
+            try:
+                parts = urlsplit(f"//{node.strip()}")
+                host, port = parts.hostname, parts.port or 6379
+            except ValueError as e:
+                raise ValueError(f"QUIZMESH_REDIS_URL: bad cluster node {node!r}: {e}") from None
+            if not host:
+                raise ValueError(
+                    f"QUIZMESH_REDIS_URL: a cluster URL needs HOST:PORT seed nodes, got {url!r}"
+                )
+            seeds.append((host, port))
+        path = urlsplit(f"//x{tail}").path.strip("/")
+        if path not in ("", "0"):
+            raise ValueError(
+                f"QUIZMESH_REDIS_URL: a Redis Cluster has database 0 only, got /{path}"
+            )
+        host, port = seeds[0]
+        node_host = f"[{host}]" if ":" in host else host
+        first = f"{CLUSTER_SCHEMES[scheme]}://{credentials}{at}{node_host}:{port}{tail}"
+        return cls(first, tuple(seeds))

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 TRANSIENT: tuple[type[BaseException], ...] = (
     redis_errors.ConnectionError,
     redis_errors.TimeoutError,
+    # A Redis Cluster electing a new primary, once redis-py's own retries ran out.
+    redis_errors.ClusterDownError,
+    redis_errors.TryAgainError,
     nats_errors.ConnectionClosedError,
     nats_errors.ConnectionReconnectingError,
     nats_errors.NoServersError,

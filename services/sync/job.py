@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from nats.aio.client import Client as NatsClient
 from nats.js.errors import NotFoundError
 from quizmesh.common.v1 import events_pb2
-from redis.asyncio import Redis
 from sqlalchemy import and_, exists, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -31,6 +30,7 @@ from services.database.tables import players, quizzes, scores
 from services.live.quizzes import LiveQuizzes
 from services.mesh import messaging
 from services.mesh.clock import now_ms
+from services.mesh.connections import redis_client
 from services.sync.config import Settings
 from services.sync.reader import Records, read_records
 from services.sync.writes import AnswerRow, Scorer, write_batch
@@ -201,7 +201,7 @@ class SyncJob:
 async def run_sync(settings: Settings) -> SyncReport:
     """One run of the job with its own connections (what the CronJob runs)."""
     engine = create_engine(settings.database_url)
-    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    redis = redis_client(settings.redis_url, decode_responses=True)
     nc: NatsClient | None = None
     try:
         nc = await messaging.connect(settings.nats_url, name="sync", reconnect=False)
