@@ -164,6 +164,14 @@ class Game:
         """A host call."""
         return await self.http.post(path, body, self.host)
 
+    async def next_question(self, quiz_id: str, question: int) -> None:
+        """The host's steps to `question` (past the last one: the close). A step on an
+        open question only ends it (the reveal), unless its deadline already has."""
+        for _ in range(2):
+            quiz = (await self.call(f"/v1/quizzes/{quiz_id}:advance", {}))["quiz"]
+            if quiz["current_question"] == question or quiz["state"] != "QUIZ_STATE_RUNNING":
+                return
+
     async def create(self, questions: int) -> str:
         quiz = await self.call(
             "/v1/quizzes",
@@ -333,7 +341,7 @@ async def play(
         await game.call(f"/v1/quizzes/{quiz_id}:start", {})
         for question in range(args.questions):
             if question:
-                await game.call(f"/v1/quizzes/{quiz_id}:advance", {})
+                await game.next_question(quiz_id, question)
             answers += await asyncio.gather(
                 *(
                     game.answer(
@@ -349,7 +357,7 @@ async def play(
             )
             await asyncio.sleep(args.settle)
         try:
-            await game.call(f"/v1/quizzes/{quiz_id}:advance", {})  # closes the quiz
+            await game.next_question(quiz_id, args.questions)  # closes the quiz
         except HttpError as e:
             # The last question's deadline may have closed the quiz already.
             if e.status != 400:
