@@ -96,6 +96,34 @@ async def test_a_redis_that_stops_answering_times_out(private_redis: ValkeyServe
         await pipe.close()
 
 
+async def test_paced_calls_share_a_write_and_a_lone_call_goes_at_once(
+    backends: Backends,
+) -> None:
+    writes: list[float] = []
+    gap = 0.5
+    pipe = PipelinedRedis(
+        RedisAddress.parse(backends.redis_url), min_gap=gap, observe_batch=writes.append
+    )
+    try:
+        await asyncio.sleep(0)
+        started = time.monotonic()
+        assert await pipe.call("PING") == "PONG"  # the first write: nothing to wait for
+        assert time.monotonic() - started < gap / 2
+        calls = []
+        for i in range(20):  # one per loop turn, as grpc.aio starts calls
+            calls.append(asyncio.ensure_future(pipe.call("ECHO", f"m{i}")))
+            await asyncio.sleep(0)
+        assert await asyncio.gather(*calls) == [f"m{i}" for i in range(20)]
+        assert writes == [1, 20]
+        await asyncio.sleep(gap)  # a quiet spell: the next call goes at once
+        started = time.monotonic()
+        assert await pipe.call("PING") == "PONG"
+        assert time.monotonic() - started < gap / 2
+        assert writes == [1, 20, 1]
+    finally:
+        await pipe.close()
+
+
 # --- AnswerLog -------------------------------------------------------------------------
 
 
@@ -131,6 +159,30 @@ async def test_records_are_stored_once_however_often_they_are_sent(
         info = await nc.jetstream().stream_info(subjects.answers_stream)
         assert info.state.messages == 50
     finally:
+        await nc.close()
+
+
+async def test_paced_records_share_a_write(
+    answer_log: tuple[AnswerLog, Subjects], backends: Backends
+) -> None:
+    _, subjects = answer_log
+    writes: list[float] = []
+    nc = await nats.connect(backends.nats_url)
+    log = AnswerLog(nc, timeout=2.0, min_gap=0.5, observe_batch=writes.append)
+    await log.start()
+    try:
+        subject = subjects.answers("QZ")
+        await log.record(subject, b"first", {"Nats-Msg-Id": "QZ:0:first"})
+        records = []
+        for i in range(20):  # one per loop turn, as grpc.aio starts calls
+            records.append(
+                asyncio.ensure_future(log.record(subject, b"a", {"Nats-Msg-Id": f"QZ:0:{i}"}))
+            )
+            await asyncio.sleep(0)
+        await asyncio.gather(*records)
+        assert writes == [1, 20]
+    finally:
+        await log.stop()
         await nc.close()
 
 

@@ -82,7 +82,7 @@ class ClusterPipes:
 
             o = self.owner
             address = dataclasses.replace(o.address, host=node[0], port=node[1], seeds=())
-            pipe = PipelinedRedis(address, o.timeout, o.max_hold, o.observe_batch)
+            pipe = PipelinedRedis(address, o.timeout, o.max_hold, o.observe_batch, o.min_gap)
             self._pipes[node] = pipe
         return pipe
 

@@ -97,10 +97,15 @@ class RedisAddress:
 
 class _Connection(asyncio.Protocol):
     def __init__(
-        self, max_hold: float, observe_batch: Callable[[float], None] | None = None
+        self,
+        max_hold: float,
+        observe_batch: Callable[[float], None] | None = None,
+        min_gap: float = 0.0,
     ) -> None:
         self.max_hold = max_hold
+        self.min_gap = min_gap
         self.observe_batch = observe_batch
+        self.last_write = 0.0
         self.transport: asyncio.Transport | None = None
         self.reader = hiredis.Reader(encoding="utf-8")
         # Calls in the order their commands were queued, with when that was; the
@@ -124,9 +129,11 @@ class _Connection(asyncio.Protocol):
             self.abort(RedisConnectionError(f"unexpected data from Redis: {e!r}"))
             return
         if self.flush is not None and len(self.waiting) == len(self.outgoing):
-            # Everything on the wire is answered: the held commands go now.
+            # Everything on the wire is answered: the held commands go now (or once
+            # min_gap has passed since the last write).
             self.flush.cancel()
-            self._flush()
+            self.flush = None
+            self._schedule(asyncio.get_running_loop())
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.flush is not None:
@@ -142,10 +149,11 @@ class _Connection(asyncio.Protocol):
                 future.set_exception(error)
 
     def send(self, command: bytes) -> asyncio.Future[Any]:
-        """Queues a command; it is written on the next loop turn, or, while earlier
-        commands are still unanswered, with the next write: when their replies are
-        in or after `max_hold` seconds (grpc.aio starts one call per loop turn, so
-        without holding every call would pay a write and a wakeup of its own)."""
+        """Queues a command; it is written on the next loop turn (but not sooner than
+        `min_gap` after the last write), or, while earlier commands are still
+        unanswered, with the next write: when their replies are in or after
+        `max_hold` seconds (grpc.aio starts one call per loop turn, so without
+        holding every call would pay a write and a wakeup of its own)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if self.lost is not None:
@@ -155,14 +163,23 @@ class _Connection(asyncio.Protocol):
         self.outgoing.append(command)
         if self.flush is None:
             if len(self.waiting) == len(self.outgoing) or self.max_hold <= 0:
-                self.flush = loop.call_soon(self._flush)
+                self._schedule(loop)
             else:
                 self.flush = loop.call_later(self.max_hold, self._flush)
         return future
 
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        wait = self.last_write + self.min_gap - time.monotonic()
+        if wait > 0:
+            self.flush = loop.call_later(wait, self._flush)
+        else:
+            self.flush = loop.call_soon(self._flush)
+
     def _flush(self) -> None:
         self.flush = None
         if self.lost is None and self.transport is not None and self.outgoing:
+            if self.min_gap > 0:
+                self.last_write = time.monotonic()
             self.transport.write(b"".join(self.outgoing))
             if self.observe_batch is not None:
                 self.observe_batch(len(self.outgoing))
@@ -194,10 +211,12 @@ class PipelinedRedis:
         timeout: float = 5.0,
         max_hold: float = 0.002,
         observe_batch: Callable[[float], None] | None = None,
+        min_gap: float = 0.0,
     ) -> None:
         self.address = address
         self.timeout = timeout
         self.max_hold = max_hold
+        self.min_gap = min_gap
         # Told how many commands each write carried (a metric of how well calls batch).
         self.observe_batch = observe_batch
         self._connection: _Connection | None = None
@@ -246,7 +265,7 @@ class PipelinedRedis:
             try:
                 async with asyncio.timeout(self.timeout):
                     _, connection = await loop.create_connection(
-                        lambda: _Connection(self.max_hold, self.observe_batch),
+                        lambda: _Connection(self.max_hold, self.observe_batch, self.min_gap),
                         a.host,
                         a.port,
                         ssl=a.tls,

@@ -25,18 +25,33 @@ def _code(context: Context, error: BaseException | None) -> grpc.StatusCode:
     return grpc.StatusCode.OK if error is None else grpc.StatusCode.UNKNOWN
 
 
+class _Counts:
+    """One method's counters by status code, each looked up once: labels() takes a
+    lock and builds a key per call."""
+
+    __slots__ = ("children", "name", "rpcs")
+
+    def __init__(self, rpcs: Counter, name: str) -> None:
+        self.rpcs = rpcs
+        self.name = name
+        self.children: dict[grpc.StatusCode, Any] = {}
+
+    def of(self, code: grpc.StatusCode) -> Any:
+        child = self.children.get(code)
+        if child is None:
+            child = self.children[code] = self.rpcs.labels(self.name, code.name)
+        return child
+
+
 class _Observed:
     """One call: its trace id set for its duration, then its count by status code
     (and, for unary calls, its duration)."""
 
-    __slots__ = ("context", "name", "rpcs", "seconds", "started", "trace")
+    __slots__ = ("context", "counts", "seconds", "started", "trace")
 
-    def __init__(
-        self, context: Context, name: str, rpcs: Counter, seconds: Histogram | None
-    ) -> None:
+    def __init__(self, context: Context, counts: _Counts, seconds: Histogram | None) -> None:
         self.context = context
-        self.name = name
-        self.rpcs = rpcs
+        self.counts = counts
         self.seconds = seconds
 
     async def __aenter__(self) -> None:
@@ -46,7 +61,7 @@ class _Observed:
 
     async def __aexit__(self, kind: Any, error: BaseException | None, tb: Any) -> None:
         tracing.end(self.trace)
-        self.rpcs.labels(self.name, _code(self.context, error).name).inc()
+        self.counts.of(_code(self.context, error)).inc()
         if self.seconds is not None:
             self.seconds.observe(time.perf_counter() - self.started)
 
@@ -60,21 +75,20 @@ class ObservingInterceptor(MethodInterceptor):
 
     def wrap_unary(self, method: str, inner: UnaryBehaviour, handler: Handler) -> UnaryBehaviour:
         name = method.rsplit("/", 1)[-1]
-        rpcs, seconds = self.metrics.rpcs, self.metrics.rpc_seconds.labels(name)
+        counts, seconds = _Counts(self.metrics.rpcs, name), self.metrics.rpc_seconds.labels(name)
 
         async def unary(request: Any, context: Context) -> Any:
-            async with _Observed(context, name, rpcs, seconds):
+            async with _Observed(context, counts, seconds):
                 return await inner(request, context)
 
         return unary
 
     def wrap_stream(self, method: str, inner: StreamBehaviour, handler: Handler) -> StreamBehaviour:
-        name = method.rsplit("/", 1)[-1]
-        rpcs = self.metrics.rpcs
+        counts = _Counts(self.metrics.rpcs, method.rsplit("/", 1)[-1])
 
         async def stream(request: Any, context: Context) -> None:
             # Not timed: a watch lasts as long as its watcher wants.
-            async with _Observed(context, name, rpcs, None):
+            async with _Observed(context, counts, None):
                 await inner(request, context)
 
         return stream

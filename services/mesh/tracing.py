@@ -8,8 +8,8 @@ every JSON log line carries it, and every NATS message published meanwhile does.
 
 from __future__ import annotations
 
+import random
 import re
-import secrets
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar, Token
 
@@ -31,23 +31,33 @@ def end(token: Token[str]) -> None:
 
 def from_metadata(metadata: Iterable[tuple[str, str | bytes]]) -> str:
     """The caller's trace id (traceparent, else x-request-id), or a new one."""
-    found = {k: v for k, v in metadata if isinstance(v, str)}
-    return from_headers(found) or _request_id(found.get("x-request-id", "")) or new_id()
+    parent = request = ""
+    for key, value in metadata:
+        if key == "traceparent" and isinstance(value, str):
+            parent = value
+        elif key == "x-request-id" and isinstance(value, str):
+            request = value
+    return _parent_id(parent) or _request_id(request) or new_id()
 
 
 def from_headers(headers: Mapping[str, str] | None) -> str:
-    match = _TRACEPARENT.match((headers or {}).get("traceparent", ""))
+    return _parent_id((headers or {}).get("traceparent", ""))
+
+
+def _parent_id(traceparent: str) -> str:
+    match = _TRACEPARENT.match(traceparent) if traceparent else None
     return match.group(1) if match else ""
 
 
 def headers() -> dict[str, str]:
     """Headers for an outgoing NATS message: the current trace, a new span."""
     trace_id = current()
-    return {"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"} if trace_id else {}
+    return {"traceparent": f"00-{trace_id}-{random.getrandbits(64):016x}-01"} if trace_id else {}
 
 
 def new_id() -> str:
-    return secrets.token_hex(16)
+    # Ids must be unique, not secret: the PRNG, not an os.urandom call per answer.
+    return f"{random.getrandbits(128):032x}"
 
 
 def _request_id(value: str) -> str:

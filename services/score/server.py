@@ -43,12 +43,14 @@ async def create_server(settings: Settings) -> ServiceApp:
         timeout=settings.redis_timeout_seconds,
         max_hold=settings.batch_hold_seconds,
         observe_batch=batch_sizes.labels("redis").observe,
+        min_gap=settings.batch_gap_seconds,
     )
     answer_log = AnswerLog(
         conn.nc,
         settings.publish_timeout_seconds,
         max_hold=settings.batch_hold_seconds,
         observe_batch=batch_sizes.labels("nats").observe,
+        min_gap=settings.batch_gap_seconds,
     )
     await answer_log.start()
     redelivery = Redelivery(answer_log)
