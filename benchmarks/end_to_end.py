@@ -296,6 +296,11 @@ async def play(
     state = QuizKeys(stack.space.key_prefix, quiz_id).state
     tokens = [p.token for p in players]
     clients = max(1, min(args.clients, (sse_watchers + natives) // 50))
+    # Memory per watcher: Envoy's and the stream processes' RSS before any watch,
+    # once all are connected, and after the game (buffers and boards grown).
+    memory = {"envoy": [envoy.pid or 0], "stream": stack.stream_worker_pids()}
+    rss_before = {name: sample(pids).rss for name, pids in memory.items()}
+    rss_connected = rss_after = rss_before
     spawned = ClientProcesses()
     watchers = Watchers(spawned.queue)
     spawned.start(
@@ -319,6 +324,7 @@ async def play(
     try:
         await watchers.until(lambda: len(watchers.ready) == clients, 600)
         per_worker = await stack.streams_per_worker()
+        rss_connected = {name: sample(pids).rss for name, pids in memory.items()}
         spies = []
         if args.profile:
             # All of the game but its last question; stacks of every service process.
@@ -365,6 +371,7 @@ async def play(
         await asyncio.sleep(args.settle)
         elapsed = time.perf_counter() - began
         after = sample(streams)
+        rss_after = {name: sample(pids).rss for name, pids in memory.items()}
         cpu = {
             name: round(sample(pids, name not in alone).cpu - cpu_before[name], 1)
             for name, pids in groups.items()
@@ -384,6 +391,7 @@ async def play(
     accepted = [a for a in answers if a.status == 200]
     to_last, to_first, unseen = visibility(arrivals, accepted)
     messages = sum(m for _, _, m in watchers.arrivals.values())
+    watching = max(1, sse_watchers + natives)
     return {
         "players": args.players,
         "questions": args.questions,
@@ -403,6 +411,14 @@ async def play(
         # Where the machine's CPU went during the game (seconds, per process group).
         "cpu_seconds": cpu,
         "stream_rss_mib": round(after.rss / 2**20, 1),
+        # KB per watcher (RSS growth / watchers) once connected and after the game.
+        "kb_per_watcher": {
+            name: {
+                "connected": round((rss_connected[name] - rss_before[name]) / watching / 1024, 1),
+                "after_game": round((rss_after[name] - rss_before[name]) / watching / 1024, 1),
+            }
+            for name in memory
+        },
         "seconds": round(elapsed, 1),
     }
 
@@ -426,6 +442,14 @@ def table(r: dict[str, Any]) -> str:
         lines.append(
             f"{name:<26} {p.get('p50', '-'):>8} {p.get('p90', '-'):>8} "
             f"{p.get('p99', '-'):>8} {p.get('max', '-'):>8}"
+        )
+    if r.get("kb_per_watcher"):
+        lines.append(
+            "KB per watcher (connected / after the game): "
+            + ", ".join(
+                f"{name} {kb['connected']} / {kb['after_game']}"
+                for name, kb in r["kb_per_watcher"].items()
+            )
         )
     if r.get("cpu_seconds"):
         lines.append(

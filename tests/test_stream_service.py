@@ -31,7 +31,7 @@ from services.mesh.app import ServiceApp
 from services.mesh.errors import ResourceExhausted
 from services.mesh.messaging import Subjects
 from services.stream.config import Settings
-from services.stream.frames import Frame, Standing, board_frame, quiz_frame, standing_head
+from services.stream.frames import Frame, Standing, StandingHead, board_frame, quiz_frame
 from services.stream.hub import QuizHubs
 from services.stream.server import create_server
 from services.stream.service import deliver
@@ -502,7 +502,7 @@ def test_browsers_get_sse_frames_with_their_resume_id_and_the_transcoders_json()
 
 def test_a_players_sse_board_carries_their_own_standing_and_heartbeats_carry_no_id() -> None:
     players = LeaderboardWatch(player_id="p1", sse=True)
-    you = Standing("p1", 'Zoë "Z"', 3, 120, standing_head("p1", 'Zoë "Z"'))
+    you = Standing(3, 120, StandingHead("p1", 'Zoë "Z"'))
     players.offer(board(5), you)
 
     head, body = sse_frame(players.take() or b"")
@@ -517,6 +517,25 @@ def test_a_players_sse_board_carries_their_own_standing_and_heartbeats_carry_no_
     merged = stream_pb2.WatchLeaderboardResponse.FromString(grpc_watch.take() or b"")
     assert (merged.snapshot.version, merged.you.rank, merged.you.nickname) == (5, 3, 'Zoë "Z"')
     assert beat == b'data: {"heartbeat":true}\n\n'
+
+
+@pytest.mark.parametrize("rank", [0, 1, 127, 128, 300_000, 2**31 - 1])
+@pytest.mark.parametrize("score", [0, 1, 999, 16_384, 2**22 - 1, -5])
+def test_a_written_out_standing_is_the_bytes_protobuf_would_write(rank: int, score: int) -> None:
+    head = StandingHead("p-42", "Ünïcode 🎉 name")
+    you = common_pb2.PlayerStanding(
+        player_id="p-42", nickname="Ünïcode 🎉 name", rank=rank, score=score
+    )
+
+    standing = Standing(rank, score, head)
+
+    assert standing.proto == stream_pb2.WatchLeaderboardResponse(you=you).SerializeToString()
+    assert json.loads(standing.json) == {
+        "player_id": "p-42",
+        "nickname": "Ünïcode 🎉 name",
+        "rank": rank,
+        "score": score,
+    }
 
 
 async def test_quiz_watcher_too_far_behind_is_disconnected() -> None:

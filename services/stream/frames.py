@@ -11,6 +11,7 @@ field names, every field without presence printed, 64-bit integers as strings.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from google.api import httpbody_pb2
 from google.protobuf import json_format
@@ -39,38 +40,74 @@ def sse(data: bytes, event_id: int | None = None) -> bytes:
     return stream_pb2.WatchQuizSseResponse(frame=body).SerializeToString()
 
 
+def _varint(value: int) -> bytes:
+    value &= 0xFFFF_FFFF_FFFF_FFFF  # a negative int32 is sent as its 64-bit two's complement
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _tag(descriptor: Any, field: str, wire_type: int) -> bytes:
+    number = descriptor.fields_by_name[field].number
+    return _varint(number << 3 | wire_type)
+
+
+_YOU = _tag(stream_pb2.WatchLeaderboardResponse.DESCRIPTOR, "you", 2)
+_RANK = _tag(common_pb2.PlayerStanding.DESCRIPTOR, "rank", 0)
+_SCORE = _tag(common_pb2.PlayerStanding.DESCRIPTOR, "score", 0)
+
+
+class StandingHead:
+    """What a player's standing starts with, made once per player: the JSON of their
+    id and nickname, and PlayerStanding's bytes of the same two fields."""
+
+    __slots__ = ("json", "proto")
+
+    def __init__(self, player_id: str, nickname: str) -> None:
+        self.json = b'{"player_id":%s,"nickname":%s' % (
+            json.dumps(player_id).encode(),
+            json.dumps(nickname).encode(),
+        )
+        standing = common_pb2.PlayerStanding(player_id=player_id, nickname=nickname)
+        self.proto = standing.SerializeToString()
+
+
 class Standing:
     """A player's `you`: WatchLeaderboardResponse bytes holding only `you` (appended to
-    a snapshot's, they parse as one message carrying both), and its JSON, made on
-    first use from `head`, the JSON of the player's id and nickname (standing_head)."""
+    a snapshot's, they parse as one message carrying both), and its JSON. Both are
+    written out from the player's head on first use rather than by protobuf and
+    json_format: a stadium's places change with every snapshot, and this is 5-20x
+    cheaper (3.5 µs to build and serialize the messages; tests check the bytes)."""
 
-    __slots__ = ("_head", "_json", "proto", "rank", "score")
+    __slots__ = ("_head", "_json", "_proto", "rank", "score")
 
-    def __init__(self, player_id: str, nickname: str, rank: int, score: int, head: bytes) -> None:
-        you = common_pb2.PlayerStanding(
-            player_id=player_id, nickname=nickname, rank=rank, score=score
-        )
-        self.proto = stream_pb2.WatchLeaderboardResponse(you=you).SerializeToString()
+    def __init__(self, rank: int, score: int, head: StandingHead) -> None:
         self.rank = rank
         self.score = score
         self._head = head
         self._json: bytes | None = None
+        self._proto: bytes | None = None
+
+    @property
+    def proto(self) -> bytes:
+        if self._proto is None:
+            # proto3 leaves out a field at its default: so do these bytes.
+            inner = self._head.proto
+            if self.rank:
+                inner += _RANK + _varint(self.rank)
+            if self.score:
+                inner += _SCORE + _varint(self.score)
+            self._proto = _YOU + _varint(len(inner)) + inner
+        return self._proto
 
     @property
     def json(self) -> bytes:
-        # Written out rather than by json_format: a stadium's watchers' places change
-        # with every snapshot, and this is 20x cheaper.
         if self._json is None:
-            self._json = b'%s,"rank":%d,"score":%d}' % (self._head, self.rank, self.score)
+            self._json = b'%s,"rank":%d,"score":%d}' % (self._head.json, self.rank, self.score)
         return self._json
-
-
-def standing_head(player_id: str, nickname: str) -> bytes:
-    """The start of a PlayerStanding's JSON, up to its rank (Standing.json)."""
-    return b'{"player_id":%s,"nickname":%s' % (
-        json.dumps(player_id).encode(),
-        json.dumps(nickname).encode(),
-    )
 
 
 class Frame:

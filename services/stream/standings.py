@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from services.live.board import LiveBoard
 from services.stream.board_copy import BoardCopy
-from services.stream.frames import Standing, standing_head
+from services.stream.frames import Standing, StandingHead
 
 # The most players ranked through Redis at once while the copy is not level.
 REDIS_MOST = 1_000
@@ -33,8 +33,7 @@ class Standings:
         self.quiz_id = quiz_id
         # Ranks worked out by source ("copy" or "redis"), for the metrics.
         self.counts = counts if counts is not None else {"copy": 0, "redis": 0}
-        self._nicknames: dict[str, str] = {}
-        self._heads: dict[str, bytes] = {}  # frames.standing_head
+        self._heads: dict[str, StandingHead] = {}
         # Player -> (rank, points) and its `you`: most players keep their place from
         # one snapshot to the next, so their bytes are reused.
         self._sent: dict[str, tuple[tuple[int, int], Standing]] = {}
@@ -51,12 +50,11 @@ class Standings:
             self.counts["redis"] += len(player_ids)
         else:
             self.counts["copy"] += len(player_ids)
-        missing = [pid for pid in places if pid not in self._nicknames]
+        missing = [pid for pid in places if pid not in self._heads]
         if missing:
             names = await self.board.nicknames(self.quiz_id, missing)
             for pid, name in zip(missing, names, strict=True):
-                self._nicknames[pid] = name
-                self._heads[pid] = standing_head(pid, name)
+                self._heads[pid] = StandingHead(pid, name)
         result: dict[str, Standing | None] = {}
         for pid in player_ids:
             place = places.get(pid)
@@ -65,7 +63,7 @@ class Standings:
                 continue
             sent = self._sent.get(pid)
             if sent is None or sent[0] != place:
-                sent = (place, Standing(pid, self._nicknames[pid], *place, self._heads[pid]))
+                sent = (place, Standing(*place, self._heads[pid]))
                 self._sent[pid] = sent
             result[pid] = sent[1]
         return result
