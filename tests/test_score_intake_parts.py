@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 import nats
 import pytest
+from nats.aio.msg import Msg
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -22,6 +23,7 @@ from services.live.pipeline import PipelinedRedis, RedisAddress
 from services.mesh.errors import Unauthenticated
 from services.mesh.messaging import Subjects, ensure_streams
 from services.score.answer_log import AnswerLog
+from services.score.hints import BoardHints
 from services.score.tokens import KnownTokens
 from tests.stack import Backends, forget
 
@@ -247,3 +249,38 @@ def test_a_known_token_is_not_verified_again_until_it_expires(backends: Backends
     for name in ("a", "b", "c"):
         tokens.caller(_Context(backends.issuer().issue(Role.PLAYER, name, 60, quiz_id="QZ")))  # type: ignore[arg-type]
     assert len(tokens) == 2  # the oldest made room
+
+
+# --- BoardHints ------------------------------------------------------------------------
+
+
+async def test_a_burst_of_changes_is_hinted_at_once_and_once_at_its_end(
+    backends: Backends,
+) -> None:
+    subjects = Subjects(f"t{uuid.uuid4().hex[:10]}")
+    nc = await nats.connect(backends.nats_url)
+    heard: list[tuple[str, float]] = []
+
+    async def hear(msg: Msg) -> None:
+        heard.append((Subjects.quiz_of(msg.subject), time.monotonic()))
+
+    subscription = await nc.subscribe(subjects.all("board"), cb=hear)
+    hints = BoardHints(nc, subjects, interval=0.3)
+    try:
+        began = time.monotonic()
+        for _ in range(100):  # a burst of answers to one quiz, and one to another
+            hints.changed("QA")
+            await asyncio.sleep(0.001)
+        hints.changed("QB")
+        await asyncio.sleep(0.5)
+        hints.changed("QA")  # after a quiet interval: told at once again
+        await hints.stop()
+        await nc.flush()
+        await asyncio.sleep(0.1)
+
+        assert [quiz for quiz, _ in heard] == ["QA", "QB", "QA", "QA"]
+        assert heard[0][1] - began < 0.1  # the first at once
+        assert heard[2][1] - began >= 0.3  # the burst's end, one interval after its start
+    finally:
+        await subscription.unsubscribe()
+        await nc.close()

@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 # Replicas share the work: each change reaches one of them, and watchers drop
 # snapshots whose version they have already seen.
 QUEUE_GROUP = "leaderboard"
-# What marks a quiz dirty: accepted answers, joins, lifecycle events.
-CHANGE_KINDS = ("answers", "board", "events")
+# What marks a quiz dirty: board hints (from the score service per burst of answers,
+# from the quiz service per join) and lifecycle events.
+CHANGE_KINDS = ("board", "events")
 # Bounds the Redis connections one tick may open when many quizzes are live.
 MAX_CONCURRENT_READS = 32
 # Changes per BoardUpdate: Redis's Lua unpacks fewer than 8,000 values at once,

@@ -65,7 +65,7 @@ class Subjects:
         return f"{self.prefix}.answers.{quiz_id}"
 
     def board_changed(self, quiz_id: str) -> str:
-        """A hint that a quiz's board changed other than by an answer (core NATS)."""
+        """A hint that a quiz's board changed (core NATS): joins, bursts of answers."""
         return f"{self.prefix}.board.{quiz_id}"
 
     def leaderboard(self, quiz_id: str) -> str:

@@ -19,6 +19,7 @@ from services.mesh.metrics import Metrics
 from services.recovery.live_state import LiveStateRecovery
 from services.score.answer_log import AnswerLog
 from services.score.config import Settings
+from services.score.hints import BoardHints
 from services.score.redelivery import Redelivery
 from services.score.service import ScoreService
 from services.score.tokens import KnownTokens
@@ -54,6 +55,7 @@ async def create_server(settings: Settings) -> ServiceApp:
     )
     await answer_log.start()
     redelivery = Redelivery(answer_log)
+    hints = BoardHints(conn.nc, conn.subjects, settings.board_hint_interval_seconds)
     redelivery.start()
     service = ScoreService(
         book=AnswerBook(conn.redis, script_pipe, settings.key_prefix),
@@ -67,6 +69,7 @@ async def create_server(settings: Settings) -> ServiceApp:
         answers=metrics.counter(
             "quizmesh_answers", "Answers by outcome: accepted, replayed or why refused", ["outcome"]
         ),
+        hints=hints,
     )
 
     app = build_server(
@@ -79,6 +82,7 @@ async def create_server(settings: Settings) -> ServiceApp:
     app.after_stop += [
         redelivery.stop,
         answer_log.stop,
+        hints.stop,
         script_pipe.close,
         conn.close,
         engine.dispose,

@@ -29,6 +29,7 @@ from services.mesh.errors import (
 from services.mesh.messaging import Subjects
 from services.recovery.live_state import LiveStateRecovery
 from services.score.answer_log import AnswerLog
+from services.score.hints import BoardHints
 from services.score.redelivery import Redelivery
 from services.score.tokens import KnownTokens
 
@@ -106,6 +107,7 @@ class ScoreService(score_pb2_grpc.ScoreServiceServicer):
     tokens: KnownTokens
     recovery: LiveStateRecovery
     answers: Counter
+    hints: BoardHints
 
     def __post_init__(self) -> None:
         # Children looked up once: labels() costs a lock and a dict lookup per call.
@@ -130,6 +132,8 @@ class ScoreService(score_pb2_grpc.ScoreServiceServicer):
             raise _refusal(quiz_id, request.question_index, outcome)
         answer = outcome.answer
         replayed = outcome.kind == "replay"
+        if not replayed:
+            self.hints.changed(quiz_id)  # the board in Redis has it: snapshots may show it
         if replayed and answer.choice_index != request.choice_index:
             self.answers.labels("changed_answer").inc()
             raise AlreadyExists(
