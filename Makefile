@@ -109,6 +109,7 @@ bench: venv wrk
 	$(BIN)/python -m benchmarks.leaderboard_scale --players $(BENCH_PLAYERS) | tee $(BENCH_OUT)/leaderboard_scale.txt
 	$(BIN)/python -m benchmarks.board_updates --players $(BENCH_PLAYERS) | tee $(BENCH_OUT)/board_updates.txt
 	$(BIN)/python -m benchmarks.own_ranks | tee $(BENCH_OUT)/own_ranks.txt
+	$(BIN)/python -m benchmarks.stadium --players $(BENCH_PLAYERS) | tee $(BENCH_OUT)/stadium.txt
 	$(BIN)/python -m benchmarks.fanout --watchers $(BENCH_WATCHERS) | tee $(BENCH_OUT)/fanout.txt
 	$(BIN)/python -m benchmarks.fanout --watchers 20000 --processes 2 | tee $(BENCH_OUT)/fanout-2.txt
 	$(BIN)/python -m benchmarks.end_to_end --players 1000 --questions 10 | tee $(BENCH_OUT)/end_to_end.txt

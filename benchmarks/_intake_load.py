@@ -1,6 +1,6 @@
 """Load generator processes of the intake benchmark.
 
-Each worker process runs one uvloop loop, keeps its gRPC channels and HTTP
+Each worker process runs one uvloop loop, keeps its HTTP/2 and HTTP/1.1
 connections across phases and answers through its own quizzes only, so it can
 advance a quiz itself (AdvanceQuestion, as the host) once every player answered
 the open question and no answer of it is in flight: every answer sent is a new
@@ -10,6 +10,11 @@ A phase is closed loop (`concurrency` callers per worker, each sending as soon a
 its last call came back) or open loop (`rate` calls/s per worker on a fixed
 schedule; a call's latency counts from when it was due, so a slow server cannot
 hide its queueing by slowing the generator down).
+
+gRPC calls (echo, SubmitAnswer) go through benchmarks/_intake_h2.py, every request
+pre-encoded before the phase starts, so a call costs the generator tens of
+microseconds, not the hundreds grpc.aio's client costs (as much as the server's).
+Only AdvanceQuestion, two calls per question, uses grpc.aio.
 """
 
 from __future__ import annotations
@@ -24,15 +29,16 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Literal, TypeAlias, cast
+from typing import Literal, cast
 
 import grpc
 import uvloop
 from quizmesh.quiz.v1 import quiz_pb2
 from quizmesh.score.v1 import score_pb2
 
+from benchmarks._h2 import grpc_message, request_headers
 from benchmarks._intake_echo import METHOD as ECHO_METHOD
-from services.mesh.retries import channel_options
+from benchmarks._intake_h2 import CallError, UnaryClient
 
 SUBMIT_METHOD = "/quizmesh.score.v1.ScoreService/SubmitAnswer"
 ADVANCE_METHOD = "/quizmesh.quiz.v1.QuizService/AdvanceQuestion"
@@ -42,9 +48,8 @@ CALL_TIMEOUT_SECONDS = 10.0
 MAX_IN_FLIGHT = 2000
 
 Kind = Literal["echo", "grpc", "http"]
-Submitter: TypeAlias = grpc.aio.UnaryUnaryMultiCallable[
-    score_pb2.SubmitAnswerRequest, score_pb2.SubmitAnswerResponse
-]
+# A player's HPACK block, and the DATA payload of each (question, choice).
+Encoded = tuple[list[bytes], list[list[bytes]]]
 
 
 @dataclass(frozen=True)
@@ -63,8 +68,8 @@ class WorkerSpec:
     index: int
     quizzes: tuple[QuizPlan, ...]
     quiz_target: str
-    # gRPC connections per worker: several, so SO_REUSEPORT server processes share them.
-    channels: int = 4
+    # HTTP/2 connections per worker: several, so SO_REUSEPORT server processes share them.
+    connections: int = 4
 
 
 @dataclass(frozen=True)
@@ -102,8 +107,28 @@ class _QuizCursor:
         self.in_flight = 0
         self.advancing = False
         self.finished = False
-        self.grpc_metadata = [(("authorization", f"Bearer {t}"),) for _, t in plan.players]
         self.http_auth = [f"Authorization: Bearer {t}\r\n".encode() for _, t in plan.players]
+        self._encoded: dict[tuple[str, str], Encoded] = {}
+
+    def encoded(self, authority: str, path: str) -> Encoded:
+        """Every request this quiz can send to `path`, encoded once."""
+        key = (authority, path)
+        if key not in self._encoded:
+            plan = self.plan
+            headers = [request_headers(authority, path, token) for _, token in plan.players]
+            bodies = [
+                [
+                    grpc_message(
+                        score_pb2.SubmitAnswerRequest(
+                            quiz_id=plan.quiz_id, question_index=q, choice_index=c
+                        ).SerializeToString()
+                    )
+                    for c in range(3)
+                ]
+                for q in range(plan.question_count)
+            ]
+            self._encoded[key] = (headers, bodies)
+        return self._encoded[key]
 
     @property
     def open(self) -> bool:
@@ -298,88 +323,70 @@ class Worker:
                 await advance(request, metadata=metadata, timeout=CALL_TIMEOUT_SECONDS)
 
         self.source = AnswerSource(spec.quizzes, advance_quiz)
-        self.channels: dict[str, list[grpc.aio.Channel]] = {}
+        self.clients: dict[str, UnaryClient] = {}
         self.pools: dict[str, _HttpPool] = {}
 
-    def _channels(self, target: str) -> list[grpc.aio.Channel]:
-        if target not in self.channels:
-            # A subchannel pool of each channel's own: one TCP connection per channel;
-            # SubmitAnswer retried on UNAVAILABLE as every client does.
-            options = [("grpc.use_local_subchannel_pool", 1), *channel_options()]
-            self.channels[target] = [
-                grpc.aio.insecure_channel(target, options=options)
-                for _ in range(self.spec.channels)
-            ]
-        return self.channels[target]
+    async def _client(self, target: str) -> UnaryClient:
+        if target not in self.clients:
+            host, _, port = target.rpartition(":")
+            client = UnaryClient(host, int(port), self.spec.connections)
+            await client.start()
+            self.clients[target] = client
+        return self.clients[target]
 
-    def _submitters(self, target: str, method: str) -> list[Submitter]:
-        """`method` (SubmitAnswer, or the echo of its messages), one per connection."""
-        return [
-            ch.unary_unary(
-                method,
-                request_serializer=score_pb2.SubmitAnswerRequest.SerializeToString,
-                response_deserializer=score_pb2.SubmitAnswerResponse.FromString,
-            )
-            for ch in self._channels(target)
-        ]
-
-    def _caller(self, phase: Phase, errors: Counter[str]) -> Callable[[], Awaitable[bool]]:
-        """One call of the phase's kind; True when it succeeded as expected."""
+    async def _caller(self, phase: Phase, errors: Counter[str]) -> Callable[[], Awaitable[bool]]:
+        """One call of the phase's kind; True when it succeeded as expected. Every
+        gRPC request is encoded here, before the phase starts."""
         source = self.source
         if phase.kind == "echo":
-            echoes = self._submitters(phase.target, ECHO_METHOD)
-            # The client does what it does for SubmitAnswer (a request built per
-            # call, a player's token, the reply parsed); only the server differs.
-            seats = [(c, p) for c in source.cursors for p in range(len(c.plan.players))]
+            client = await self._client(phase.target)
+            # The client sends what it sends for SubmitAnswer (a player's token, a
+            # request of the same size) and parses the reply; only the server differs.
+            seats = [
+                (headers[p], bodies)
+                for c in source.cursors
+                for headers, bodies in [c.encoded(client.authority, ECHO_METHOD)]
+                for p in range(len(c.plan.players))
+            ]
             turn = 0
 
             async def echo() -> bool:
                 nonlocal turn
                 turn += 1
-                cursor, player = seats[turn % len(seats)]
-                request = score_pb2.SubmitAnswerRequest(
-                    quiz_id=cursor.plan.quiz_id, question_index=turn % 100, choice_index=turn % 3
-                )
+                headers, bodies = seats[turn % len(seats)]
                 try:
-                    await echoes[player % len(echoes)](
-                        request,
-                        metadata=cursor.grpc_metadata[player],
-                        timeout=CALL_TIMEOUT_SECONDS,
-                    )
-                except grpc.aio.AioRpcError as e:
-                    errors[e.code().name] += 1
+                    reply = await client.call(turn, headers, bodies[turn % len(bodies)][turn % 3])
+                except (CallError, OSError) as e:
+                    errors[str(e) or type(e).__name__] += 1
                     return False
+                score_pb2.SubmitAnswerResponse.FromString(reply)
                 return True
 
             return echo
 
         if phase.kind == "grpc":
-            submits = self._submitters(phase.target, SUBMIT_METHOD)
+            client = await self._client(phase.target)
+            encoded = {c: c.encoded(client.authority, SUBMIT_METHOD) for c in source.cursors}
 
             async def submit() -> bool:
                 ticket = await source.next()
                 if ticket is None:
                     errors["out of answers"] += 1
                     return False
-                cursor = ticket.cursor
-                request = score_pb2.SubmitAnswerRequest(
-                    quiz_id=cursor.plan.quiz_id,
-                    question_index=ticket.question,
-                    choice_index=ticket.choice,
-                )
+                headers, bodies = encoded[ticket.cursor]
                 try:
                     # A player keeps to one connection, as a real client does.
-                    reply = await submits[ticket.player % len(submits)](
-                        request,
-                        metadata=cursor.grpc_metadata[ticket.player],
-                        timeout=CALL_TIMEOUT_SECONDS,
+                    reply = await client.call(
+                        ticket.player,
+                        headers[ticket.player],
+                        bodies[ticket.question][ticket.choice],
                     )
-                except grpc.aio.AioRpcError as e:
-                    errors[e.code().name] += 1
+                except (CallError, OSError) as e:
+                    errors[str(e) or type(e).__name__] += 1
                     return False
                 finally:
                     source.done(ticket)
-                if reply.replayed:
+                if score_pb2.SubmitAnswerResponse.FromString(reply).replayed:
                     errors["replayed (a duplicate answer)"] += 1
                     return False
                 return True
@@ -424,7 +431,7 @@ class Worker:
 
     async def run(self, phase: Phase) -> PhaseResult:
         errors: Counter[str] = Counter()
-        call = self._caller(phase, errors)
+        call = await self._caller(phase, errors)
         # Our clock for the shared wall-clock start.
         start = time.perf_counter() + (phase.start_at - time.time())
         window = start + phase.warmup
@@ -439,7 +446,15 @@ class Worker:
             await asyncio.sleep(max(0.0, window - time.perf_counter()))
             cpu.append(_own_cpu())
 
-        marker = asyncio.get_running_loop().create_task(mark_cpu_at_window())
+        loop = asyncio.get_running_loop()
+        marker = loop.create_task(mark_cpu_at_window())
+        # One timer per phase, not per call: what has no reply 10 s after the end fails.
+        client = self.clients.get(phase.target) if phase.kind != "http" else None
+        expiry = loop.call_later(
+            max(0.0, end - time.perf_counter()) + CALL_TIMEOUT_SECONDS,
+            client.expire if client else lambda _: None,
+            f"no reply within {CALL_TIMEOUT_SECONDS:.0f} s",
+        )
 
         async def timed(due: float) -> None:
             nonlocal completed
@@ -474,14 +489,17 @@ class Worker:
                     if len(tasks) >= MAX_IN_FLIGHT:
                         not_sent += 1
                         continue
-                    task = asyncio.get_running_loop().create_task(timed(due))
+                    task = loop.create_task(timed(due))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
-                await asyncio.sleep(min(interval, 0.002))
+                # Not below 1 ms: uvloop's timers count whole milliseconds, and a
+                # shorter sleep returns at once (the generator would spin).
+                await asyncio.sleep(max(0.001, min(interval, 0.002)))
             if tasks:
                 await asyncio.wait(tasks, timeout=CALL_TIMEOUT_SECONDS + 1)
         cpu.append(_own_cpu())
         marker.cancel()
+        expiry.cancel()
         errors.update(self.source.advance_errors)
         self.source.advance_errors.clear()
         return PhaseResult(
@@ -495,9 +513,8 @@ class Worker:
         )
 
     async def close(self) -> None:
-        for channels in self.channels.values():
-            for ch in channels:
-                await ch.close()
+        for client in self.clients.values():
+            client.close()
         for pool in self.pools.values():
             pool.close()
         await self.quiz_channel.close()

@@ -19,6 +19,12 @@ fractions of (b)'s saturating throughput for latency against offered load, and
 of 600 s, players joined through the quiz service, each worker advancing its
 own quizzes (benchmarks/_intake_load.py). Any error is counted and reported.
 
+The load generator's gRPC calls are pre-encoded HTTP/2 frames on raw connections
+(benchmarks/_intake_h2.py), tens of microseconds of CPU per call, so the echo phase
+measures the server, not a grpc.aio client as costly as it; the client column shows
+that cost. Each phase also prints what each process used of a core over its window
+and, from that, which limit binds (benchmarks/_intake_limits.py).
+
 Backends: Redis, NATS and MySQL/MariaDB at --redis/--nats/--mysql (own key
 prefix, stream names and database, all removed afterwards; SQLite when MySQL does
 not answer). Prints a table and, last, one JSON line {"benchmark": "intake", ...};
@@ -52,6 +58,7 @@ import yaml
 from quizmesh.quiz.v1 import quiz_pb2, quiz_pb2_grpc
 from sqlalchemy.engine import make_url
 
+from benchmarks._intake_limits import CpuSample, Usage, binding, describe, sample, usage
 from benchmarks._intake_load import Kind, Phase, PhaseResult, QuizPlan, WorkerSpec, worker_main
 from benchmarks._intake_profile import perf_record, record
 from benchmarks._stack import Space, add_server_args, bearer, run_cleanly
@@ -170,6 +177,11 @@ class Measured:
     score_processes: int = 0
     # Mean answers per round trip of the score service's batches, by stage.
     batch_mean: dict[str, float] = field(default_factory=dict)
+    # CPU per wall second over the window, by process, and what limits the phase
+    # (benchmarks/_intake_limits.py): in a word for the table, and in full.
+    usage: Usage | None = None
+    binds: str = ""
+    binds_why: str = ""
 
     @property
     def error_count(self) -> int:
@@ -486,21 +498,29 @@ class Bench:
         )
         for conn in self.conns:
             conn.send(phase)
-        probes = {"server": server, **self.probes}
-        before = {k: cpu_seconds(p) for k, p in probes.items()}
+        probes = self._probes(server)
+        await asyncio.sleep(max(0.0, phase.start_at - time.time()))
+        before = sample(probes)
         loop = asyncio.get_running_loop()
         results: list[PhaseResult] = await asyncio.gather(
             *(loop.run_in_executor(None, conn.recv) for conn in self.conns)
         )
         elapsed = time.time() - phase.start_at
-        after = {k: cpu_seconds(p) for k, p in probes.items()}
-        cpu = {k: after[k] - before[k] for k in probes if probes[k] is not None}
+        after = sample(probes)
         measured = summarize(
-            name, replace(phase, seconds=elapsed), workers, results, cpu, processes
+            name, replace(phase, seconds=elapsed), workers, results, _cpu(before, after), processes
         )
+        _limits(measured, before, after)
         self.results.append(measured)
         print(_row(measured), flush=True)
         return measured
+
+    def _probes(self, server: psutil.Process | None) -> dict[str, list[psutil.Process]]:
+        """The processes to measure, by role; the load generator's are `client`."""
+        probes = {"server": server, **self.probes}
+        found = {role: [p] for role, p in probes.items() if p is not None}
+        found["client"] = [psutil.Process(p.pid) for p in self.procs if p.pid is not None]
+        return found
 
     def _start_workers(self, plans: list[QuizPlan], quiz_target: str) -> None:
         o = self.options
@@ -554,10 +574,10 @@ class Bench:
         )
         for conn in self.conns:
             conn.send(phase)
-        probes = {"server": server, **self.probes}
+        probes = self._probes(server)
         batched = self.score_metrics if kind != "echo" else []
         await asyncio.sleep(start_at + phase.warmup - time.time())
-        before = {k: cpu_seconds(p) for k, p in probes.items()}
+        before = sample(probes)
         batches_before = await batch_sizes(batched)
         profiling = None
         if o.profile is not None and server is not None and phase.rate == 0:
@@ -574,7 +594,7 @@ class Bench:
                 ),
             )
         await asyncio.sleep(start_at + phase.warmup + phase.seconds - time.time())
-        after = {k: cpu_seconds(p) for k, p in probes.items()}
+        after = sample(probes)
         batches_after = await batch_sizes(batched)
         loop = asyncio.get_running_loop()
         results: list[PhaseResult] = await asyncio.gather(
@@ -582,8 +602,8 @@ class Bench:
         )
         if profiling is not None:
             await profiling
-        cpu = {k: after[k] - before[k] for k in probes if probes[k] is not None}
-        measured = summarize(name, phase, workers, results, cpu, score_processes)
+        measured = summarize(name, phase, workers, results, _cpu(before, after), score_processes)
+        _limits(measured, before, after)
         for stage, (total, count) in batches_after.items():
             total0, count0 = batches_before.get(stage, (0.0, 0.0))
             if count > count0:
@@ -717,6 +737,26 @@ _BATCH_LINE = re.compile(
 )
 
 
+def _cpu(before: CpuSample, after: CpuSample) -> dict[str, float]:
+    """CPU seconds in the window by role, but the load generator's: its workers
+    count their own (PhaseResult.client_cpu_seconds)."""
+    return {
+        role: cpu - before.processes[role]
+        for role, cpu in after.processes.items()
+        if role != "client" and role in before.processes
+    }
+
+
+def _names(kind: str) -> dict[str, str]:
+    return {"server": "echo" if kind == "echo" else "score", "client": "loadgen"}
+
+
+def _limits(m: Measured, before: CpuSample, after: CpuSample) -> None:
+    m.usage = usage(before, after)
+    kept_up = None if m.loop == "closed" else m.throughput >= 0.97 * m.offered_per_s
+    m.binds, m.binds_why = binding(m.usage, _names(m.kind), kept_up)
+
+
 def _probe(process: ManagedProcess) -> psutil.Process | None:
     return psutil.Process(process.pid) if process.pid else None
 
@@ -728,7 +768,7 @@ def _port_of(url: str, default: int) -> int:
 
 HEADER = (
     f"{'phase':<14}{'load':>12}{'calls/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
-    f"{'server µs':>11}{'client µs':>11}{'errors':>8}"
+    f"{'server µs':>11}{'client µs':>11}{'errors':>8}  binds"
 )
 
 
@@ -737,7 +777,7 @@ def _row(m: Measured) -> str:
     return (
         f"{m.name:<14}{load:>12}{m.throughput:>10,.0f}{m.p50_ms:>9.2f}{m.p99_ms:>9.2f}"
         f"{m.max_ms:>9.1f}{m.cpu_us_per_call.get('server', 0):>11.0f}"
-        f"{m.cpu_us_per_call.get('client', 0):>11.0f}{m.error_count:>8}"
+        f"{m.cpu_us_per_call.get('client', 0):>11.0f}{m.error_count:>8}  {m.binds}"
     )
 
 
@@ -748,6 +788,16 @@ def print_summary(report: Mapping[str, Any]) -> None:
         parts = ", ".join(f"{k} {v:.0f}" for k, v in p["cpu_us_per_call"].items())
         batches = ", ".join(f"{k} {v:.1f}" for k, v in p["batch_mean"].items())
         print(f"  {p['name']:<14} {parts}" + (f"; answers per batch: {batches}" if batches else ""))
+    print()
+    print(
+        "Utilisation over each window (CPU s per wall s, 100% = one core; in brackets the "
+        "busiest thread's\nshare running + waiting for a core; other = busy cores outside "
+        "these processes) and the limit\nthat binds (benchmarks/_intake_limits.py):"
+    )
+    for p in report["phases"]:
+        if p["usage"] is not None:
+            print(f"  {p['name']:<14} {describe(Usage(**p['usage']), _names(p['kind']))}")
+            print(f"  {'':<14} binds: {p['binds_why']}")
     f = report["figures"]
     t = report["targets"]
     print()
