@@ -28,6 +28,7 @@ from services.live.layout import pack
 from services.mesh.app import ServiceApp
 from services.mesh.health_client import health_status
 from services.mesh.messaging import Subjects
+from services.stream.config import Settings as StreamSettings
 from tests.seed import Seat, Seed, seed_quiz
 from tests.stack import Stack
 
@@ -492,3 +493,10 @@ async def test_a_broken_quiz_does_not_stop_snapshots_of_others(
 
     snapshot = await inbox.wait_for(lambda s: s.version == 3)
     assert [e.player_id for e in snapshot.entries] == ["p1", "p2"]
+
+
+def test_snapshots_are_made_at_the_pace_watchers_get_boards() -> None:
+    # A snapshot that arrives between two board slots would wait for the next one.
+    leaderboard = Settings.model_fields["snapshot_interval_ms"].default
+    board_slot = StreamSettings.model_fields["board_interval_seconds"].default
+    assert leaderboard == board_slot * 1000

@@ -20,7 +20,7 @@ class Settings(CommonSettings):
     # 8: benchmarks/answer_cost.py); adds at most this much latency (0: no pacing).
     batch_gap_seconds: float = 0.001
     # The leaderboard service hears that a quiz's board changed at most this often
-    # from each score process (hints.py); well under its 150 ms snapshot tick.
+    # from each score process (hints.py); well under its 250 ms snapshot tick.
     board_hint_interval_seconds: float = 0.05
     # Verified tokens remembered (about 1 KB each); one per player answering here.
     token_cache_size: int = 50_000

@@ -4,7 +4,7 @@ per `interval` from this process.
 The leaderboard used to learn of answers by receiving every answer record (core
 NATS, with its headers), which cost it and nats-server more per answer than the
 Redis script (benchmarks/stadium.py: 47 µs of leaderboard CPU per answer). It only
-needs to know which quizzes to snapshot on its next tick (every 150 ms), so a burst
+needs to know which quizzes to snapshot on its next tick (every 250 ms), so a burst
 of answers becomes one hint at once and one at the end of each interval. The board
 itself is read from Redis at snapshot time, so a hint carries nothing but the quiz.
 Like any core NATS message a hint can be lost; the next change of the quiz brings
