@@ -105,6 +105,7 @@ bench: venv wrk
 	mkdir -p $(BENCH_OUT)
 	$(BIN)/python -m benchmarks.intake | tee $(BENCH_OUT)/intake.txt
 	$(BIN)/python -m benchmarks.chart $(BENCH_OUT)/intake.txt -o $(BENCH_OUT)/performance-intake.png
+	$(BIN)/python -m benchmarks.answer_cost | tee $(BENCH_OUT)/answer_cost.txt
 	$(BIN)/python -m benchmarks.gateway | tee $(BENCH_OUT)/gateway.txt
 	$(BIN)/python -m benchmarks.leaderboard_scale --players $(BENCH_PLAYERS) | tee $(BENCH_OUT)/leaderboard_scale.txt
 	$(BIN)/python -m benchmarks.board_updates --players $(BENCH_PLAYERS) | tee $(BENCH_OUT)/board_updates.txt
