@@ -96,7 +96,7 @@ test: venv check-gen lint browser mariadb
 
 ## Every benchmark of docs/performance.md, against the local Redis/NATS/MariaDB (own
 ## prefixes and databases, removed after). Output: bench-results/ (one .txt each, the
-## last line of each is its JSON) and the intake chart. ~9 minutes on 2 cores;
+## last line of each is its JSON) and the intake chart. ~12 minutes on 2 cores;
 ## smaller with e.g. `make bench BENCH_PLAYERS=100000 BENCH_WATCHERS=1000,5000`.
 BENCH_PLAYERS ?= 1000000
 BENCH_WATCHERS ?= 1000,5000,10000
