@@ -225,14 +225,14 @@ class _Context:
 def test_a_known_token_is_not_verified_again_until_it_expires(backends: Backends) -> None:
     verifier = TokenVerifier.from_file(backends.jwks_file, "quizmesh", "quizmesh")
     calls = 0
-    verify = verifier.verify
+    verified = verifier.verified
 
-    def counting(token: str) -> Caller:
+    def counting(token: str) -> tuple[Caller, float]:
         nonlocal calls
         calls += 1
-        return verify(token)
+        return verified(token)
 
-    verifier.verify = counting  # type: ignore[method-assign]
+    verifier.verified = counting  # type: ignore[method-assign]
     now = time.time()
     tokens = KnownTokens(verifier, capacity=2, clock=lambda: now)
     player = backends.issuer().issue(Role.PLAYER, "p1", 60, quiz_id="QZ")

@@ -13,8 +13,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import jwt
-
 from services.identity.tokens import Caller, TokenVerifier, bearer_token
 from services.mesh.context import Context
 
@@ -35,24 +33,20 @@ class KnownTokens:
     def caller(self, context: Context) -> Caller:
         """The verified caller of an RPC; UNAUTHENTICATED as TokenVerifier says."""
         token = bearer_token(context.invocation_metadata() or ())
-        if token:
-            known = self._known.get(token)
-            if known is not None:
-                if self.clock() < known[1]:
-                    return known[0]
-                del self._known[token]
-        caller = self.verifier.caller(context)  # raises for a missing or bad token
-        if token and self.capacity > 0:
-            self._remember(token, caller)
+        if not token:
+            return self.verifier.caller(context)  # raises: no token
+        known = self._known.get(token)
+        if known is not None:
+            if self.clock() < known[1]:
+                return known[0]
+            del self._known[token]
+        caller, expires = self.verifier.verified(token)  # raises for a bad token
+        if self.capacity > 0:
+            if len(self._known) >= self.capacity:
+                # The oldest first: cheaper than LRU, and a quiz's players answer in waves.
+                del self._known[next(iter(self._known))]
+            self._known[token] = (caller, expires)
         return caller
-
-    def _remember(self, token: str, caller: Caller) -> None:
-        # Verified just now, so the payload is the signed one; `exp` is required.
-        claims = jwt.decode(token, options={"verify_signature": False})
-        if len(self._known) >= self.capacity:
-            # The oldest first: cheaper than LRU, and a quiz's players answer in waves.
-            del self._known[next(iter(self._known))]
-        self._known[token] = (caller, float(claims["exp"]))
 
     def __len__(self) -> int:
         return len(self._known)
