@@ -70,9 +70,18 @@ from services.identity.tokens import Role, TokenIssuer
 
 REPO = Path(__file__).resolve().parent.parent
 QUESTIONS = 100
-TARGETS = {"native_vs_echo": 0.60, "envoy_vs_echo": 0.45, "p99_ms_at_80_percent": 50.0}
-SWEEP_FRACTIONS = (0.2, 0.4, 0.6, 0.8, 0.9, 1.0)
-QUICK_SWEEP_FRACTIONS = (0.4, 0.8, 1.0)
+TARGETS = {
+    "native_vs_echo": 0.60,
+    "envoy_vs_echo": 0.45,
+    "p99_ms_at_80_percent": 50.0,
+    # SubmitAnswer's latency at a fraction of its saturation / the echo's at the same
+    # fraction of its own (issue 14), at each of ECHO_FRACTIONS.
+    "latency_vs_echo": 2.0,
+}
+SWEEP_FRACTIONS = (0.2, 0.4, 0.5, 0.6, 0.8, 0.9, 1.0)
+QUICK_SWEEP_FRACTIONS = (0.5, 0.8, 1.0)
+# The echo's own open-loop phases, for the latency comparison.
+ECHO_FRACTIONS = (0.5, 0.8)
 
 
 # --- processes --------------------------------------------------------------------------
@@ -367,6 +376,15 @@ class Bench:
             echo_result = await self.phase(
                 "echo", _probe(echo), "echo", echo.target, concurrency=o.concurrency
             )
+            for fraction in ECHO_FRACTIONS:
+                await self.phase(
+                    f"echo {fraction:.0%}",
+                    _probe(echo),
+                    "echo",
+                    echo.target,
+                    rate=echo_result.throughput * fraction,
+                    seconds=max(2.0, o.seconds / 2),
+                )
 
             natives: list[Measured] = []
             envoy_results: list[Measured] = []
@@ -625,6 +643,20 @@ class Bench:
             "best_native_vs_echo": round(max(m.throughput for m in natives) / echo.throughput, 3),
             "p99_ms_at_80_percent": round(at_80.p99_ms, 1) if at_80 else None,
         }
+        named = {m.name: m for m in self.results}
+        compared = {}
+        for fraction in ECHO_FRACTIONS:
+            ours, floor = named.get(f"native {fraction:.0%}"), named.get(f"echo {fraction:.0%}")
+            if ours is not None and floor is not None:
+                compared[f"{fraction:.0%}"] = {
+                    "native_p50_ms": round(ours.p50_ms, 2),
+                    "echo_p50_ms": round(floor.p50_ms, 2),
+                    "native_p99_ms": round(ours.p99_ms, 2),
+                    "echo_p99_ms": round(floor.p99_ms, 2),
+                    "p50_ratio": round(ours.p50_ms / max(floor.p50_ms, 1e-9), 2),
+                    "p99_ratio": round(ours.p99_ms / max(floor.p99_ms, 1e-9), 2),
+                }
+        checks["latency_vs_echo"] = compared
         if envoy:
             checks["envoy_vs_echo"] = round(envoy[0].throughput / echo.throughput, 3)
             checks["envoy_p99_ms_at_80_percent"] = round(envoy[1].p99_ms, 1)
@@ -636,6 +668,11 @@ class Bench:
             "p99_ms_at_80_percent": at_80 is not None
             and at_80.p99_ms <= TARGETS["p99_ms_at_80_percent"],
         }
+        if compared:
+            met["latency_vs_echo"] = all(
+                max(c["p50_ratio"], c["p99_ratio"]) <= TARGETS["latency_vs_echo"]
+                for c in compared.values()
+            )
         if envoy:
             met["envoy_vs_echo"] = checks["envoy_vs_echo"] >= TARGETS["envoy_vs_echo"]
         errors = sum(m.error_count for m in self.results)
@@ -809,6 +846,13 @@ def print_summary(report: Mapping[str, Any]) -> None:
         print(
             f"p99 at 80% of saturation: {f['p99_ms_at_80_percent']:.1f} ms "
             f"(target <= {t['p99_ms_at_80_percent']:.0f} ms)"
+        )
+    for fraction, c in f.get("latency_vs_echo", {}).items():
+        print(
+            f"latency at {fraction} of saturation, native vs echo: p50 {c['native_p50_ms']:.1f} "
+            f"vs {c['echo_p50_ms']:.1f} ms ({c['p50_ratio']:.1f}x), p99 {c['native_p99_ms']:.1f} "
+            f"vs {c['echo_p99_ms']:.1f} ms ({c['p99_ratio']:.1f}x; target <= "
+            f"{t['latency_vs_echo']:.0f}x)"
         )
     if "envoy_vs_echo" in f:
         print(
