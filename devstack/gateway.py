@@ -71,6 +71,12 @@ LOCAL_REPLY_CODES: Mapping[int, int] = {
 }
 
 
+# The HTTP/2 flow-control windows Envoy accepts: from HTTP/2's initial window to its
+# largest (RFC 9113 6.9.1).
+HTTP2_MIN_WINDOW = 65_535
+HTTP2_MAX_WINDOW = 2**31 - 1
+
+
 @dataclass(frozen=True)
 class RateLimit:
     """A token bucket: `burst` requests at once, `refill` more every `every_seconds`."""
@@ -158,6 +164,9 @@ class GatewaySettings:
     # Calls on one upstream connection before Envoy opens another to the same address,
     # so that a service's SO_REUSEPORT workers all get connections (and calls).
     max_streams_per_upstream_connection: int = 100
+    # HTTP/2 flow-control window of each upstream stream: what Envoy accepts of a
+    # stream beyond what its client has taken (see the template's cluster).
+    upstream_stream_window_bytes: int = 64 * 1024
     max_downstream_connections: int = 100_000
     # Proxies in front of Envoy that append to X-Forwarded-For (0: clients connect directly).
     xff_num_trusted_hops: int = 0
@@ -172,6 +181,10 @@ class GatewaySettings:
     template_path: Path = TEMPLATE
 
     def __post_init__(self) -> None:
+        if not HTTP2_MIN_WINDOW <= self.upstream_stream_window_bytes <= HTTP2_MAX_WINDOW:
+            raise ValueError(
+                f"an HTTP/2 stream window is {HTTP2_MIN_WINDOW}..{HTTP2_MAX_WINDOW} bytes"
+            )
         if self.stats_port is not None and self.admin_port == 0:
             raise ValueError(
                 "a stats port needs a fixed admin port (the stats listener's upstream)"
@@ -608,6 +621,12 @@ def _placeholders(settings: GatewaySettings, services: Sequence[str]) -> dict[st
         "stream_idle_timeout": _seconds(settings.stream_idle_timeout_seconds),
         "max_upstream_requests": settings.max_upstream_requests,
         "max_streams_per_upstream_connection": settings.max_streams_per_upstream_connection,
+        "upstream_stream_window": settings.upstream_stream_window_bytes,
+        # Room for every stream's full window: one stalled stream never blocks the rest.
+        "upstream_connection_window": min(
+            HTTP2_MAX_WINDOW,
+            settings.upstream_stream_window_bytes * settings.max_streams_per_upstream_connection,
+        ),
         "max_downstream_connections": settings.max_downstream_connections,
         "local_reply_mappers": local_reply_mappers(settings.max_request_bytes),
         "web_path_mappings": (
