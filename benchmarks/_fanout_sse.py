@@ -17,9 +17,10 @@ import contextlib
 import multiprocessing.synchronize
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.queues import Queue
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
 from benchmarks import _fanout_h2 as h2
@@ -151,7 +152,6 @@ class SseWatch(asyncio.Protocol):
 
 
 async def run(spec: E2eWatcherSpec, reports: Queue[Report], stop: Any) -> None:
-    loop = asyncio.get_running_loop()
     sse = len(spec.sse_tokens)
     total = sse + len(spec.native_tokens)
     arrivals = Arrivals(total)
@@ -169,17 +169,15 @@ async def run(spec: E2eWatcherSpec, reports: Queue[Report], stop: Any) -> None:
             end = min(start + spec.ramp, total)
             arrivals.batch_target = end
             arrivals.batch_open.clear()
-            for i in range(start, min(end, sse)):
-                request = (
-                    f"GET {path}?access_token={quote(spec.sse_tokens[i])} HTTP/1.1\r\n"
-                    f"Host: {spec.host}:{spec.port}\r\nAccept: text/event-stream\r\n\r\n"
-                ).encode()
-                _, watch = await loop.create_connection(
-                    lambda i=i, request=request: SseWatch(i, request, arrivals, on_end),  # type: ignore[misc]
-                    spec.host,
-                    spec.port,
+            watches += [  # one after the other, as phones connect
+                await open_sse(
+                    (spec.host, spec.port),
+                    path,
+                    spec.sse_tokens[i],
+                    lambda request, i=i: SseWatch(i, request, arrivals, on_end),  # type: ignore[misc]
                 )
-                watches.append(watch)
+                for i in range(start, min(end, sse))
+            ]
             natives = range(max(start, sse), end)
             if natives:
                 await _open_native(spec, natives, arrivals, on_end, connections)
@@ -194,6 +192,23 @@ async def run(spec: E2eWatcherSpec, reports: Queue[Report], stop: Any) -> None:
         for connection in connections:
             connection.close()
         reports.put(("arrivals", spec.index, arrivals.seen, time.process_time(), arrivals.messages))
+
+
+W = TypeVar("W", bound=asyncio.Protocol)
+
+
+async def open_sse(
+    address: tuple[str, int], path: str, token: str, make: Callable[[bytes], W]
+) -> W:
+    """One SSE watch of `path` over a connection of its own, as a browser's
+    EventSource opens it; `make` builds the protocol from the request's bytes."""
+    request = (
+        f"GET {path}?access_token={quote(token)} HTTP/1.1\r\n"
+        f"Host: {address[0]}:{address[1]}\r\nAccept: text/event-stream\r\n\r\n"
+    ).encode()
+    loop = asyncio.get_running_loop()
+    _, watch = await loop.create_connection(lambda: make(request), *address)
+    return watch
 
 
 async def _open_native(

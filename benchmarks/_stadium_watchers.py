@@ -22,12 +22,11 @@ import time
 from dataclasses import dataclass
 from multiprocessing.queues import Queue
 from typing import Any
-from urllib.parse import quote
 
 from quizmesh.stream.v1 import stream_pb2
 
 from benchmarks import _fanout_h2 as h2
-from benchmarks._fanout_sse import VERSION, Arrivals, SseWatch
+from benchmarks._fanout_sse import VERSION, Arrivals, SseWatch, open_sse
 from benchmarks._fanout_watchers import SERVICE, Report
 
 # The own standing the stream service splices into an SSE frame (frames.Standing.json).
@@ -96,7 +95,6 @@ class OwnRankSse(SseWatch):
 
 
 async def run(spec: StadiumWatcherSpec, reports: Queue[Report], stop: Any) -> None:
-    loop = asyncio.get_running_loop()
     sse = len(spec.sse_tokens)
     total = sse + len(spec.native_tokens)
     own = OwnRanks(total, sse)
@@ -130,17 +128,15 @@ async def run(spec: StadiumWatcherSpec, reports: Queue[Report], stop: Any) -> No
             end = min(start + spec.ramp, total)
             own.batch_target = end
             own.batch_open.clear()
-            for i in range(start, min(end, sse)):
-                raw = (
-                    f"GET {path}?access_token={quote(spec.sse_tokens[i])} HTTP/1.1\r\n"
-                    f"Host: {host}:{port}\r\nAccept: text/event-stream\r\n\r\n"
-                ).encode()
-                _, watch = await loop.create_connection(
-                    lambda i=i, raw=raw: OwnRankSse(i, raw, own, on_end),  # type: ignore[misc]
-                    host,
-                    port,
+            watches += [  # one after the other, as phones connect
+                await open_sse(
+                    (host, port),
+                    path,
+                    spec.sse_tokens[i],
+                    lambda raw, i=i: OwnRankSse(i, raw, own, on_end),  # type: ignore[misc]
                 )
-                watches.append(watch)
+                for i in range(start, min(end, sse))
+            ]
             batches: list[list[tuple[int, bytes, bytes]]] = [[] for _ in connections]
             for watcher in range(max(start, sse), end):
                 token = spec.native_tokens[watcher - sse]
