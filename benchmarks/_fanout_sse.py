@@ -17,7 +17,7 @@ import contextlib
 import multiprocessing.synchronize
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from multiprocessing.queues import Queue
 from typing import Any, TypeVar, cast
@@ -246,11 +246,18 @@ def main(
     spec: E2eWatcherSpec, reports: Queue[Report], stop: multiprocessing.synchronize.Event
 ) -> None:
     """The process's entry point (multiprocessing, spawn)."""
+    run_watcher_process(run(spec, reports, stop), reports, spec.index)
+
+
+def run_watcher_process(
+    work: Coroutine[Any, Any, None], reports: Queue[Report], index: int
+) -> None:
+    """A watcher process's work on uvloop; a failure is reported before it ends it."""
     try:
         import uvloop
 
-        uvloop.run(run(spec, reports, stop))
+        uvloop.run(work)
     except BaseException as e:
         with contextlib.suppress(Exception):
-            reports.put(("error", spec.index, repr(e)))
+            reports.put(("error", index, repr(e)))
         raise

@@ -15,7 +15,6 @@ the answer became visible as its own rank. The process reports to the driver:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import multiprocessing.synchronize
 import re
 import time
@@ -26,7 +25,7 @@ from typing import Any
 from quizmesh.stream.v1 import stream_pb2
 
 from benchmarks import _fanout_h2 as h2
-from benchmarks._fanout_sse import VERSION, Arrivals, SseWatch, open_sse
+from benchmarks._fanout_sse import VERSION, Arrivals, SseWatch, open_sse, run_watcher_process
 from benchmarks._fanout_watchers import SERVICE, Report
 
 # The own standing the stream service splices into an SSE frame (frames.Standing.json).
@@ -164,11 +163,4 @@ def main(
     spec: StadiumWatcherSpec, reports: Queue[Report], stop: multiprocessing.synchronize.Event
 ) -> None:
     """The process's entry point (multiprocessing, spawn)."""
-    try:
-        import uvloop
-
-        uvloop.run(run(spec, reports, stop))
-    except BaseException as e:
-        with contextlib.suppress(Exception):
-            reports.put(("error", spec.index, repr(e)))
-        raise
+    run_watcher_process(run(spec, reports, stop), reports, spec.index)

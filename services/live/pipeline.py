@@ -36,6 +36,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.mesh.config import RedisNodes
+from services.mesh.pacing import Pacing
 
 if TYPE_CHECKING:
     from services.live.cluster import ClusterPipes
@@ -103,9 +104,8 @@ class _Connection(asyncio.Protocol):
         min_gap: float = 0.0,
     ) -> None:
         self.max_hold = max_hold
-        self.min_gap = min_gap
+        self.pacing = Pacing(min_gap)
         self.observe_batch = observe_batch
-        self.last_write = 0.0
         self.transport: asyncio.Transport | None = None
         self.reader = hiredis.Reader(encoding="utf-8")
         # Calls in the order their commands were queued, with when that was; the
@@ -132,8 +132,7 @@ class _Connection(asyncio.Protocol):
             # Everything on the wire is answered: the held commands go now (or once
             # min_gap has passed since the last write).
             self.flush.cancel()
-            self.flush = None
-            self._schedule(asyncio.get_running_loop())
+            self.flush = self.pacing.schedule(asyncio.get_running_loop(), self._flush)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.flush is not None:
@@ -163,23 +162,15 @@ class _Connection(asyncio.Protocol):
         self.outgoing.append(command)
         if self.flush is None:
             if len(self.waiting) == len(self.outgoing) or self.max_hold <= 0:
-                self._schedule(loop)
+                self.flush = self.pacing.schedule(loop, self._flush)
             else:
                 self.flush = loop.call_later(self.max_hold, self._flush)
         return future
 
-    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
-        wait = self.last_write + self.min_gap - time.monotonic()
-        if wait > 0:
-            self.flush = loop.call_later(wait, self._flush)
-        else:
-            self.flush = loop.call_soon(self._flush)
-
     def _flush(self) -> None:
         self.flush = None
         if self.lost is None and self.transport is not None and self.outgoing:
-            if self.min_gap > 0:
-                self.last_write = time.monotonic()
+            self.pacing.wrote()
             self.transport.write(b"".join(self.outgoing))
             if self.observe_batch is not None:
                 self.observe_batch(len(self.outgoing))

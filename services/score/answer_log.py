@@ -29,6 +29,8 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from services.mesh.pacing import Pacing
+
 # JetStream answers "no responders" (no stream takes the subject) with this status.
 _NO_RESPONDERS = "503"
 
@@ -62,8 +64,7 @@ class AnswerLog:
         self.nc = nc
         self.timeout = timeout
         self.max_hold = max_hold
-        self.min_gap = min_gap
-        self._last_write = 0.0
+        self._pacing = Pacing(min_gap)
         self.observe_batch = observe_batch
         self._inbox = ""
         self._subscription: Subscription | None = None
@@ -95,26 +96,16 @@ class AnswerLog:
         loop = asyncio.get_running_loop()
         if self._release is None:
             if self._in_flight == 0 or self.max_hold <= 0:
-                self._schedule(loop)
+                self._release = self._pacing.schedule(loop, self._publish_held)
             else:
                 self._release = loop.call_later(self.max_hold, self._publish_held)
         if self._sweeper is None:
             self._sweeper = loop.call_later(self.timeout / 4, self._sweep)
         await record.future
 
-    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The held records go on the next loop turn, but not sooner than min_gap
-        after the last write."""
-        wait = self._last_write + self.min_gap - time.monotonic()
-        if wait > 0:
-            self._release = loop.call_later(wait, self._publish_held)
-        else:
-            self._release = loop.call_soon(self._publish_held)
-
     def _publish_held(self) -> None:
         self._release = None
-        if self.min_gap > 0:
-            self._last_write = time.monotonic()
+        self._pacing.wrote()
         batch, self._held = self._held, []
         for record in batch:
             record.published = True
@@ -158,7 +149,7 @@ class AnswerLog:
             # Every record on the wire is settled: the held ones go now (or once
             # min_gap has passed since the last write).
             self._release.cancel()
-            self._schedule(asyncio.get_running_loop())
+            self._release = self._pacing.schedule(asyncio.get_running_loop(), self._publish_held)
 
     def _sweep(self) -> None:
         """Fails the records whose ack is overdue (the oldest come first)."""

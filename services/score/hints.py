@@ -23,16 +23,14 @@ from services.mesh.messaging import Subjects
 
 log = logging.getLogger(__name__)
 
-# Quizzes remembered at most; beyond, the ones quiet for an interval are forgotten.
-MOST_REMEMBERED = 10_000
-
 
 class BoardHints:
     def __init__(self, nc: NatsClient, subjects: Subjects, interval: float) -> None:
         self.nc = nc
         self.subjects = subjects
         self.interval = interval
-        # quiz -> when its last hint went (monotonic), and its trailing hint if due.
+        # quiz -> when its last hint went (monotonic), oldest first; and the quizzes
+        # whose trailing hint is due.
         self._last: dict[str, float] = {}
         self._trailing: dict[str, asyncio.TimerHandle] = {}
         self._sending: set[asyncio.Task[None]] = set()
@@ -42,11 +40,13 @@ class BoardHints:
         if quiz_id in self._trailing:
             return  # the trailing hint will tell
         now = time.monotonic()
-        wait = self._last.get(quiz_id, -self.interval) + self.interval - now
-        if wait <= 0:
+        last = self._last.get(quiz_id)
+        if last is None or now - last >= self.interval:
             self._send(quiz_id, now)
         else:
-            handle = asyncio.get_running_loop().call_later(wait, self._send_trailing, quiz_id)
+            handle = asyncio.get_running_loop().call_later(
+                last + self.interval - now, self._send_trailing, quiz_id
+            )
             self._trailing[quiz_id] = handle
 
     def _send_trailing(self, quiz_id: str) -> None:
@@ -54,9 +54,15 @@ class BoardHints:
         self._send(quiz_id, time.monotonic())
 
     def _send(self, quiz_id: str, now: float) -> None:
-        if len(self._last) >= MOST_REMEMBERED:
-            self._last = {q: t for q, t in self._last.items() if now - t < self.interval}
+        # Kept in the order hints went, so quizzes quiet for an interval are forgotten
+        # from the front: the map holds only the quizzes hinted in the last interval.
+        self._last.pop(quiz_id, None)
         self._last[quiz_id] = now
+        while True:  # ends at the latest at the hint just sent
+            quiz, at = next(iter(self._last.items()))
+            if now - at < self.interval:
+                break
+            del self._last[quiz]
         task = asyncio.get_running_loop().create_task(self._publish(quiz_id))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
