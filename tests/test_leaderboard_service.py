@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
+import statistics
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import grpc
@@ -33,12 +36,20 @@ from tests.seed import Seat, Seed, seed_quiz
 from tests.stack import Stack
 
 SNAPSHOT_INTERVAL_MS = 100
+# Quizzes of up to SMALL_QUIZ_PLAYERS players get a snapshot every 40 ms.
+SMALL_QUIZ_PLAYERS = 3
+SMALL_QUIZ_INTERVAL_MS = 40
 
 
 @pytest.fixture(scope="module")
 def lb_settings(module_stack: Stack) -> Settings:
     return Settings(
-        **module_stack.common() | {"shutdown_grace_seconds": 1.0},
+        **module_stack.common()
+        | {
+            "shutdown_grace_seconds": 1.0,
+            "small_quiz_players": SMALL_QUIZ_PLAYERS,
+            "small_quiz_board_interval_ms": SMALL_QUIZ_INTERVAL_MS,
+        },
         snapshot_interval_ms=SNAPSHOT_INTERVAL_MS,
     )
 
@@ -359,12 +370,15 @@ class SnapshotInbox:
 
     def __init__(self) -> None:
         self.snapshots: list[common_pb2.LeaderboardSnapshot] = []
+        # When each snapshot arrived (monotonic seconds).
+        self.arrivals: list[float] = []
         self._arrived = asyncio.Event()
 
     async def on_message(self, msg: Msg) -> None:
         update = events_pb2.BoardUpdate.FromString(msg.data)
         if update.HasField("snapshot"):
             self.snapshots.append(update.snapshot)
+            self.arrivals.append(time.monotonic())
         self._arrived.set()
 
     async def wait_for(
@@ -493,6 +507,36 @@ async def test_a_broken_quiz_does_not_stop_snapshots_of_others(
 
     snapshot = await inbox.wait_for(lambda s: s.version == 3)
     assert [e.player_id for e in snapshot.entries] == ["p1", "p2"]
+
+
+async def test_a_busy_quiz_gets_snapshots_at_its_sizes_pace(
+    lb_settings: Settings,
+    nats_client: NatsClient,
+    lb_seed: Seed,
+    lb_inbox: Callable[[str], Awaitable[SnapshotInbox]],
+) -> None:
+    small = await lb_seed(SEVEN[:SMALL_QUIZ_PLAYERS])
+    large = await lb_seed(SEVEN)
+    inboxes = {small: await lb_inbox(small), large: await lb_inbox(large)}
+    subjects = Subjects(lb_settings.nats_prefix)
+
+    # Answers all the time: a hint every 5 ms to each quiz for 1.2 s.
+    for _ in range(240):
+        for quiz_id in inboxes:
+            await nats_client.publish(subjects.board_changed(quiz_id), b"")
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(3 * SNAPSHOT_INTERVAL_MS / 1000)
+
+    def gaps_ms(inbox: SnapshotInbox) -> list[float]:
+        return [(b - a) * 1000 for a, b in itertools.pairwise(inbox.arrivals)]
+
+    # Never faster than the pace (a little slack for NATS's delivery jitter), and
+    # not much slower either: the snapshot that waits goes out when its turn comes.
+    small_gaps, large_gaps = gaps_ms(inboxes[small]), gaps_ms(inboxes[large])
+    assert min(small_gaps) > SMALL_QUIZ_INTERVAL_MS - 10
+    assert min(large_gaps) > SNAPSHOT_INTERVAL_MS - 10
+    assert statistics.median(small_gaps) < SNAPSHOT_INTERVAL_MS
+    assert len(inboxes[small].snapshots) > len(inboxes[large].snapshots)
 
 
 def test_snapshots_are_made_at_the_pace_watchers_get_boards() -> None:

@@ -17,6 +17,7 @@ from typing import Any, TypeAlias
 
 import grpc
 import pytest
+from google.api import httpbody_pb2
 from nats.aio.client import Client as NatsClient
 from quizmesh.common.v1 import common_pb2, events_pb2
 from quizmesh.stream.v1 import stream_pb2, stream_pb2_grpc
@@ -31,7 +32,15 @@ from services.mesh.app import ServiceApp
 from services.mesh.errors import ResourceExhausted
 from services.mesh.messaging import Subjects
 from services.stream.config import Settings
-from services.stream.frames import Frame, Standing, StandingHead, board_frame, quiz_frame
+from services.stream.frames import (
+    CONTENT_TYPE,
+    Frame,
+    Standing,
+    StandingHead,
+    board_frame,
+    quiz_frame,
+    sse,
+)
 from services.stream.hub import QuizHubs
 from services.stream.server import create_server
 from services.stream.service import deliver
@@ -536,6 +545,18 @@ def test_a_written_out_standing_is_the_bytes_protobuf_would_write(rank: int, sco
         "rank": rank,
         "score": score,
     }
+
+
+@pytest.mark.parametrize("size", [0, 1, 100, 200, 20_000])
+@pytest.mark.parametrize("event_id", [None, 0, 7, 2**40])
+def test_a_written_out_sse_frame_is_the_bytes_protobuf_would_write(
+    size: int, event_id: int | None
+) -> None:
+    data = ("é" * size).encode()[:size]
+    head = b"data: " if event_id is None else b"id: %d\ndata: " % event_id
+    body = httpbody_pb2.HttpBody(content_type=CONTENT_TYPE, data=head + data + b"\n\n")
+
+    assert sse(data, event_id) == stream_pb2.WatchQuizSseResponse(frame=body).SerializeToString()
 
 
 async def test_quiz_watcher_too_far_behind_is_disconnected() -> None:

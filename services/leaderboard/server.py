@@ -15,6 +15,7 @@ from services.leaderboard.config import Settings
 from services.leaderboard.final_board import FinalBoard
 from services.leaderboard.service import LeaderboardService
 from services.live.board import LiveBoard
+from services.live.pace import BoardPace
 from services.live.pipeline import PipelinedRedis, RedisAddress
 from services.live.quizzes import LiveQuizzes
 from services.mesh import serve
@@ -44,7 +45,11 @@ async def create_server(settings: Settings) -> ServiceApp:
         conn.nc,
         board,
         conn.subjects,
-        interval=settings.snapshot_interval_ms / 1000,
+        BoardPace.of(
+            settings.snapshot_interval_ms / 1000,
+            settings.small_quiz_board_interval_ms,
+            settings.small_quiz_players,
+        ),
         top=settings.snapshot_top,
     )
 

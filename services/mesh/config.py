@@ -33,6 +33,11 @@ class CommonSettings(BaseSettings):
     # Copies JetStream keeps of each stream: 3 on a cluster of 3 or more, so that an
     # accepted answer survives the loss of a NATS server (1 on a single server).
     nats_stream_replicas: int = Field(default=1, ge=1, le=5)
+    # Quizzes of up to small_quiz_players players get a board every
+    # small_quiz_board_interval_ms, larger ones at QUIZMESH_SNAPSHOT_INTERVAL_MS
+    # (leaderboard) and QUIZMESH_BOARD_INTERVAL_SECONDS (stream): services/live/pace.py.
+    small_quiz_players: int = Field(default=2000, ge=0)
+    small_quiz_board_interval_ms: int = Field(default=150, ge=0, le=10_000)
     database_url: str = f"sqlite+aiosqlite:///{DEV_STATE_DIR}/quizmesh.db"
     # Namespaces, so that tests and several deployments share servers safely.
     key_prefix: str = "qm:"

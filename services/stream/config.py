@@ -16,9 +16,10 @@ class Settings(CommonSettings):
     # A watcher this many lifecycle events behind is disconnected; it resumes with
     # after_sequence instead of holding memory for ever.
     max_queued_events: int = 1000
-    # At most one leaderboard per watcher per this many seconds (0: every snapshot
-    # the leaderboard service publishes, 4 a second in a busy quiz; keep it equal to
-    # QUIZMESH_SNAPSHOT_INTERVAL_MS, or a board waits for both). Each board is a
+    # At most one leaderboard per watcher per this many seconds in a quiz of more
+    # than QUIZMESH_SMALL_QUIZ_PLAYERS players (0: every snapshot the leaderboard
+    # service publishes; keep it equal to QUIZMESH_SNAPSHOT_INTERVAL_MS, or a board
+    # waits for both). Smaller quizzes: QUIZMESH_SMALL_QUIZ_BOARD_INTERVAL_MS. Each board is a
     # message for this process, Envoy and every client: at 1,000
     # players on 2 cores, 0.5 s cut the stream service's CPU 3.5x, Envoy's 2.3x and
     # answer-to-every-watcher p50 from 1.3 s to 0.6 s (benchmarks/notes-fanout.md).

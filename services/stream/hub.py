@@ -25,6 +25,7 @@ from quizmesh.common.v1 import common_pb2, events_pb2
 from quizmesh.stream.v1 import stream_pb2
 
 from services.live.board import LiveBoard
+from services.live.pace import BoardPace
 from services.mesh import tracing
 from services.mesh.clock import now_ms, timestamp
 from services.mesh.errors import Reason, ServiceError, Unavailable
@@ -34,6 +35,9 @@ from services.stream.board_copy import BoardCopy
 from services.stream.frames import Frame, board_frame, quiz_frame
 from services.stream.standings import Standings
 from services.stream.watches import LeaderboardWatch, QuizWatch, Watch
+
+# Without a pace (tests), every snapshot goes to the watchers as it arrives.
+EVERY_SNAPSHOT = BoardPace(0.0, 0.0, 0)
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +70,7 @@ class QuizHub:
         max_queued_events: int,
         answer_to_watchers: Histogram,
         own_ranks: dict[str, int] | None = None,
-        board_interval_seconds: float = 0.0,
+        pace: BoardPace = EVERY_SNAPSHOT,
     ) -> None:
         self.answer_to_watchers = answer_to_watchers
         self.quiz_id = quiz_id
@@ -78,7 +82,7 @@ class QuizHub:
         self.max_queued_events = max_queued_events
         self.copy = BoardCopy(board, quiz_id)
         self.standings = Standings(board, self.copy, quiz_id, own_ranks)
-        self.board_interval = board_interval_seconds
+        self.pace = pace
         self._board_sent_at = float("-inf")
         self._board_timer: asyncio.TimerHandle | None = None
         # The changed_at of the last board sent (None before the hub's first one).
@@ -238,12 +242,13 @@ class QuizHub:
         self._send_board()
 
     def _send_board(self) -> None:
-        """The latest board to every watcher; with a board interval, at most once per
-        interval (later boards replace one that waits: fewer messages for this
-        process, Envoy and every client, for at most that much delay)."""
-        if self.board_interval > 0:
+        """The latest board to every watcher, at most once per interval of the quiz's
+        pace (later boards replace one that waits: fewer messages for this process,
+        Envoy and every client, for at most that much delay)."""
+        interval = self.pace.interval_for(self._snapshot.total_players)
+        if interval > 0:
             loop = asyncio.get_running_loop()
-            wait = self._board_sent_at + self.board_interval - loop.time()
+            wait = self._board_sent_at + interval - loop.time()
             if wait > 0:
                 if self._board_timer is None:
                     self._board_timer = loop.call_later(wait, self._board_due)

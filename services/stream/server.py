@@ -9,6 +9,7 @@ from services.database.engine import create_engine
 from services.database.records import QuizRecords
 from services.identity.tokens import TokenVerifier
 from services.live.board import LiveBoard
+from services.live.pace import BoardPace
 from services.live.pipeline import PipelinedRedis, RedisAddress
 from services.live.quizzes import LiveQuizzes
 from services.mesh import serve
@@ -43,7 +44,11 @@ async def create_server(settings: Settings) -> ServiceApp:
             max_queued_events=settings.max_queued_events,
             answer_to_watchers=measured.answer_to_watchers,
             own_ranks=measured.own_ranks.counts,
-            board_interval_seconds=settings.board_interval_seconds,
+            pace=BoardPace.of(
+                settings.board_interval_seconds,
+                settings.small_quiz_board_interval_ms,
+                settings.small_quiz_players,
+            ),
         )
     )
     service = StreamService(
