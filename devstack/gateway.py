@@ -660,28 +660,10 @@ def render_envoy_config(settings: GatewaySettings) -> str:
         if key not in settings.upstreams:
             raise ValueError(f"no upstream address for {name} (key {key!r})")
         host, port = _host_port(settings.upstreams[key])
-        clusters.append(
-            {
-                "name": key,
-                **copy.deepcopy(policy["cluster"]),
-                "load_assignment": {
-                    "cluster_name": key,
-                    "endpoints": [
-                        {
-                            "lb_endpoints": [
-                                {
-                                    "endpoint": {
-                                        "address": {
-                                            "socket_address": {"address": host, "port_value": port}
-                                        }
-                                    }
-                                }
-                            ]
-                        }
-                    ],
-                },
-            }
-        )
+        # One cluster per process: a process may serve several services (the quiz
+        # service's process also serves AccountService).
+        if all(cluster["name"] != key for cluster in clusters):
+            clusters.append(_cluster(key, host, port, policy["cluster"]))
         # Single RPCs first: Envoy takes the first route that matches.
         for method in contract[name].method:
             full_name = f"{name}.{method.name}"
@@ -715,6 +697,18 @@ def render_envoy_config(settings: GatewaySettings) -> str:
     virtual_host["routes"] = routes + virtual_host["routes"]
     header = f"# Generated from {settings.template_path.name} by devstack.gateway; do not edit.\n"
     return header + yaml.dump(config, Dumper=_PlainDumper, sort_keys=False, width=100)
+
+
+def _cluster(key: str, host: str, port: int, template: dict[str, Any]) -> dict[str, Any]:
+    endpoint = {"address": {"socket_address": {"address": host, "port_value": port}}}
+    return {
+        "name": key,
+        **copy.deepcopy(template),
+        "load_assignment": {
+            "cluster_name": key,
+            "endpoints": [{"lb_endpoints": [{"endpoint": endpoint}]}],
+        },
+    }
 
 
 class _PlainDumper(yaml.SafeDumper):

@@ -17,20 +17,22 @@ from google.api import http_pb2
 from google.protobuf import descriptor, json_format, message_factory
 from google.rpc import error_details_pb2, status_pb2
 from quizmesh.leaderboard.v1 import leaderboard_pb2
-from quizmesh.quiz.v1 import quiz_pb2
+from quizmesh.quiz.v1 import account_pb2, quiz_pb2
 from quizmesh.score.v1 import score_pb2
 from quizmesh.stream.v1 import stream_pb2
 
 from devstack.gateway import HTTP_OPTION
 
-SERVICES = {
-    "quiz": quiz_pb2.DESCRIPTOR.services_by_name["QuizService"],
-    "score": score_pb2.DESCRIPTOR.services_by_name["ScoreService"],
-    "leaderboard": leaderboard_pb2.DESCRIPTOR.services_by_name["LeaderboardService"],
-    "stream": stream_pb2.DESCRIPTOR.services_by_name["StreamService"],
-}
+# Each public service and the process (channel) that serves it.
+SERVICES = (
+    ("quiz", quiz_pb2.DESCRIPTOR.services_by_name["QuizService"]),
+    ("quiz", account_pb2.DESCRIPTOR.services_by_name["AccountService"]),
+    ("score", score_pb2.DESCRIPTOR.services_by_name["ScoreService"]),
+    ("leaderboard", leaderboard_pb2.DESCRIPTOR.services_by_name["LeaderboardService"]),
+    ("stream", stream_pb2.DESCRIPTOR.services_by_name["StreamService"]),
+)
 METHODS: dict[str, tuple[str, descriptor.MethodDescriptor]] = {
-    m.name: (key, m) for key, s in SERVICES.items() for m in s.methods
+    m.name: (key, m) for key, s in SERVICES for m in s.methods
 }
 # What Envoy's transcoder answers for each gRPC status.
 HTTP_STATUS = {

@@ -69,6 +69,9 @@ class Stack:
             "jwks_file": b.jwks_file,
             "signing_key_file": b.signing_key_file,
             "shutdown_grace_seconds": 2.0,
+            # Every test signs hosts up from 127.0.0.1; tests/test_accounts.py checks
+            # the limit on a server of its own.
+            "sign_ups_per_address": 10_000,
         }
 
     def port(self, service: str) -> int:

@@ -82,6 +82,12 @@ MATRIX: dict[str, dict[str, Code]] = {
     "GetPlayerRank":    row(OK,     OK,     OK,     OK,     OK,     OK,     UNAUTH, UNAUTH, UNAUTH),
     "WatchQuiz":        row(OK,     OK,     OK,     OK,     OK,     OK,     UNAUTH, UNAUTH, UNAUTH),
     "WatchLeaderboard": row(OK,     OK,     OK,     OK,     OK,     OK,     UNAUTH, UNAUTH, UNAUTH),
+    # Host accounts: credentials in the request, no token needed; one that is sent
+    # must be valid, as on every other call.
+    "SignUp":           row(OK,     OK,     OK,     OK,     OK,     OK,     UNAUTH, UNAUTH, UNAUTH),
+    "SignIn":           row(OK,     OK,     OK,     OK,     OK,     OK,     UNAUTH, UNAUTH, UNAUTH),
+    "RefreshSession":   row(OK,     OK,     OK,     OK,     OK,     OK,     UNAUTH, UNAUTH, UNAUTH),
+    "SignOut":          row(OK,     OK,     OK,     OK,     OK,     OK,     UNAUTH, UNAUTH, UNAUTH),
 }
 # fmt: on
 
@@ -92,6 +98,9 @@ ENVOY = ("envoy-grpc", "http")
 # Which module quiz each RPC is asked about; refusals must leave it as it was.
 RUNNING_TARGET = {"AdvanceQuestion", "CloseQuiz", "SubmitAnswer", "WatchQuiz"}
 MATRIX_TITLE = "authz-matrix"
+# The host account every SignIn cell signs in to.
+ACCOUNT_PASSWORD = "matrix password 1"
+SESSION_RPCS = ("RefreshSession", "SignOut")
 
 
 @dataclass
@@ -107,6 +116,14 @@ class World:
     outsider: Player  # a player of `other_quiz`
     kid: str
     stack: Stack
+    account_email: str
+
+    async def refresh_token(self) -> str:
+        """A refresh token of a new session of the world's account."""
+        signed_in = await GrpcApi(self.stack.channels).call(
+            "SignIn", {"email": self.account_email, "password": ACCOUNT_PASSWORD}
+        )
+        return str(signed_in["session"]["refresh_token"])
 
     def quiz_for(self, rpc: str) -> str:
         return self.running_quiz if rpc in RUNNING_TARGET else self.open_quiz
@@ -251,6 +268,11 @@ async def world(stack: Stack, backends: Backends) -> World:
     }
     outsider = await join(api, other_quiz, "outsider")
     await api.call("StartQuiz", {"quiz_id": running_quiz}, issuer.issue(Role.HOST, host, 60))
+    account_email = f"authz-{tag}@matrix.example"
+    await api.call(
+        "SignUp",
+        {"email": account_email, "password": ACCOUNT_PASSWORD, "display_name": "Matrix"},
+    )
     return World(
         open_quiz=open_quiz,
         running_quiz=running_quiz,
@@ -261,6 +283,7 @@ async def world(stack: Stack, backends: Backends) -> World:
         outsider=outsider,
         kid=real_kid(backends),
         stack=stack,
+        account_email=account_email,
     )
 
 
@@ -286,6 +309,14 @@ def request_for(rpc: str, quiz_id: str, world: World, cell: str) -> dict[str, An
             return {"quiz_id": quiz_id, "question_index": 0, "choice_index": 1}
         case "GetPlayerScore" | "GetPlayerRank":
             return {"quiz_id": quiz_id, "player_id": world.players[quiz_id]["player"].player_id}
+        case "SignUp":
+            return {
+                "email": f"{cell}.{uuid.uuid4().hex[:6]}@matrix.example",
+                "password": ACCOUNT_PASSWORD,
+                "display_name": "Matrix",
+            }
+        case "SignIn":
+            return {"email": world.account_email, "password": ACCOUNT_PASSWORD}
         case _:
             return {"quiz_id": quiz_id}
 
@@ -347,6 +378,8 @@ async def test_authorization_cell(
         quiz_id = await fresh_quiz(world, running=rpc != "StartQuiz")
     token = world.token(caller, rpc, quiz_id)
     request = request_for(rpc, quiz_id, world, cell)
+    if rpc in SESSION_RPCS:
+        request = {"refresh_token": await world.refresh_token()}
     api = ways.api(transport)
 
     if rpc in STREAMS:
@@ -390,6 +423,13 @@ async def assert_unchanged(world: World, rpc: str, quiz_id: str, request: dict[s
             assert await world.score_of(world.other_quiz, world.outsider) == (0, 0)
         case "JoinQuiz":
             assert request["nickname"] not in await world.nicknames(quiz_id)
+        case "SignUp":  # no account was made
+            with pytest.raises(ApiError, match="BAD_CREDENTIALS"):
+                await GrpcApi(world.stack.channels).call(
+                    "SignIn", {"email": request["email"], "password": ACCOUNT_PASSWORD}
+                )
+        case "RefreshSession" | "SignOut":  # the session goes on
+            await GrpcApi(world.stack.channels).call("RefreshSession", request)
 
 
 async def test_refused_calls_changed_nothing(world: World) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,8 +27,12 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from devstack.gateway import EnvoyProcess
+from services.database.engine import create_engine
+from services.database.tables import host_sessions, hosts
 from tests.api import METHODS, SSE_FORM, ApiError, GrpcApi, http_rule
 from tests.game import join
 from tests.stack import Stack
@@ -43,7 +48,18 @@ SETTINGS = settings(
 )
 NEVER = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS}
 # Calls that may legitimately change what `snapshot` reads when they succeed.
-WRITES = {"CreateQuiz", "JoinQuiz", "StartQuiz", "AdvanceQuestion", "CloseQuiz", "SubmitAnswer"}
+WRITES = {
+    "CreateQuiz",
+    "JoinQuiz",
+    "StartQuiz",
+    "AdvanceQuestion",
+    "CloseQuiz",
+    "SubmitAnswer",
+    "SignUp",
+    "SignIn",
+    "RefreshSession",
+    "SignOut",
+}
 STREAMS = {"WatchLeaderboard", "WatchQuiz", "WatchLeaderboardSse", "WatchQuizSse"}
 HUGE = 70 * 1024  # over Envoy's 64 KiB body limit
 URL_TEXT = 2_500  # percent-encoded, stays under the 64 KiB httpx allows for a URL
@@ -67,10 +83,13 @@ class Target:
     running_id: str
     open_player: tuple[str, str]  # (player_id, token)
     running_player: tuple[str, str]
+    account: tuple[str, str]  # a host account's (email, password)
+    refresh_token: str  # of one of its sessions
+    database: AsyncEngine  # where `snapshot` reads the account rows
 
 
 @pytest.fixture(scope="module")
-async def target(stack: Stack) -> Target:
+async def target(stack: Stack) -> AsyncIterator[Target]:
     api = GrpcApi(stack.channels)
     host = stack.host_token("hostile-host")
     open_id = (await api.call("CreateQuiz", FIXED_QUIZ, host))["quiz"]["quiz_id"]
@@ -81,7 +100,24 @@ async def target(stack: Stack) -> Target:
     await api.call(
         "SubmitAnswer", {"quiz_id": running_id, "question_index": 0, "choice_index": 1}, ren.token
     )
-    return Target(host, open_id, running_id, (pat.player_id, pat.token), (ren.player_id, ren.token))
+    account = (f"hostile-{uuid.uuid4().hex[:8]}@example.org", "hostile password")
+    made = await api.call(
+        "SignUp", {"email": account[0], "password": account[1], "display_name": "Hostile"}
+    )
+    engine = create_engine(stack.backends.database_url)
+    try:
+        yield Target(
+            host,
+            open_id,
+            running_id,
+            (pat.player_id, pat.token),
+            (ren.player_id, ren.token),
+            account,
+            made["session"]["refresh_token"],
+            engine,
+        )
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +148,17 @@ async def snapshot(stack: Stack, t: Target) -> Any:
             await api.call("GetLeaderboard", {"quiz_id": qid, "page_size": 1000}),
             await api.call("GetPlayerScore", {"quiz_id": qid, "player_id": pid}, t.host),
         )
+    state["accounts"] = await account_rows(t.database)
     return _strip_times(state)
+
+
+async def account_rows(engine: AsyncEngine) -> list[Any]:
+    """Every host account and session row, as SQL holds them."""
+    async with engine.connect() as conn:
+        found = [tuple(r) for r in await conn.execute(select(hosts).order_by(hosts.c.id))]
+        sessions = select(host_sessions).order_by(host_sessions.c.token_hash)
+        found += [tuple(r) for r in await conn.execute(sessions)]
+    return found
 
 
 # ---------------------------------------------------------------- value strategies
@@ -177,6 +223,9 @@ def requests(t: Target) -> dict[str, st.SearchStrategy[dict[str, Any]]]:
     """A well-typed (proto3 JSON) request strategy for each RPC, with hostile values."""
     qid = quiz_ids(t)
     pid = st.one_of(st.sampled_from([t.open_player[0], t.running_player[0]]), texts)
+    emails = st.one_of(st.sampled_from([t.account[0], t.account[0].upper()]), texts)
+    passwords = st.one_of(st.just(t.account[1]), texts)
+    refresh = st.one_of(st.sampled_from([t.refresh_token, "qmr_" + "A" * 43]), texts)
     found: dict[str, st.SearchStrategy[dict[str, Any]]] = {
         "CreateQuiz": st.fixed_dictionaries(
             {},
@@ -208,6 +257,18 @@ def requests(t: Target) -> dict[str, st.SearchStrategy[dict[str, Any]]]:
         "WatchQuiz": st.fixed_dictionaries(
             {"quiz_id": qid}, optional={"after_sequence": ints, "access_token": texts}
         ),
+        "SignUp": st.fixed_dictionaries(
+            {},
+            optional={
+                "email": emails,
+                "password": passwords,
+                "display_name": texts,
+                "invite_code": texts,
+            },
+        ),
+        "SignIn": st.fixed_dictionaries({}, optional={"email": emails, "password": passwords}),
+        "RefreshSession": st.fixed_dictionaries({}, optional={"refresh_token": refresh}),
+        "SignOut": st.fixed_dictionaries({}, optional={"refresh_token": refresh}),
     }
     for typed, sse in SSE_FORM.items():
         found[sse] = found[typed]

@@ -10,7 +10,7 @@ Envoy, and must change nothing.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -35,8 +35,17 @@ def rules(fd: FieldDescriptor) -> validate_pb2.FieldRules | None:
     )
 
 
+# A value that keeps each pattern the contract uses, of at least a given length.
+PATTERN_EXAMPLES: dict[str, Callable[[int], str]] = {
+    "[A-Za-z0-9]+": lambda length: "A" * max(length, 1),
+    "[^@\\s]+@[^@\\s]+\\.[^@\\s]+": lambda length: "a" * max(length - 10, 1) + "@b.example",
+}
+
+
 def valid_scalar(fd: FieldDescriptor, rule: validate_pb2.FieldRules) -> Any:
     if fd.type == FieldDescriptor.TYPE_STRING:
+        if rule.pattern:
+            return PATTERN_EXAMPLES[rule.pattern](rule.min_len)
         return "A" * rule.min_len
     if fd.type == FieldDescriptor.TYPE_BOOL:
         return False

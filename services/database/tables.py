@@ -140,3 +140,31 @@ sync_checkpoints = Table(
     Column("stream_seq", BigInteger, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
 )
+
+# Host accounts (issue 15). `email` is stored lower-cased, so the unique key is
+# the sign-in name whatever the case it is typed in; `password_hash` is Argon2id's
+# own encoding (its parameters and salt included).
+hosts = Table(
+    "hosts",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("email", String(254), nullable=False, unique=True),
+    Column("display_name", String(64), nullable=False),
+    Column("password_hash", String(255), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+)
+
+# One row per refresh token: only its SHA-256 is kept. Refreshing marks the row
+# used and adds the next one in the same `family` (the session); a used token shown
+# again revokes the family.
+host_sessions = Table(
+    "host_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("family", String(32), nullable=False, index=True),
+    Column("host_id", String(16), ForeignKey("hosts.id"), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    Column("used_ms", BigInteger),
+    Column("revoked_ms", BigInteger),
+)

@@ -19,11 +19,12 @@ import json
 from typing import Any
 
 from quizmesh.leaderboard.v1 import leaderboard_pb2
-from quizmesh.quiz.v1 import quiz_pb2
+from quizmesh.quiz.v1 import account_pb2, quiz_pb2
 from quizmesh.score.v1 import score_pb2
 from quizmesh.stream.v1 import stream_pb2
 
 QUIZ = quiz_pb2.DESCRIPTOR.services_by_name["QuizService"].full_name
+ACCOUNT = account_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name
 SCORE = score_pb2.DESCRIPTOR.services_by_name["ScoreService"].full_name
 LEADERBOARD = leaderboard_pb2.DESCRIPTOR.services_by_name["LeaderboardService"].full_name
 STREAM = stream_pb2.DESCRIPTOR.services_by_name["StreamService"].full_name
@@ -37,6 +38,8 @@ RETRIED: dict[str, frozenset[str]] = {
 }
 NOT_RETRIED: dict[str, frozenset[str]] = {
     QUIZ: frozenset({"CreateQuiz", "JoinQuiz", "StartQuiz", "AdvanceQuestion", "CloseQuiz"}),
+    # A refresh token works once: a retried RefreshSession would end its session.
+    ACCOUNT: frozenset({"SignUp", "SignIn", "RefreshSession", "SignOut"}),
 }
 
 # Up to 4 attempts, 0.1 s to 1 s apart (with gRPC's jitter): a replica restarting

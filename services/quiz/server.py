@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import functools
-
-from quizmesh.quiz.v1 import quiz_pb2, quiz_pb2_grpc
+import grpc
+from quizmesh.quiz.v1 import account_pb2, account_pb2_grpc, quiz_pb2, quiz_pb2_grpc
 
 from services.database.engine import create_engine, health_check
 from services.database.sync_lag import report_sync_lag
@@ -14,15 +13,40 @@ from services.mesh import serve
 from services.mesh.app import ServiceApp, build_server
 from services.mesh.connections import Connections
 from services.mesh.metrics import Metrics
+from services.quiz.account_store import AccountStore
+from services.quiz.accounts import AccountPolicy, AccountService
 from services.quiz.announcer import Announcer
+from services.quiz.attempts import Attempts, Limit
 from services.quiz.config import Settings
 from services.quiz.joining import Joining
 from services.quiz.lifecycle import Lifecycle, QuestionCache
+from services.quiz.passwords import Passwords
 from services.quiz.service import QuizService
 from services.quiz.store import QuizStore
 from services.recovery.live_state import LiveStateRecovery
 
 SERVICE_NAME = quiz_pb2.DESCRIPTOR.services_by_name["QuizService"].full_name
+ACCOUNT_SERVICE_NAME = account_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name
+QUARTER_HOUR = 15 * 60
+
+
+def account_policy(settings: Settings) -> AccountPolicy:
+    return AccountPolicy(
+        sign_up=settings.sign_up,
+        invite_codes=settings.invite_codes(),
+        access_ttl_seconds=settings.host_access_ttl_seconds,
+        refresh_ttl_seconds=settings.host_refresh_ttl_seconds,
+        sign_ups=Limit("sign-up", "from this address", settings.sign_ups_per_address, 3600),
+        failures_per_email=Limit(
+            "failed sign-in", "for this email", settings.failed_sign_ins_per_email, QUARTER_HOUR
+        ),
+        failures_per_address=Limit(
+            "failed sign-in",
+            "from this address",
+            settings.failed_sign_ins_per_address,
+            QUARTER_HOUR,
+        ),
+    )
 
 
 async def create_server(settings: Settings) -> ServiceApp:
@@ -46,10 +70,23 @@ async def create_server(settings: Settings) -> ServiceApp:
         player_token_ttl=settings.player_token_ttl_seconds,
     )
 
+    accounts = AccountService(
+        store=AccountStore(engine),
+        passwords=Passwords(),
+        attempts=Attempts(conn.redis, settings.key_prefix),
+        issuer=TokenIssuer.of(settings),
+        verifier=TokenVerifier.of(settings),
+        policy=account_policy(settings),
+    )
+
+    def register(server: grpc.aio.Server) -> None:
+        quiz_pb2_grpc.add_QuizServiceServicer_to_server(service, server)
+        account_pb2_grpc.add_AccountServiceServicer_to_server(accounts, server)
+
     app = build_server(
         settings,
-        functools.partial(quiz_pb2_grpc.add_QuizServiceServicer_to_server, service),
-        [SERVICE_NAME],
+        register,
+        [SERVICE_NAME, ACCOUNT_SERVICE_NAME],
         {"database": health_check(engine), **conn.checks()},
         metrics,
     )

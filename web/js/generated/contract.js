@@ -12,6 +12,22 @@ export const LIMITS = {
     "player_id": {"min_len": 1, "max_len": 32, "pattern": "[A-Za-z0-9]+", "pattern_description": "a player id of letters and digits"},
     "neighbours": {"gte": 0, "lte": 10}
   },
+  "SignUpRequest": {
+    "email": {"min_len": 3, "max_len": 254, "pattern": "[^@\\s]+@[^@\\s]+\\.[^@\\s]+", "pattern_description": "an email address such as ada@example.org"},
+    "password": {"min_len": 10, "max_len": 128},
+    "display_name": {"min_len": 1, "max_len": 64},
+    "invite_code": {"max_len": 128}
+  },
+  "SignInRequest": {
+    "email": {"min_len": 1, "max_len": 254},
+    "password": {"min_len": 1, "max_len": 128}
+  },
+  "RefreshSessionRequest": {
+    "refresh_token": {"min_len": 1, "max_len": 200}
+  },
+  "SignOutRequest": {
+    "refresh_token": {"min_len": 1, "max_len": 200}
+  },
   "QuestionSpec": {
     "text": {"min_len": 1, "max_len": 500},
     "choices": {"min_items": 2, "max_items": 6, "items": {"min_len": 1, "max_len": 200}},

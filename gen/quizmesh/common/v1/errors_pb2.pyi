@@ -40,12 +40,20 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """
     ERROR_REASON_TOKEN_EXPIRED: _ErrorReason.ValueType  # 12
     """UNAUTHENTICATED: the token has expired; get a new one."""
+    ERROR_REASON_BAD_CREDENTIALS: _ErrorReason.ValueType  # 13
+    """UNAUTHENTICATED: no account has this email and password."""
+    ERROR_REASON_SESSION_ENDED: _ErrorReason.ValueType  # 14
+    """UNAUTHENTICATED: the refresh token is unknown, expired, already used or signed
+    out; sign in again.
+    """
     ERROR_REASON_HOST_ONLY: _ErrorReason.ValueType  # 20
     """PERMISSION_DENIED: only a host may do this."""
     ERROR_REASON_NOT_THE_HOST: _ErrorReason.ValueType  # 21
     """PERMISSION_DENIED: only this quiz's host may do this."""
     ERROR_REASON_NOT_A_PLAYER: _ErrorReason.ValueType  # 22
     """PERMISSION_DENIED: only a player of this quiz (or its host) may do this."""
+    ERROR_REASON_SIGN_UP_CLOSED: _ErrorReason.ValueType  # 23
+    """PERMISSION_DENIED: sign-up is closed here, or needs a valid invite code."""
     ERROR_REASON_QUIZ_NOT_FOUND: _ErrorReason.ValueType  # 30
     """NOT_FOUND: no such quiz."""
     ERROR_REASON_PLAYER_NOT_FOUND: _ErrorReason.ValueType  # 31
@@ -76,6 +84,8 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """ALREADY_EXISTS: the nickname is taken in this quiz."""
     ERROR_REASON_ANSWER_CHANGED: _ErrorReason.ValueType  # 51
     """ALREADY_EXISTS: a different answer to a question already answered."""
+    ERROR_REASON_EMAIL_TAKEN: _ErrorReason.ValueType  # 52
+    """ALREADY_EXISTS: an account with this email exists; sign in instead."""
     ERROR_REASON_RATE_LIMITED: _ErrorReason.ValueType  # 60
     """RESOURCE_EXHAUSTED: a rate limit; retry after the Retry-After seconds."""
     ERROR_REASON_TOO_MANY_WATCHES: _ErrorReason.ValueType  # 61
@@ -133,12 +143,20 @@ signed by an unknown key.
 """
 ERROR_REASON_TOKEN_EXPIRED: ErrorReason.ValueType  # 12
 """UNAUTHENTICATED: the token has expired; get a new one."""
+ERROR_REASON_BAD_CREDENTIALS: ErrorReason.ValueType  # 13
+"""UNAUTHENTICATED: no account has this email and password."""
+ERROR_REASON_SESSION_ENDED: ErrorReason.ValueType  # 14
+"""UNAUTHENTICATED: the refresh token is unknown, expired, already used or signed
+out; sign in again.
+"""
 ERROR_REASON_HOST_ONLY: ErrorReason.ValueType  # 20
 """PERMISSION_DENIED: only a host may do this."""
 ERROR_REASON_NOT_THE_HOST: ErrorReason.ValueType  # 21
 """PERMISSION_DENIED: only this quiz's host may do this."""
 ERROR_REASON_NOT_A_PLAYER: ErrorReason.ValueType  # 22
 """PERMISSION_DENIED: only a player of this quiz (or its host) may do this."""
+ERROR_REASON_SIGN_UP_CLOSED: ErrorReason.ValueType  # 23
+"""PERMISSION_DENIED: sign-up is closed here, or needs a valid invite code."""
 ERROR_REASON_QUIZ_NOT_FOUND: ErrorReason.ValueType  # 30
 """NOT_FOUND: no such quiz."""
 ERROR_REASON_PLAYER_NOT_FOUND: ErrorReason.ValueType  # 31
@@ -169,6 +187,8 @@ ERROR_REASON_NICKNAME_TAKEN: ErrorReason.ValueType  # 50
 """ALREADY_EXISTS: the nickname is taken in this quiz."""
 ERROR_REASON_ANSWER_CHANGED: ErrorReason.ValueType  # 51
 """ALREADY_EXISTS: a different answer to a question already answered."""
+ERROR_REASON_EMAIL_TAKEN: ErrorReason.ValueType  # 52
+"""ALREADY_EXISTS: an account with this email exists; sign in instead."""
 ERROR_REASON_RATE_LIMITED: ErrorReason.ValueType  # 60
 """RESOURCE_EXHAUSTED: a rate limit; retry after the Retry-After seconds."""
 ERROR_REASON_TOO_MANY_WATCHES: ErrorReason.ValueType  # 61
