@@ -1,6 +1,7 @@
 """quizctl: the host's command line for QuizMesh.
 
-    quizctl token --role host --subject alice          # prints a signed dev token
+    quizctl signup --email ada@example.org --name Ada   # or: quizctl login --email ...
+    quizctl token --role host --subject alice          # development: a signed dev token
     export QUIZMESH_TOKEN=$(quizctl token --role host --subject alice)
     QUIZ=$(quizctl create examples/quiz.yaml)
     quizctl start "$QUIZ"; quizctl advance "$QUIZ"; quizctl close "$QUIZ"
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import os
 import sys
 import time
@@ -25,9 +27,9 @@ from typing import Any, TypeAlias
 
 import grpc
 from quizmesh.leaderboard.v1 import leaderboard_pb2
-from quizmesh.quiz.v1 import quiz_pb2
+from quizmesh.quiz.v1 import account_pb2, quiz_pb2
 
-from quizctl import output
+from quizctl import output, session
 from quizctl.client import (
     Connection,
     IdentityError,
@@ -40,6 +42,7 @@ from quizctl.client import (
 from quizctl.enrol import enrol
 from quizctl.quizfile import QuizFileError, load_quiz_file
 from quizctl.recover import recover
+from quizctl.session import SessionFileError
 from services.identity.tokens import Role
 from services.mesh.errors import ServiceError
 from services.quiz.joining import ENROL_BATCH
@@ -100,7 +103,7 @@ async def execute(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         for problem in e.problems:
             _err(f"error: {problem}")
         return EXIT_USAGE
-    except (UsageError, IdentityError) as e:
+    except (UsageError, IdentityError, SessionFileError) as e:
         _err(f"error: {e}")
         return EXIT_USAGE
     except grpc.aio.AioRpcError as e:
@@ -117,7 +120,10 @@ def _rpc_failed(error: Any, args: argparse.Namespace, environ: Mapping[str, str]
             f"hint: is the gateway running at {target}? Choose it with --target or QUIZMESH_TARGET."
         )
     elif code is grpc.StatusCode.UNAUTHENTICATED:
-        _err("hint: sign in with --token / QUIZMESH_TOKEN, or --as NAME with the dev key.")
+        _err(
+            "hint: sign in with quizctl login --email EMAIL, or pass --token / QUIZMESH_TOKEN, "
+            "or --as NAME with the dev key."
+        )
     return EXIT_USAGE if code in CLIENT_ERRORS else EXIT_FAILURE
 
 
@@ -193,14 +199,14 @@ async def cmd_enrol(args: argparse.Namespace, environ: Mapping[str, str]) -> int
 async def cmd_create(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     # The file is checked before anything else, so a typo never reaches the server.
     request = load_quiz_file(args.file)
-    async with _client(args, environ, host_only=True) as client:
+    async with await _client(args, environ, host_only=True) as client:
         response = await client.create_quiz(request)
     print(output.to_json(response) if args.json else response.quiz.quiz_id)
     return EXIT_OK
 
 
 async def cmd_get(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    async with _client(args, environ) as client:
+    async with await _client(args, environ) as client:
         response = await client.get_quiz(args.quiz)
     print(
         output.to_json(response)
@@ -211,7 +217,7 @@ async def cmd_get(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 async def cmd_list(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    async with _client(args, environ) as client:
+    async with await _client(args, environ) as client:
         response = await client.list_quizzes(args.page_size or 0, args.page_token or "")
     if args.json:
         print(output.to_json(response))
@@ -233,7 +239,7 @@ async def _lifecycle(
     step: Callable[[QuizMeshClient, str], Awaitable[LifecycleResponse]],
 ) -> int:
     """A host's start, advance or close: the quiz after it, as a summary or JSON."""
-    async with _client(args, environ, host_only=True) as client:
+    async with await _client(args, environ, host_only=True) as client:
         response = await step(client, args.quiz)
     print(output.to_json(response) if args.json else output.quiz_summary(response.quiz))
     return EXIT_OK
@@ -256,7 +262,7 @@ async def cmd_leaderboard(args: argparse.Namespace, environ: Mapping[str, str]) 
     follow: bool = args.all
     page_size: int = args.page_size or (ALL_PAGE_SIZE if follow else 0)
     token: str = args.page_token or ""
-    async with _client(args, environ) as client:
+    async with await _client(args, environ) as client:
         page = await client.get_leaderboard(quiz_id, page_size, token)
         if follow:
             board = leaderboard_pb2.GetLeaderboardResponse()
@@ -281,23 +287,107 @@ async def cmd_leaderboard(args: argparse.Namespace, environ: Mapping[str, str]) 
     return EXIT_OK
 
 
-def _client(
+async def _client(
     args: argparse.Namespace, environ: Mapping[str, str], *, host_only: bool = False
 ) -> QuizMeshClient:
+    target = resolve_target(args.target, environ)
     token = resolve_token(args.token, args.as_name, environ)
+    if token is None:
+        token = await _session_token(args, environ, target)
     if host_only and token is None:
         raise UsageError(
-            "this command needs a host: pass --token TOKEN or --as NAME "
-            "(or set QUIZMESH_TOKEN / QUIZMESH_HOST)"
+            "this command needs a host: sign in with quizctl login --email EMAIL, or pass "
+            "--token TOKEN or --as NAME (or set QUIZMESH_TOKEN / QUIZMESH_HOST)"
         )
+    return QuizMeshClient(_connection(args, target, token))
+
+
+def _connection(args: argparse.Namespace, target: str, token: str | None) -> Connection:
     timeout: float = args.timeout
-    connection = Connection(
-        target=resolve_target(args.target, environ),
-        token=token,
-        timeout_seconds=timeout,
-        tls=bool(args.tls),
+    return Connection(target=target, token=token, timeout_seconds=timeout, tls=bool(args.tls))
+
+
+async def _session_token(
+    args: argparse.Namespace, environ: Mapping[str, str], target: str
+) -> str | None:
+    """The stored session's access token for this gateway, refreshed when it is about
+    to expire; None without a session for it."""
+    stored = session.load(environ)
+    if stored is None or stored.target != target:
+        return None
+    if stored.fresh():
+        return stored.access_token
+    async with QuizMeshClient(_connection(args, target, None)) as client:
+        try:
+            renewed = stored.renewed(await client.refresh_session(stored.refresh_token))
+        except grpc.aio.AioRpcError as e:
+            if e.code() is not grpc.StatusCode.UNAUTHENTICATED:
+                raise
+            session.forget(environ)
+            raise IdentityError(
+                f"the session of {stored.email} has ended ({e.details()}): "
+                f"quizctl login --email {stored.email}"
+            ) from None
+    session.save(environ, renewed)
+    return renewed.access_token
+
+
+def _password(args: argparse.Namespace, prompt: str, *, twice: bool = False) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().removesuffix("\n")
+    if not sys.stdin.isatty():
+        raise UsageError("no terminal to ask for the password: pipe it in with --password-stdin")
+    password = getpass.getpass(prompt)
+    if twice and getpass.getpass("Again: ") != password:
+        raise UsageError("the two passwords differ")
+    return password
+
+
+async def cmd_signup(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    target = resolve_target(args.target, environ)
+    request = account_pb2.SignUpRequest(
+        email=args.email,
+        password=_password(args, "New password (10 or more characters): ", twice=True),
+        display_name=args.name,
+        invite_code=args.invite_code or "",
     )
-    return QuizMeshClient(connection)
+    async with QuizMeshClient(_connection(args, target, None)) as client:
+        made = await client.sign_up(request)
+    stored = session.of_response(target, made.host, made.session)
+    path = session.save(environ, stored)
+    print(f"signed up and signed in as {stored.display_name} <{stored.email}> at {target}")
+    _err(f"session kept in {path}")
+    return EXIT_OK
+
+
+async def cmd_login(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    target = resolve_target(args.target, environ)
+    password = _password(args, f"Password for {args.email}: ")
+    async with QuizMeshClient(_connection(args, target, None)) as client:
+        signed_in = await client.sign_in(args.email, password)
+    stored = session.of_response(target, signed_in.host, signed_in.session)
+    path = session.save(environ, stored)
+    print(f"signed in as {stored.display_name} <{stored.email}> at {target}")
+    _err(f"session kept in {path}")
+    return EXIT_OK
+
+
+async def cmd_logout(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    stored = session.load(environ)
+    if stored is None:
+        print("not signed in")
+        return EXIT_OK
+    connection = _connection(args, stored.target, None)
+    async with QuizMeshClient(connection) as client:
+        try:
+            await client.sign_out(stored.refresh_token)
+        except grpc.aio.AioRpcError as e:
+            # Already ended (expired, or signed out elsewhere): nothing left to end.
+            if e.code() is not grpc.StatusCode.UNAUTHENTICATED:
+                raise
+    session.forget(environ)
+    print(f"signed out {stored.email} at {stored.target}")
+    return EXIT_OK
 
 
 # --- arguments ------------------------------------------------------------------------
@@ -324,6 +414,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--ttl", type=_positive_int, default=3600, metavar="SECONDS", help="lifetime (3600)"
     )
     token.set_defaults(handler=cmd_token)
+
+    signup = _account_command(
+        commands, "signup", "create a host account and sign in to it", cmd_signup
+    )
+    signup.add_argument("--email", required=True, help="the account's sign-in name")
+    signup.add_argument("--name", required=True, help="the name players and reports show")
+    signup.add_argument("--invite-code", help="needed where sign-up is invite-only")
+    login = _account_command(
+        commands, "login", "sign in; later host commands use the session", cmd_login
+    )
+    login.add_argument("--email", required=True)
+    _account_command(commands, "logout", "end the stored session", cmd_logout)
 
     create = _rpc_command(commands, "create", "create a quiz from a YAML or JSON file", cmd_create)
     create.add_argument(
@@ -397,6 +499,21 @@ def _rpc_command(
     command.add_argument(
         "--json", action="store_true", help="print the response as JSON (proto field names)"
     )
+    command.set_defaults(handler=handler)
+    return command
+
+
+def _account_command(
+    commands: Any, name: str, summary: str, handler: Handler
+) -> argparse.ArgumentParser:
+    command: argparse.ArgumentParser = commands.add_parser(name, help=summary, description=summary)
+    _add_connection_options(command, suppress=True)
+    if name != "logout":
+        command.add_argument(
+            "--password-stdin",
+            action="store_true",
+            help="read the password from the first line of standard input (scripts)",
+        )
     command.set_defaults(handler=handler)
     return command
 

@@ -16,7 +16,7 @@ import grpc
 from cryptography.exceptions import UnsupportedAlgorithm
 from pydantic import ValidationError
 from quizmesh.leaderboard.v1 import leaderboard_pb2, leaderboard_pb2_grpc
-from quizmesh.quiz.v1 import quiz_pb2, quiz_pb2_grpc
+from quizmesh.quiz.v1 import account_pb2, account_pb2_grpc, quiz_pb2, quiz_pb2_grpc
 
 from services.identity.keys import ensure_dev_keys
 from services.identity.tokens import Role, TokenIssuer
@@ -137,6 +137,7 @@ class QuizMeshClient:
             self._channel = grpc.aio.insecure_channel(connection.target, options=options)
         self._quizzes = quiz_pb2_grpc.QuizServiceStub(self._channel)
         self._leaderboards = leaderboard_pb2_grpc.LeaderboardServiceStub(self._channel)
+        self._accounts = account_pb2_grpc.AccountServiceStub(self._channel)
         token = connection.token
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()
@@ -213,3 +214,31 @@ class QuizMeshClient:
             timeout=self._connection.timeout_seconds,
         )
         return response
+
+    # Host accounts: no token is sent (the credentials are the request).
+
+    async def sign_up(self, request: account_pb2.SignUpRequest) -> account_pb2.SignUpResponse:
+        response: account_pb2.SignUpResponse = await self._accounts.SignUp(
+            request, timeout=self._connection.timeout_seconds
+        )
+        return response
+
+    async def sign_in(self, email: str, password: str) -> account_pb2.SignInResponse:
+        response: account_pb2.SignInResponse = await self._accounts.SignIn(
+            account_pb2.SignInRequest(email=email, password=password),
+            timeout=self._connection.timeout_seconds,
+        )
+        return response
+
+    async def refresh_session(self, refresh_token: str) -> account_pb2.Session:
+        response: account_pb2.RefreshSessionResponse = await self._accounts.RefreshSession(
+            account_pb2.RefreshSessionRequest(refresh_token=refresh_token),
+            timeout=self._connection.timeout_seconds,
+        )
+        return response.session
+
+    async def sign_out(self, refresh_token: str) -> None:
+        await self._accounts.SignOut(
+            account_pb2.SignOutRequest(refresh_token=refresh_token),
+            timeout=self._connection.timeout_seconds,
+        )

@@ -513,7 +513,8 @@ async def test_host_commands_without_an_identity_fail_before_calling(
     result = await quizctl("close", QUIZ_ID, "--target", gateway.target)
 
     assert result.code == 2
-    assert "error: this command needs a host: pass --token TOKEN or --as NAME" in result.err
+    assert "error: this command needs a host: sign in with quizctl login" in result.err
+    assert "or pass --token TOKEN or --as NAME" in result.err
     assert gateway.calls == []
 
 
