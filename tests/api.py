@@ -17,7 +17,7 @@ from google.api import http_pb2
 from google.protobuf import descriptor, json_format, message_factory
 from google.rpc import error_details_pb2, status_pb2
 from quizmesh.leaderboard.v1 import leaderboard_pb2
-from quizmesh.quiz.v1 import account_pb2, quiz_pb2
+from quizmesh.quiz.v1 import account_pb2, library_pb2, quiz_pb2
 from quizmesh.score.v1 import score_pb2
 from quizmesh.stream.v1 import stream_pb2
 
@@ -27,6 +27,7 @@ from devstack.gateway import HTTP_OPTION
 SERVICES = (
     ("quiz", quiz_pb2.DESCRIPTOR.services_by_name["QuizService"]),
     ("quiz", account_pb2.DESCRIPTOR.services_by_name["AccountService"]),
+    ("quiz", library_pb2.DESCRIPTOR.services_by_name["LibraryService"]),
     ("score", score_pb2.DESCRIPTOR.services_by_name["ScoreService"]),
     ("leaderboard", leaderboard_pb2.DESCRIPTOR.services_by_name["LeaderboardService"]),
     ("stream", stream_pb2.DESCRIPTOR.services_by_name["StreamService"]),

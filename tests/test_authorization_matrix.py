@@ -88,6 +88,14 @@ MATRIX: dict[str, dict[str, Code]] = {
     "SignIn":           row(OK,     OK,     OK,     OK,     OK,     OK,     UNAUTH, UNAUTH, UNAUTH),
     "RefreshSession":   row(OK,     OK,     OK,     OK,     OK,     OK,     UNAUTH, UNAUTH, UNAUTH),
     "SignOut":          row(OK,     OK,     OK,     OK,     OK,     OK,     UNAUTH, UNAUTH, UNAUTH),
+    # A host's library: their own; "this quiz" is a library quiz of `host`.
+    "CreateLibraryQuiz":    row(UNAUTH, DENIED, DENIED, DENIED, OK, OK,     UNAUTH, UNAUTH, UNAUTH),
+    "ListLibraryQuizzes":   row(UNAUTH, DENIED, DENIED, DENIED, OK, OK,     UNAUTH, UNAUTH, UNAUTH),
+    "GetLibraryQuiz":       row(UNAUTH, DENIED, DENIED, DENIED, OK, DENIED, UNAUTH, UNAUTH, UNAUTH),
+    "UpdateLibraryQuiz":    row(UNAUTH, DENIED, DENIED, DENIED, OK, DENIED, UNAUTH, UNAUTH, UNAUTH),
+    "DuplicateLibraryQuiz": row(UNAUTH, DENIED, DENIED, DENIED, OK, DENIED, UNAUTH, UNAUTH, UNAUTH),
+    "DeleteLibraryQuiz":    row(UNAUTH, DENIED, DENIED, DENIED, OK, DENIED, UNAUTH, UNAUTH, UNAUTH),
+    "PlayLibraryQuiz":      row(UNAUTH, DENIED, DENIED, DENIED, OK, DENIED, UNAUTH, UNAUTH, UNAUTH),
 }
 # fmt: on
 
@@ -101,6 +109,8 @@ MATRIX_TITLE = "authz-matrix"
 # The host account every SignIn cell signs in to.
 ACCOUNT_PASSWORD = "matrix password 1"
 SESSION_RPCS = ("RefreshSession", "SignOut")
+LIBRARY_RPCS = tuple(rpc for rpc in MATRIX if "LibraryQuiz" in rpc)
+LIBRARY_TITLE = "Library reference"
 
 
 @dataclass
@@ -117,6 +127,26 @@ class World:
     kid: str
     stack: Stack
     account_email: str
+    library_quiz_id: str  # a library quiz of `host`
+
+    async def library(self) -> tuple[Any, ...]:
+        """What a library call may change: `library_quiz_id`'s view (None once
+        deleted) and how many quizzes each host's library holds."""
+        api = GrpcApi(self.stack.channels)
+        issuer = self.stack.backends.issuer()
+        token = issuer.issue(Role.HOST, self.host, 60)
+        try:
+            got = await api.call("GetLibraryQuiz", {"library_quiz_id": self.library_quiz_id}, token)
+            view = got["library_quiz"]
+        except ApiError:
+            view = None
+        counts = []
+        for host in (self.host, self.other_host):
+            listed = await api.call(
+                "ListLibraryQuizzes", {"page_size": 100}, issuer.issue(Role.HOST, host, 60)
+            )
+            counts.append(len(listed["library_quizzes"]))
+        return view, counts
 
     async def refresh_token(self) -> str:
         """A refresh token of a new session of the world's account."""
@@ -268,6 +298,11 @@ async def world(stack: Stack, backends: Backends) -> World:
     }
     outsider = await join(api, other_quiz, "outsider")
     await api.call("StartQuiz", {"quiz_id": running_quiz}, issuer.issue(Role.HOST, host, 60))
+    library_quiz = await api.call(
+        "CreateLibraryQuiz",
+        {**REFERENCE_QUIZ, "title": LIBRARY_TITLE},
+        issuer.issue(Role.HOST, host, 600),
+    )
     account_email = f"authz-{tag}@matrix.example"
     await api.call(
         "SignUp",
@@ -284,6 +319,7 @@ async def world(stack: Stack, backends: Backends) -> World:
         kid=real_kid(backends),
         stack=stack,
         account_email=account_email,
+        library_quiz_id=library_quiz["library_quiz"]["library_quiz_id"],
     )
 
 
@@ -295,6 +331,15 @@ async def fresh_quiz(world: World, running: bool) -> str:
     if running:
         await api.call("StartQuiz", {"quiz_id": quiz_id}, token)
     return quiz_id
+
+
+async def fresh_library_quiz(world: World) -> str:
+    """A library quiz of `world.host` of its own, for a call allowed to delete it."""
+    token = world.stack.backends.issuer().issue(Role.HOST, world.host, 60)
+    made = await GrpcApi(world.stack.channels).call(
+        "CreateLibraryQuiz", {**REFERENCE_QUIZ, "title": "to delete"}, token
+    )
+    return str(made["library_quiz"]["library_quiz_id"])
 
 
 def request_for(rpc: str, quiz_id: str, world: World, cell: str) -> dict[str, Any]:
@@ -317,6 +362,18 @@ def request_for(rpc: str, quiz_id: str, world: World, cell: str) -> dict[str, An
             }
         case "SignIn":
             return {"email": world.account_email, "password": ACCOUNT_PASSWORD}
+        case "CreateLibraryQuiz":
+            return {**REFERENCE_QUIZ, "title": f"library {cell}"}
+        case "ListLibraryQuizzes":
+            return {"page_size": 1}
+        case "UpdateLibraryQuiz":
+            return {
+                "library_quiz_id": world.library_quiz_id,
+                **REFERENCE_QUIZ,
+                "title": f"{LIBRARY_TITLE} {cell}",
+            }
+        case _ if rpc in LIBRARY_RPCS:
+            return {"library_quiz_id": world.library_quiz_id}
         case _:
             return {"quiz_id": quiz_id}
 
@@ -380,6 +437,9 @@ async def test_authorization_cell(
     request = request_for(rpc, quiz_id, world, cell)
     if rpc in SESSION_RPCS:
         request = {"refresh_token": await world.refresh_token()}
+    if rpc == "DeleteLibraryQuiz" and expected is OK:
+        request = {"library_quiz_id": await fresh_library_quiz(world)}
+    library_before = await world.library() if rpc in LIBRARY_RPCS else None
     api = ways.api(transport)
 
     if rpc in STREAMS:
@@ -408,6 +468,8 @@ async def test_authorization_cell(
         assert caller in ("player", "fellow"), reply
     if expected is not OK:
         await assert_unchanged(world, rpc, quiz_id, request)
+        if library_before is not None:
+            assert await world.library() == library_before, f"a refused {rpc} changed a library"
 
 
 async def assert_unchanged(world: World, rpc: str, quiz_id: str, request: dict[str, Any]) -> None:

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from devstack.gateway import EnvoyProcess
 from services.database.engine import create_engine
-from services.database.tables import host_sessions, hosts
+from services.database.tables import host_sessions, hosts, library_quizzes
 from tests.api import METHODS, SSE_FORM, ApiError, GrpcApi, http_rule
 from tests.game import join
 from tests.stack import Stack
@@ -59,6 +59,11 @@ WRITES = {
     "SignIn",
     "RefreshSession",
     "SignOut",
+    "CreateLibraryQuiz",
+    "UpdateLibraryQuiz",
+    "DuplicateLibraryQuiz",
+    "DeleteLibraryQuiz",
+    "PlayLibraryQuiz",
 }
 STREAMS = {"WatchLeaderboard", "WatchQuiz", "WatchLeaderboardSse", "WatchQuizSse"}
 HUGE = 70 * 1024  # over Envoy's 64 KiB body limit
@@ -85,6 +90,7 @@ class Target:
     running_player: tuple[str, str]
     account: tuple[str, str]  # a host account's (email, password)
     refresh_token: str  # of one of its sessions
+    library_quiz_id: str  # a library quiz of `host`
     database: AsyncEngine  # where `snapshot` reads the account rows
 
 
@@ -104,6 +110,7 @@ async def target(stack: Stack) -> AsyncIterator[Target]:
     made = await api.call(
         "SignUp", {"email": account[0], "password": account[1], "display_name": "Hostile"}
     )
+    library = await api.call("CreateLibraryQuiz", FIXED_QUIZ, host)
     engine = create_engine(stack.backends.database_url)
     try:
         yield Target(
@@ -114,6 +121,7 @@ async def target(stack: Stack) -> AsyncIterator[Target]:
             (ren.player_id, ren.token),
             account,
             made["session"]["refresh_token"],
+            library["library_quiz"]["library_quiz_id"],
             engine,
         )
     finally:
@@ -153,11 +161,13 @@ async def snapshot(stack: Stack, t: Target) -> Any:
 
 
 async def account_rows(engine: AsyncEngine) -> list[Any]:
-    """Every host account and session row, as SQL holds them."""
+    """Every host account, session and library row, as SQL holds them."""
     async with engine.connect() as conn:
         found = [tuple(r) for r in await conn.execute(select(hosts).order_by(hosts.c.id))]
         sessions = select(host_sessions).order_by(host_sessions.c.token_hash)
         found += [tuple(r) for r in await conn.execute(sessions)]
+        library = select(library_quizzes).order_by(library_quizzes.c.id)
+        found += [tuple(r) for r in await conn.execute(library)]
     return found
 
 
@@ -226,6 +236,15 @@ def requests(t: Target) -> dict[str, st.SearchStrategy[dict[str, Any]]]:
     emails = st.one_of(st.sampled_from([t.account[0], t.account[0].upper()]), texts)
     passwords = st.one_of(st.just(t.account[1]), texts)
     refresh = st.one_of(st.sampled_from([t.refresh_token, "qmr_" + "A" * 43]), texts)
+    lid = st.one_of(st.just(t.library_quiz_id), texts)
+    content = st.fixed_dictionaries(
+        {},
+        optional={
+            "title": texts,
+            "questions": st.lists(question_specs(), max_size=4),
+            "instant_feedback": st.booleans(),
+        },
+    )
     found: dict[str, st.SearchStrategy[dict[str, Any]]] = {
         "CreateQuiz": st.fixed_dictionaries(
             {},
@@ -269,6 +288,22 @@ def requests(t: Target) -> dict[str, st.SearchStrategy[dict[str, Any]]]:
         "SignIn": st.fixed_dictionaries({}, optional={"email": emails, "password": passwords}),
         "RefreshSession": st.fixed_dictionaries({}, optional={"refresh_token": refresh}),
         "SignOut": st.fixed_dictionaries({}, optional={"refresh_token": refresh}),
+        "CreateLibraryQuiz": content,
+        "ListLibraryQuizzes": st.fixed_dictionaries(
+            {}, optional={"page_size": ints, "page_token": texts}
+        ),
+        "GetLibraryQuiz": st.fixed_dictionaries({"library_quiz_id": lid}),
+        "UpdateLibraryQuiz": st.builds(
+            lambda ref, body, version: {**ref, **body, **version},
+            st.fixed_dictionaries({"library_quiz_id": lid}),
+            content,
+            st.fixed_dictionaries({}, optional={"expected_version": ints}),
+        ),
+        "DuplicateLibraryQuiz": st.fixed_dictionaries(
+            {"library_quiz_id": lid}, optional={"title": texts}
+        ),
+        "DeleteLibraryQuiz": st.fixed_dictionaries({"library_quiz_id": lid}),
+        "PlayLibraryQuiz": st.fixed_dictionaries({"library_quiz_id": lid}),
     }
     for typed, sse in SSE_FORM.items():
         found[sse] = found[typed]

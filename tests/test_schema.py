@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.database.engine import create_engine
 from services.database.migrate import upgrade
 from services.database.tables import metadata, players
+from services.quiz.library_store import LibraryStore
 from services.quiz.store import DuplicateKey, QuizStore
 from tests.conftest import private_database
 from tests.stack import Backends
@@ -23,6 +24,13 @@ from tests.stack import Backends
 # The players table as revision 0002 left it.
 PLAYERS_0002 = table(
     "players", column("id"), column("quiz_id"), column("nickname"), column("joined_ms")
+)
+
+QUESTIONS_0001 = table(
+    "questions",
+    *(column(name) for name in ("quiz_id", "idx", "text", "choices", "correct_choice")),
+    column("points"),
+    column("time_limit_ms"),
 )
 
 # The columns of a quiz row every revision since 0001 has (without defaults there).
@@ -95,6 +103,43 @@ async def test_quizzes_made_before_instant_feedback_existed_keep_telling_at_once
     store = QuizStore(engine)
     assert (await store.get("OLD1")).instant_feedback is True
     assert (await store.get("NEW1")).instant_feedback is False
+
+
+async def test_each_quiz_made_before_the_library_becomes_a_library_quiz_and_its_game(
+    database: str, engine: AsyncEngine
+) -> None:
+    await upgrade(database, "0007")
+    await add_quiz(engine, "OLD1")
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(QUESTIONS_0001).values(
+                quiz_id="OLD1",
+                idx=0,
+                text="2 + 2?",
+                choices='["3", "4"]',
+                correct_choice=1,
+                points=700,
+                time_limit_ms=15_000,
+            )
+        )
+
+    await upgrade(database)
+
+    game = await QuizStore(engine).get("OLD1")
+    assert game.library_quiz_id is not None
+    kept = await LibraryStore(engine).get(game.library_quiz_id)
+    assert (kept.host, kept.title, kept.version) == ("h", "t", 1)
+    # What the game played, explicitly: the library quiz plays exactly as it did.
+    assert kept.content["questions"] == [
+        {
+            "text": "2 + 2?",
+            "choices": ["3", "4"],
+            "correct_choice": 1,
+            "points": 700,
+            "time_limit_ms": 15_000,
+        }
+    ]
+    assert await LibraryStore(engine).games_played([kept.id]) == {kept.id: 1}
 
 
 async def join(store: QuizStore, quiz_id: str, player_id: str, nickname: str) -> None:

@@ -58,6 +58,8 @@ class QuizRecord:
     # Whether answers' results and the board move as answers arrive (else when
     # each question closes).
     instant_feedback: bool = False
+    # The library quiz this game was made from, if any.
+    library_quiz_id: str | None = None
 
     def question_closed(self, index: int, now: int) -> bool:
         """Whether question `index` no longer takes answers (so its answer may be shown)."""
@@ -106,6 +108,7 @@ def quiz_of(row: Any) -> QuizRecord:
         close_reason=m["close_reason"],
         unannounced_ms=m["unannounced_ms"],
         instant_feedback=bool(m["instant_feedback"]),
+        library_quiz_id=m["library_quiz_id"],
     )
 
 

@@ -58,9 +58,13 @@ quizzes = Table(
     Column("unannounced_ms", BigInteger),
     # Results and the board move as answers arrive instead of when a question closes.
     Column("instant_feedback", Boolean, nullable=False, default=False, server_default="0"),
+    # The library quiz this game was made from (no foreign key: deleting a library
+    # quiz leaves its games as they are); NULL for a quiz created directly.
+    Column("library_quiz_id", String(16)),
     Index(None, "state", "question_deadline_ms"),
     Index(None, "unannounced_ms"),
     Index(None, "created_ms"),
+    Index(None, "library_quiz_id"),
 )
 
 questions = Table(
@@ -167,4 +171,26 @@ host_sessions = Table(
     Column("expires_ms", BigInteger, nullable=False),
     Column("used_ms", BigInteger),
     Column("revoked_ms", BigInteger),
+)
+
+# A host's quiz library (issue 15): content kept and played any number of times.
+# `content` is the quiz as the host wrote it, JSON (title aside): its questions and
+# settings; each game copies it into its own `questions` rows when it is made.
+library_quizzes = Table(
+    "library_quizzes",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("host", String(128), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("content", Text, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+# A host's library, most recently changed first (ListLibraryQuizzes' order).
+Index(
+    "ix_library_quizzes_host_updated",
+    library_quizzes.c.host,
+    library_quizzes.c.updated_ms.desc(),
+    library_quizzes.c.id,
 )

@@ -19,12 +19,13 @@ import json
 from typing import Any
 
 from quizmesh.leaderboard.v1 import leaderboard_pb2
-from quizmesh.quiz.v1 import account_pb2, quiz_pb2
+from quizmesh.quiz.v1 import account_pb2, library_pb2, quiz_pb2
 from quizmesh.score.v1 import score_pb2
 from quizmesh.stream.v1 import stream_pb2
 
 QUIZ = quiz_pb2.DESCRIPTOR.services_by_name["QuizService"].full_name
 ACCOUNT = account_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name
+LIBRARY = library_pb2.DESCRIPTOR.services_by_name["LibraryService"].full_name
 SCORE = score_pb2.DESCRIPTOR.services_by_name["ScoreService"].full_name
 LEADERBOARD = leaderboard_pb2.DESCRIPTOR.services_by_name["LeaderboardService"].full_name
 STREAM = stream_pb2.DESCRIPTOR.services_by_name["StreamService"].full_name
@@ -32,6 +33,7 @@ STREAM = stream_pb2.DESCRIPTOR.services_by_name["StreamService"].full_name
 # Every RPC of the contract, by service: retried or not (a test keeps this complete).
 RETRIED: dict[str, frozenset[str]] = {
     QUIZ: frozenset({"GetQuiz", "ListQuizzes"}),
+    LIBRARY: frozenset({"GetLibraryQuiz", "ListLibraryQuizzes"}),
     SCORE: frozenset({"SubmitAnswer", "GetPlayerScore"}),
     LEADERBOARD: frozenset({"GetLeaderboard", "GetPlayerRank"}),
     STREAM: frozenset({"WatchLeaderboard", "WatchQuiz", "WatchLeaderboardSse", "WatchQuizSse"}),
@@ -40,6 +42,17 @@ NOT_RETRIED: dict[str, frozenset[str]] = {
     QUIZ: frozenset({"CreateQuiz", "JoinQuiz", "StartQuiz", "AdvanceQuestion", "CloseQuiz"}),
     # A refresh token works once: a retried RefreshSession would end its session.
     ACCOUNT: frozenset({"SignUp", "SignIn", "RefreshSession", "SignOut"}),
+    # A second create, duplicate or play is a second quiz; an update sent again
+    # after it landed is refused by its expected_version (or saves the same twice).
+    LIBRARY: frozenset(
+        {
+            "CreateLibraryQuiz",
+            "UpdateLibraryQuiz",
+            "DuplicateLibraryQuiz",
+            "DeleteLibraryQuiz",
+            "PlayLibraryQuiz",
+        }
+    ),
 }
 
 # Up to 4 attempts, 0.1 s to 1 s apart (with gRPC's jitter): a replica restarting

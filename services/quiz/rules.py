@@ -5,6 +5,7 @@ rules that span fields, defaults, and how a nickname is normalised."""
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 
 from quizmesh.quiz.v1 import quiz_pb2
 
@@ -22,8 +23,9 @@ MAX_NICKNAME = rules_of(quiz_pb2.JoinQuizRequest.DESCRIPTOR, "nickname").max_len
 assert MAX_QUESTIONS * MAX_QUESTION_POINTS <= MAX_POINTS
 
 
-def check_quiz(request: quiz_pb2.CreateQuizRequest) -> None:
-    for i, q in enumerate(request.questions):
+def check_questions(questions: Sequence[quiz_pb2.QuestionSpec]) -> None:
+    """What the contract's field rules cannot say: each correct choice is a choice."""
+    for i, q in enumerate(questions):
         if q.correct_choice >= len(q.choices):
             raise InvalidArgument.field(
                 f"questions[{i}].correct_choice",

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import grpc
-from quizmesh.quiz.v1 import account_pb2, account_pb2_grpc, quiz_pb2, quiz_pb2_grpc
+from quizmesh.quiz.v1 import (
+    account_pb2,
+    account_pb2_grpc,
+    library_pb2,
+    library_pb2_grpc,
+    quiz_pb2,
+    quiz_pb2_grpc,
+)
 
 from services.database.engine import create_engine, health_check
 from services.database.sync_lag import report_sync_lag
@@ -19,6 +26,8 @@ from services.quiz.announcer import Announcer
 from services.quiz.attempts import Attempts, Limit
 from services.quiz.config import Settings
 from services.quiz.joining import Joining
+from services.quiz.library import LibraryService
+from services.quiz.library_store import LibraryStore
 from services.quiz.lifecycle import Lifecycle, QuestionCache
 from services.quiz.passwords import Passwords
 from services.quiz.service import QuizService
@@ -27,6 +36,7 @@ from services.recovery.live_state import LiveStateRecovery
 
 SERVICE_NAME = quiz_pb2.DESCRIPTOR.services_by_name["QuizService"].full_name
 ACCOUNT_SERVICE_NAME = account_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name
+LIBRARY_SERVICE_NAME = library_pb2.DESCRIPTOR.services_by_name["LibraryService"].full_name
 QUARTER_HOUR = 15 * 60
 
 
@@ -79,14 +89,17 @@ async def create_server(settings: Settings) -> ServiceApp:
         policy=account_policy(settings),
     )
 
+    library = LibraryService(LibraryStore(engine), service, TokenVerifier.of(settings))
+
     def register(server: grpc.aio.Server) -> None:
         quiz_pb2_grpc.add_QuizServiceServicer_to_server(service, server)
         account_pb2_grpc.add_AccountServiceServicer_to_server(accounts, server)
+        library_pb2_grpc.add_LibraryServiceServicer_to_server(library, server)
 
     app = build_server(
         settings,
         register,
-        [SERVICE_NAME, ACCOUNT_SERVICE_NAME],
+        [SERVICE_NAME, ACCOUNT_SERVICE_NAME, LIBRARY_SERVICE_NAME],
         {"database": health_check(engine), **conn.checks()},
         metrics,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from quizmesh.common.v1 import common_pb2, events_pb2
@@ -44,7 +45,22 @@ class QuizService(quiz_pb2_grpc.QuizServiceServicer):
         self, request: quiz_pb2.CreateQuizRequest, context: Context
     ) -> quiz_pb2.CreateQuizResponse:
         host = self.verifier.caller(context).require_host()
-        rules.check_quiz(request)
+        quiz = await self.create_game(
+            host, request.title, request.questions, request.instant_feedback
+        )
+        return quiz_pb2.CreateQuizResponse(quiz=quiz)
+
+    async def create_game(
+        self,
+        host: Caller,
+        title: str,
+        specs: Sequence[quiz_pb2.QuestionSpec],
+        instant_feedback: bool,
+        library_quiz_id: str | None = None,
+    ) -> quiz_pb2.Quiz:
+        """A new OPEN quiz of `host` with these questions (CreateQuiz, and playing a
+        library quiz), as its host sees it."""
+        rules.check_questions(specs)
         qs = [
             Question(
                 index=i,
@@ -54,7 +70,7 @@ class QuizService(quiz_pb2_grpc.QuizServiceServicer):
                 points=rules.points_of(q),
                 time_limit_ms=rules.time_limit_of(q),
             )
-            for i, q in enumerate(request.questions)
+            for i, q in enumerate(specs)
         ]
         created = now_ms()
         for _ in range(5):  # a code collision is rare; draw again
@@ -62,11 +78,12 @@ class QuizService(quiz_pb2_grpc.QuizServiceServicer):
             try:
                 await self.store.create(
                     quiz_id,
-                    request.title.strip(),
+                    title.strip(),
                     host.subject,
                     created,
                     qs,
-                    instant_feedback=request.instant_feedback,
+                    instant_feedback=instant_feedback,
+                    library_quiz_id=library_quiz_id,
                 )
                 break
             except DuplicateKey:
@@ -77,7 +94,7 @@ class QuizService(quiz_pb2_grpc.QuizServiceServicer):
             )
         quiz = await self.store.get(quiz_id)
         await self.live.publish(quiz, qs)
-        return quiz_pb2.CreateQuizResponse(quiz=await self._render(quiz, host, player_count=0))
+        return await self._render(quiz, host, player_count=0)
 
     async def GetQuiz(
         self, request: quiz_pb2.GetQuizRequest, context: Context
@@ -181,6 +198,7 @@ class QuizService(quiz_pb2_grpc.QuizServiceServicer):
             create_time=timestamp(quiz.created_ms),
             server_time=timestamp(now),
             instant_feedback=quiz.instant_feedback,
+            library_quiz_id=quiz.library_quiz_id or "",
         )
         if with_questions:
             is_host = (

@@ -28,6 +28,7 @@ class QuizStore(QuizRecords):
         created_ms: int,
         qs: list[Question],
         instant_feedback: bool = False,
+        library_quiz_id: str | None = None,
     ) -> None:
         try:
             async with self.engine.begin() as conn:
@@ -43,6 +44,7 @@ class QuizStore(QuizRecords):
                         close_reason=0,
                         created_ms=created_ms,
                         instant_feedback=instant_feedback,
+                        library_quiz_id=library_quiz_id,
                     )
                 )
                 await conn.execute(

@@ -28,6 +28,35 @@ export const LIMITS = {
   "SignOutRequest": {
     "refresh_token": {"min_len": 1, "max_len": 200}
   },
+  "CreateLibraryQuizRequest": {
+    "title": {"min_len": 1, "max_len": 200},
+    "questions": {"min_items": 1, "max_items": 100},
+    "instant_feedback": {}
+  },
+  "GetLibraryQuizRequest": {
+    "library_quiz_id": {"min_len": 1, "max_len": 32, "pattern": "[A-Za-z0-9]+", "pattern_description": "a library quiz id of letters and digits"}
+  },
+  "ListLibraryQuizzesRequest": {
+    "page_size": {"gte": 0, "lte": 100},
+    "page_token": {"max_len": 200}
+  },
+  "UpdateLibraryQuizRequest": {
+    "library_quiz_id": {"min_len": 1, "max_len": 32, "pattern": "[A-Za-z0-9]+", "pattern_description": "a library quiz id of letters and digits"},
+    "title": {"min_len": 1, "max_len": 200},
+    "questions": {"min_items": 1, "max_items": 100},
+    "instant_feedback": {},
+    "expected_version": {"gte": 1}
+  },
+  "DuplicateLibraryQuizRequest": {
+    "library_quiz_id": {"min_len": 1, "max_len": 32, "pattern": "[A-Za-z0-9]+", "pattern_description": "a library quiz id of letters and digits"},
+    "title": {"max_len": 200}
+  },
+  "DeleteLibraryQuizRequest": {
+    "library_quiz_id": {"min_len": 1, "max_len": 32, "pattern": "[A-Za-z0-9]+", "pattern_description": "a library quiz id of letters and digits"}
+  },
+  "PlayLibraryQuizRequest": {
+    "library_quiz_id": {"min_len": 1, "max_len": 32, "pattern": "[A-Za-z0-9]+", "pattern_description": "a library quiz id of letters and digits"}
+  },
   "QuestionSpec": {
     "text": {"min_len": 1, "max_len": 500},
     "choices": {"min_items": 2, "max_items": 6, "items": {"min_len": 1, "max_len": 200}},

@@ -60,6 +60,8 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """NOT_FOUND: no such player in this quiz (join it first)."""
     ERROR_REASON_ROUTE_NOT_FOUND: _ErrorReason.ValueType  # 32
     """NOT_FOUND: no route or file at this path (the gateway)."""
+    ERROR_REASON_LIBRARY_QUIZ_NOT_FOUND: _ErrorReason.ValueType  # 33
+    """NOT_FOUND: no such quiz in the library (never created, or deleted)."""
     ERROR_REASON_QUIZ_NOT_STARTED: _ErrorReason.ValueType  # 40
     """FAILED_PRECONDITION: the quiz has not started."""
     ERROR_REASON_QUIZ_ALREADY_STARTED: _ErrorReason.ValueType  # 41
@@ -163,6 +165,8 @@ ERROR_REASON_PLAYER_NOT_FOUND: ErrorReason.ValueType  # 31
 """NOT_FOUND: no such player in this quiz (join it first)."""
 ERROR_REASON_ROUTE_NOT_FOUND: ErrorReason.ValueType  # 32
 """NOT_FOUND: no route or file at this path (the gateway)."""
+ERROR_REASON_LIBRARY_QUIZ_NOT_FOUND: ErrorReason.ValueType  # 33
+"""NOT_FOUND: no such quiz in the library (never created, or deleted)."""
 ERROR_REASON_QUIZ_NOT_STARTED: ErrorReason.ValueType  # 40
 """FAILED_PRECONDITION: the quiz has not started."""
 ERROR_REASON_QUIZ_ALREADY_STARTED: ErrorReason.ValueType  # 41

@@ -88,6 +88,7 @@ class Quiz(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     SERVER_TIME_FIELD_NUMBER: _builtins.int
     INSTANT_FEEDBACK_FIELD_NUMBER: _builtins.int
+    LIBRARY_QUIZ_ID_FIELD_NUMBER: _builtins.int
     quiz_id: _builtins.str
     """Short code players type to join (e.g. "K7QX2M9A")."""
     title: _builtins.str
@@ -105,6 +106,10 @@ class Quiz(_message.Message):
     instant_feedback: _builtins.bool
     """Whether players learn right or wrong and points as they answer (a practice
     quiz); otherwise results and the board move when each question closes.
+    """
+    library_quiz_id: _builtins.str
+    """The library quiz this game was made from (LibraryService.PlayLibraryQuiz);
+    empty for a quiz created directly with CreateQuiz.
     """
     @_builtins.property
     def questions(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.QuestionView]:
@@ -134,10 +139,11 @@ class Quiz(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         server_time: _timestamp_pb2.Timestamp | None = ...,
         instant_feedback: _builtins.bool = ...,
+        library_quiz_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "server_time", b"server_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "current_question", b"current_question", "host", b"host", "instant_feedback", b"instant_feedback", "player_count", b"player_count", "question_count", b"question_count", "questions", b"questions", "quiz_id", b"quiz_id", "server_time", b"server_time", "state", b"state", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "current_question", b"current_question", "host", b"host", "instant_feedback", b"instant_feedback", "library_quiz_id", b"library_quiz_id", "player_count", b"player_count", "question_count", b"question_count", "questions", b"questions", "quiz_id", b"quiz_id", "server_time", b"server_time", "state", b"state", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
