@@ -27,7 +27,7 @@ from typing import Any, TypeAlias
 
 import grpc
 from quizmesh.leaderboard.v1 import leaderboard_pb2
-from quizmesh.quiz.v1 import account_pb2, quiz_pb2
+from quizmesh.quiz.v1 import account_pb2, library_pb2, quiz_pb2
 
 from quizctl import output, session
 from quizctl.client import (
@@ -40,7 +40,7 @@ from quizctl.client import (
     settings_of,
 )
 from quizctl.enrol import enrol
-from quizctl.quizfile import QuizFileError, load_quiz_file
+from quizctl.quizfile import QuizFileError, dump_quiz_file, load_quiz_file
 from quizctl.recover import recover
 from quizctl.session import SessionFileError
 from services.identity.tokens import Role
@@ -255,6 +255,95 @@ async def cmd_advance(args: argparse.Namespace, environ: Mapping[str, str]) -> i
 
 async def cmd_close(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return await _lifecycle(args, environ, QuizMeshClient.close_quiz)
+
+
+async def cmd_library(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    action: str = args.action
+    # Files are checked before anything else, so a typo never reaches the server.
+    content = load_quiz_file(args.file) if action in ("import", "update") else None
+    async with await _client(args, environ, host_only=True) as client:
+        if action == "list":
+            return await _library_list(client, bool(args.json))
+        if content is not None and action == "import":
+            made = await client.library(
+                "CreateLibraryQuiz",
+                library_pb2.CreateLibraryQuizRequest(
+                    title=content.title,
+                    questions=content.questions,
+                    instant_feedback=content.instant_feedback,
+                ),
+            )
+            print(output.to_json(made) if args.json else made.library_quiz.library_quiz_id)
+            return EXIT_OK
+        ref: str = args.library_quiz
+        match action:
+            case "show" | "export":
+                got = await client.library(
+                    "GetLibraryQuiz", library_pb2.GetLibraryQuizRequest(library_quiz_id=ref)
+                )
+                quiz = got.library_quiz
+                if action == "export":
+                    text = dump_quiz_file(quiz.title, quiz.questions, quiz.instant_feedback)
+                    _write(args.output, text)
+                else:
+                    print(output.to_json(got) if args.json else output.library_quiz(quiz))
+            case "update":
+                assert content is not None
+                request = library_pb2.UpdateLibraryQuizRequest(
+                    library_quiz_id=ref,
+                    title=content.title,
+                    questions=content.questions,
+                    instant_feedback=content.instant_feedback,
+                )
+                if args.expected_version is not None:
+                    request.expected_version = args.expected_version
+                saved = await client.library("UpdateLibraryQuiz", request)
+                print(
+                    output.to_json(saved)
+                    if args.json
+                    else f"{ref}: saved as version {saved.library_quiz.version}"
+                )
+            case "duplicate":
+                copied = await client.library(
+                    "DuplicateLibraryQuiz",
+                    library_pb2.DuplicateLibraryQuizRequest(
+                        library_quiz_id=ref, title=args.title or ""
+                    ),
+                )
+                print(output.to_json(copied) if args.json else copied.library_quiz.library_quiz_id)
+            case "delete":
+                await client.library(
+                    "DeleteLibraryQuiz", library_pb2.DeleteLibraryQuizRequest(library_quiz_id=ref)
+                )
+                print(f"{ref}: deleted (games played from it stay)")
+            case "play":
+                game = await client.library(
+                    "PlayLibraryQuiz", library_pb2.PlayLibraryQuizRequest(library_quiz_id=ref)
+                )
+                print(output.to_json(game) if args.json else game.quiz.quiz_id)
+    return EXIT_OK
+
+
+async def _library_list(client: QuizMeshClient, as_json: bool) -> int:
+    page_token = ""
+    while True:
+        page = await client.library(
+            "ListLibraryQuizzes",
+            library_pb2.ListLibraryQuizzesRequest(page_size=100, page_token=page_token),
+        )
+        for quiz in page.library_quizzes:
+            print(output.to_json(quiz) if as_json else output.library_line(quiz))
+        page_token = page.next_page_token
+        if not page_token:
+            return EXIT_OK
+
+
+def _write(path: str | None, text: str) -> None:
+    if path is None or path == "-":
+        sys.stdout.write(text)
+        return
+    Path(path).write_text(text)
+    _err(f"wrote {path}")
 
 
 async def cmd_leaderboard(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -482,6 +571,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     enrolment.add_argument("--ids", metavar="FILE", help="write the new player ids here")
     enrolment.set_defaults(handler=cmd_enrol)
+
+    library = commands.add_parser(
+        "library",
+        help="your quiz library: quizzes kept and played again",
+        description="Your quiz library: quizzes kept apart from their games, played any "
+        "number of times. Quiz files import and export in the format `quizctl create` reads.",
+    )
+    actions = library.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _rpc_command(actions, "list", "list your library, most recently changed first", cmd_library)
+    for name, summary in (
+        ("show", "show a library quiz with its questions"),
+        ("export", "write a library quiz as a quiz file (YAML)"),
+        ("update", "replace a library quiz's content with a quiz file"),
+        ("duplicate", "copy a library quiz"),
+        ("delete", "remove a library quiz (its games stay)"),
+        ("play", "a new game of a library quiz: prints its code"),
+    ):
+        action = _rpc_command(actions, name, summary, cmd_library)
+        action.add_argument("library_quiz", metavar="ID", help="library quiz id")
+        if name == "export":
+            action.add_argument("-o", "--output", metavar="FILE", help="file to write (stdout)")
+        if name == "update":
+            action.add_argument("file", metavar="FILE", help="quiz file (- for stdin)")
+            action.add_argument(
+                "--expected-version",
+                type=_positive_int,
+                metavar="N",
+                help="refuse if the quiz is no longer at version N (saved meanwhile)",
+            )
+        if name == "duplicate":
+            action.add_argument("--title", help='the copy\'s title ("Copy of ..." by default)')
+    imported = _rpc_command(actions, "import", "add a quiz file to your library", cmd_library)
+    imported.add_argument(
+        "file", metavar="FILE", help="quiz file (.yaml, .yml or .json; - for stdin)"
+    )
 
     board = _rpc_command(commands, "leaderboard", "show a quiz's ranking", cmd_leaderboard)
     board.add_argument("quiz", metavar="QUIZ", help="quiz code")

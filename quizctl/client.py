@@ -10,13 +10,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import grpc
 from cryptography.exceptions import UnsupportedAlgorithm
+from google.protobuf.message import Message
 from pydantic import ValidationError
 from quizmesh.leaderboard.v1 import leaderboard_pb2, leaderboard_pb2_grpc
-from quizmesh.quiz.v1 import account_pb2, account_pb2_grpc, quiz_pb2, quiz_pb2_grpc
+from quizmesh.quiz.v1 import (
+    account_pb2,
+    account_pb2_grpc,
+    library_pb2_grpc,
+    quiz_pb2,
+    quiz_pb2_grpc,
+)
 
 from services.identity.keys import ensure_dev_keys
 from services.identity.tokens import Role, TokenIssuer
@@ -138,6 +145,7 @@ class QuizMeshClient:
         self._quizzes = quiz_pb2_grpc.QuizServiceStub(self._channel)
         self._leaderboards = leaderboard_pb2_grpc.LeaderboardServiceStub(self._channel)
         self._accounts = account_pb2_grpc.AccountServiceStub(self._channel)
+        self._library = library_pb2_grpc.LibraryServiceStub(self._channel)
         token = connection.token
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()
@@ -241,4 +249,11 @@ class QuizMeshClient:
         await self._accounts.SignOut(
             account_pb2.SignOutRequest(refresh_token=refresh_token),
             timeout=self._connection.timeout_seconds,
+        )
+
+    async def library(self, method: str, request: Message) -> Any:
+        """A LibraryService call by name (each is the host's own: the token is sent)."""
+        call = getattr(self._library, method)
+        return await call(
+            request, metadata=self._metadata, timeout=self._connection.timeout_seconds
         )

@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime
 import string
 from collections.abc import Sequence
+from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from quizmesh.common.v1 import common_pb2
 from quizmesh.leaderboard.v1 import leaderboard_pb2
-from quizmesh.quiz.v1 import quiz_pb2
+from quizmesh.quiz.v1 import library_pb2, quiz_pb2
 
 
 def to_json(message: Message) -> str:
@@ -131,3 +132,33 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]
         return "  ".join(padded).rstrip()
 
     return "\n".join([line(headers), *(line(r) for r in rows)])
+
+
+def _when(ts: Any) -> str:
+    return str(ts.ToDatetime(tzinfo=datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"))
+
+
+def library_line(quiz: library_pb2.LibraryQuiz) -> str:
+    """One line of `quizctl library list`."""
+    return (
+        f"{quiz.library_quiz_id}  v{quiz.version}  {quiz.question_count:>3} questions  "
+        f"played {quiz.games_played:>3}x  {_when(quiz.update_time)}  {quiz.title}"
+    )
+
+
+def library_quiz(quiz: library_pb2.LibraryQuiz) -> str:
+    """`quizctl library show`: the quiz, then each question with its right choice."""
+    lines = [
+        f"library quiz  {quiz.library_quiz_id}  {quiz.title}",
+        f"version       {quiz.version} (changed {_when(quiz.update_time)})",
+        f"played        {quiz.games_played} games",
+    ]
+    if quiz.instant_feedback:
+        lines.append("feedback      at once (practice)")
+    for i, q in enumerate(quiz.questions):
+        lines += ["", f"  {i + 1}. {q.text}"]
+        lines += [
+            f"     {'*' if c == q.correct_choice else ' '} {choice}"
+            for c, choice in enumerate(q.choices)
+        ]
+    return "\n".join(lines)

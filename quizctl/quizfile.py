@@ -13,7 +13,7 @@ import difflib
 import json
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -385,3 +385,30 @@ class _Problems:
             hint = f"did you mean {close[0]}?" if close else f"expected {_names(known)}"
             field = f"{where}.{key}" if where else str(key)
             self.add(field, f"unknown field; {hint}")
+
+
+def dump_quiz_file(
+    title: str, questions: Sequence[quiz_pb2.QuestionSpec], instant_feedback: bool
+) -> str:
+    """The quiz file (YAML) that loads back into exactly these questions: the right
+    choice by its text (choices differ, as quiz files require), what was left unset
+    left out."""
+    document: dict[str, Any] = {"title": title}
+    if instant_feedback:
+        document["instant_feedback"] = True
+    document["questions"] = [_question_document(q) for q in questions]
+    return str(yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100))
+
+
+def _question_document(q: quiz_pb2.QuestionSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {"text": q.text, "choices": list(q.choices)}
+    right = q.choices[q.correct_choice] if 0 <= q.correct_choice < len(q.choices) else None
+    if right is not None and list(q.choices).count(right) == 1:
+        out["answer"] = right
+    else:
+        out["correct_choice"] = q.correct_choice
+    if q.HasField("points"):
+        out["points"] = q.points
+    if q.HasField("time_limit_ms"):
+        out["time_limit_ms"] = q.time_limit_ms
+    return out

@@ -902,3 +902,24 @@ def test_installed_without_a_checkout_the_dev_state_is_in_the_working_folder(
     package_file = tmp_path / "site-packages" / "services" / "mesh" / "dev_state.py"
 
     assert dev_state_dir(package_file) == Path(".quizmesh")
+
+
+def test_an_exported_quiz_file_loads_back_into_the_same_quiz(tmp_path: Path) -> None:
+    from quizctl.quizfile import dump_quiz_file
+
+    questions = [
+        quiz_pb2.QuestionSpec(text="Yes or no?", choices=["yes", "no"], correct_choice=1),
+        # Set to what would otherwise be defaulted: kept as set.
+        quiz_pb2.QuestionSpec(
+            text="Which 42?", choices=["24", "42"], correct_choice=1, points=0, time_limit_ms=1500
+        ),
+        quiz_pb2.QuestionSpec(text="Ünïcode 🎉?", choices=["é", "ß"], correct_choice=0),
+    ]
+    path = tmp_path / "quiz.yaml"
+    path.write_text(dump_quiz_file("Round trip", questions, instant_feedback=True))
+
+    loaded = load_quiz_file(str(path))
+
+    assert loaded == quiz_pb2.CreateQuizRequest(
+        title="Round trip", questions=questions, instant_feedback=True
+    )

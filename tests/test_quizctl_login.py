@@ -1,5 +1,6 @@
-"""quizctl signup / login / logout against the real stack through Envoy: the session
-file, host commands that use it, a refresh before it expires, the end of it."""
+"""quizctl signup / login / logout and library against the real stack through Envoy:
+the session file, host commands that use it, a refresh before it expires, the end
+of it, and a library quiz imported, exported and played."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from devstack.gateway import EnvoyProcess
 from quizctl import cli
+from quizctl.quizfile import load_quiz_file
 from tests.api import ApiError, GrpcApi
 from tests.stack import Stack
 
@@ -143,3 +145,36 @@ async def test_an_ended_session_asks_to_sign_in_again(
     assert f"the session of {email} has ended" in err
     assert f"quizctl login --email {email}" in err
     assert not kept(environ)
+
+
+async def test_a_signed_in_host_keeps_quizzes_in_the_library_and_plays_them(
+    environ: dict[str, str],
+    stack: Stack,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    typed(monkeypatch, PASSWORD + "\n")
+    email = f"cli-{uuid.uuid4().hex[:8]}@example.org"
+    await cli.run(["signup", "--email", email, "--name", "L", "--password-stdin"], environ)
+    capsys.readouterr()
+
+    assert await cli.run(["library", "import", str(EXAMPLE)], environ) == 0
+    library_id = capsys.readouterr().out.strip()
+    exported = tmp_path / "exported.yaml"
+    assert await cli.run(["library", "export", library_id, "-o", str(exported)], environ) == 0
+    assert await cli.run(["library", "play", library_id], environ) == 0
+    first_game = capsys.readouterr().out.strip()
+    assert await cli.run(["library", "play", library_id], environ) == 0
+    second_game = capsys.readouterr().out.strip()
+    assert await cli.run(["library", "list"], environ) == 0
+    listed = capsys.readouterr().out
+
+    # The export is a quiz file that says the same quiz.
+    assert load_quiz_file(str(exported)) == load_quiz_file(str(EXAMPLE))
+    assert first_game != second_game
+    for game in (first_game, second_game):
+        quiz = (await GrpcApi(stack.channels).call("GetQuiz", {"quiz_id": game}))["quiz"]
+        assert quiz["library_quiz_id"] == library_id
+    assert library_id in listed
+    assert "played   2x" in listed
