@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -16,6 +17,9 @@ class Settings(CommonSettings):
     deadline_sweep_ms: int = 200
     # How often each replica checks that every active quiz still has its Redis state.
     restore_check_seconds: float = 1.0
+    # Words no nickname may carry, one a line (services/quiz/nickname_filter.py says
+    # how they match); none when unset. examples/nickname-blocklist.txt is a start.
+    nickname_blocklist_file: Path | None = None
     # Host accounts (services/quiz/accounts.py). "invite": sign-up needs one of
     # sign_up_invite_codes (secrets separated by commas); "closed": none at all.
     sign_up: Literal["open", "invite", "closed"] = "open"

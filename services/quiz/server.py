@@ -29,6 +29,7 @@ from services.quiz.joining import Joining
 from services.quiz.library import LibraryService
 from services.quiz.library_store import LibraryStore
 from services.quiz.lifecycle import Lifecycle, QuestionCache
+from services.quiz.nickname_filter import NicknameFilter
 from services.quiz.passwords import Passwords
 from services.quiz.service import QuizService
 from services.quiz.store import QuizStore
@@ -78,6 +79,7 @@ async def create_server(settings: Settings) -> ServiceApp:
         verifier=TokenVerifier.of(settings),
         issuer=TokenIssuer.of(settings),
         player_token_ttl=settings.player_token_ttl_seconds,
+        nicknames=NicknameFilter.from_file(settings.nickname_blocklist_file),
     )
 
     accounts = AccountService(

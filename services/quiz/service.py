@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from quizmesh.common.v1 import common_pb2, events_pb2
 from quizmesh.quiz.v1 import quiz_pb2, quiz_pb2_grpc
@@ -14,12 +14,19 @@ from services.identity.tokens import Caller, Role, TokenIssuer, TokenVerifier
 from services.live.quizzes import LiveQuizzes
 from services.mesh.clock import now_ms, timestamp
 from services.mesh.context import Context
-from services.mesh.errors import AlreadyExists, FailedPrecondition, PermissionDenied, Reason
+from services.mesh.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    PermissionDenied,
+    Reason,
+)
 from services.mesh.paging import QuizCursor, decode_quiz_cursor, encode_quiz_cursor
 from services.quiz import rules
 from services.quiz.announcer import Announcer
 from services.quiz.joining import Joining
 from services.quiz.lifecycle import Lifecycle, QuestionCache, question_view
+from services.quiz.nickname_filter import NicknameFilter
 from services.quiz.store import DuplicateKey, QuizStore
 
 STATES = {
@@ -40,6 +47,7 @@ class QuizService(quiz_pb2_grpc.QuizServiceServicer):
     verifier: TokenVerifier
     issuer: TokenIssuer
     player_token_ttl: int
+    nicknames: NicknameFilter = field(default_factory=NicknameFilter)
 
     async def CreateQuiz(
         self, request: quiz_pb2.CreateQuizRequest, context: Context
@@ -124,6 +132,11 @@ class QuizService(quiz_pb2_grpc.QuizServiceServicer):
         self.verifier.optional_caller(context)  # anyone may join; a token present must be valid
         quiz_id = ids.quiz_code(request.quiz_id)
         nickname = rules.nickname(request.nickname)
+        if self.nicknames.refuses(nickname):
+            raise InvalidArgument.field(
+                "nickname",
+                "is not allowed here (it contains a word this event refuses); choose another",
+            )
         quiz = await self.store.get(quiz_id)
         try:
             player_id = await self.joining.join(quiz, nickname)
