@@ -229,7 +229,10 @@ async def cmd_list(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 LifecycleResponse: TypeAlias = (
-    quiz_pb2.StartQuizResponse | quiz_pb2.AdvanceQuestionResponse | quiz_pb2.CloseQuizResponse
+    quiz_pb2.StartQuizResponse
+    | quiz_pb2.AdvanceQuestionResponse
+    | quiz_pb2.CloseQuizResponse
+    | quiz_pb2.SetLobbyResponse
 )
 
 
@@ -238,7 +241,8 @@ async def _lifecycle(
     environ: Mapping[str, str],
     step: Callable[[QuizMeshClient, str], Awaitable[LifecycleResponse]],
 ) -> int:
-    """A host's start, advance or close: the quiz after it, as a summary or JSON."""
+    """A host's start, advance, close, lock or unlock: the quiz after it, as a
+    summary or JSON."""
     async with await _client(args, environ, host_only=True) as client:
         response = await step(client, args.quiz)
     print(output.to_json(response) if args.json else output.quiz_summary(response.quiz))
@@ -257,6 +261,14 @@ async def cmd_close(args: argparse.Namespace, environ: Mapping[str, str]) -> int
     return await _lifecycle(args, environ, QuizMeshClient.close_quiz)
 
 
+async def cmd_lock(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    return await _lifecycle(args, environ, QuizMeshClient.lock_lobby)
+
+
+async def cmd_unlock(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    return await _lifecycle(args, environ, QuizMeshClient.unlock_lobby)
+
+
 async def cmd_library(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     action: str = args.action
     # Files are checked before anything else, so a typo never reaches the server.
@@ -271,6 +283,7 @@ async def cmd_library(args: argparse.Namespace, environ: Mapping[str, str]) -> i
                     title=content.title,
                     questions=content.questions,
                     instant_feedback=content.instant_feedback,
+                    allow_late_join=content.allow_late_join,
                 ),
             )
             print(output.to_json(made) if args.json else made.library_quiz.library_quiz_id)
@@ -283,7 +296,9 @@ async def cmd_library(args: argparse.Namespace, environ: Mapping[str, str]) -> i
                 )
                 quiz = got.library_quiz
                 if action == "export":
-                    text = dump_quiz_file(quiz.title, quiz.questions, quiz.instant_feedback)
+                    text = dump_quiz_file(
+                        quiz.title, quiz.questions, quiz.instant_feedback, quiz.allow_late_join
+                    )
                     _write(args.output, text)
                 else:
                     print(output.to_json(got) if args.json else output.library_quiz(quiz))
@@ -294,6 +309,7 @@ async def cmd_library(args: argparse.Namespace, environ: Mapping[str, str]) -> i
                     title=content.title,
                     questions=content.questions,
                     instant_feedback=content.instant_feedback,
+                    allow_late_join=content.allow_late_join,
                 )
                 if args.expected_version is not None:
                     request.expected_version = args.expected_version
@@ -532,6 +548,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("start", "start a quiz: opens its first question", cmd_start),
         ("advance", "close the current question and open the next", cmd_advance),
         ("close", "close a quiz; its leaderboard becomes final", cmd_close),
+        ("lock", "lock a quiz's lobby: nobody can join until unlock", cmd_lock),
+        ("unlock", "open a quiz's lobby again", cmd_unlock),
     ):
         command = _rpc_command(commands, name, summary, handler)
         command.add_argument("quiz", metavar="QUIZ", help="quiz code")

@@ -211,6 +211,20 @@ class QuizMeshClient:
         )
         return response
 
+    async def lock_lobby(self, quiz_id: str) -> quiz_pb2.SetLobbyResponse:
+        return await self._set_lobby(quiz_id, locked=True)
+
+    async def unlock_lobby(self, quiz_id: str) -> quiz_pb2.SetLobbyResponse:
+        return await self._set_lobby(quiz_id, locked=False)
+
+    async def _set_lobby(self, quiz_id: str, locked: bool) -> quiz_pb2.SetLobbyResponse:
+        response: quiz_pb2.SetLobbyResponse = await self._quizzes.SetLobby(
+            quiz_pb2.SetLobbyRequest(quiz_id=quiz_id, locked=locked),
+            metadata=self._metadata,
+            timeout=self._connection.timeout_seconds,
+        )
+        return response
+
     async def get_leaderboard(
         self, quiz_id: str, page_size: int, page_token: str
     ) -> leaderboard_pb2.GetLeaderboardResponse:

@@ -39,7 +39,7 @@ def quiz_summary(quiz: quiz_pb2.Quiz, *, all_questions: bool = False) -> str:
         f"quiz      {quiz.quiz_id}  {quiz.title}",
         f"state     {state_name(quiz.state)}",
         f"host      {quiz.host or '-'}",
-        f"players   {quiz.player_count}",
+        f"players   {quiz.player_count}{_joining(quiz)}",
         f"question  {_progress(quiz)}",
     ]
     if quiz.HasField("create_time"):
@@ -56,6 +56,16 @@ def quiz_summary(quiz: quiz_pb2.Quiz, *, all_questions: bool = False) -> str:
         lines.append("")
         lines.extend(_question_lines(question, current=current and all_questions))
     return "\n".join(lines)
+
+
+def _joining(quiz: quiz_pb2.Quiz) -> str:
+    if quiz.state == common_pb2.QUIZ_STATE_CLOSED:
+        return ""
+    if quiz.lobby_locked:
+        return "  (lobby locked)"
+    if quiz.allow_late_join:
+        return "  (late joiners welcome)"
+    return ""
 
 
 def _progress(quiz: quiz_pb2.Quiz) -> str:

@@ -32,7 +32,7 @@ CORRECT_CHOICE = rules_of(quiz_pb2.QuestionSpec.DESCRIPTOR, "correct_choice")
 POINTS = rules_of(quiz_pb2.QuestionSpec.DESCRIPTOR, "points")
 TIME_LIMIT_MS = rules_of(quiz_pb2.QuestionSpec.DESCRIPTOR, "time_limit_ms")
 
-QUIZ_FIELDS = ("title", "instant_feedback", "questions")
+QUIZ_FIELDS = ("title", "instant_feedback", "allow_late_join", "questions")
 QUESTION_FIELDS = (
     "text",
     "choices",
@@ -94,6 +94,7 @@ def parse_quiz(document: Any, name: str) -> quiz_pb2.CreateQuizRequest:
     if title is not None:
         request.title = title
     request.instant_feedback = _flag(problems, "instant_feedback", document)
+    request.allow_late_join = _flag(problems, "allow_late_join", document)
 
     questions = document.get("questions")
     if questions is None:
@@ -388,7 +389,10 @@ class _Problems:
 
 
 def dump_quiz_file(
-    title: str, questions: Sequence[quiz_pb2.QuestionSpec], instant_feedback: bool
+    title: str,
+    questions: Sequence[quiz_pb2.QuestionSpec],
+    instant_feedback: bool,
+    allow_late_join: bool = False,
 ) -> str:
     """The quiz file (YAML) that loads back into exactly these questions: the right
     choice by its text (choices differ, as quiz files require), what was left unset
@@ -396,6 +400,8 @@ def dump_quiz_file(
     document: dict[str, Any] = {"title": title}
     if instant_feedback:
         document["instant_feedback"] = True
+    if allow_late_join:
+        document["allow_late_join"] = True
     document["questions"] = [_question_document(q) for q in questions]
     return str(yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100))
 

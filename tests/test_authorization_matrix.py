@@ -76,6 +76,7 @@ MATRIX: dict[str, dict[str, Code]] = {
     "StartQuiz":        row(UNAUTH, DENIED, DENIED, DENIED, OK,     DENIED, UNAUTH, UNAUTH, UNAUTH),
     "AdvanceQuestion":  row(UNAUTH, DENIED, DENIED, DENIED, OK,     DENIED, UNAUTH, UNAUTH, UNAUTH),
     "CloseQuiz":        row(UNAUTH, DENIED, DENIED, DENIED, OK,     DENIED, UNAUTH, UNAUTH, UNAUTH),
+    "SetLobby":         row(UNAUTH, DENIED, DENIED, DENIED, OK,     DENIED, UNAUTH, UNAUTH, UNAUTH),
     "SubmitAnswer":     row(UNAUTH, OK,     OK,     DENIED, DENIED, DENIED, UNAUTH, UNAUTH, UNAUTH),
     "GetPlayerScore":   row(UNAUTH, OK,     DENIED, DENIED, OK,     DENIED, UNAUTH, UNAUTH, UNAUTH),
     "GetLeaderboard":   row(OK,     OK,     OK,     OK,     OK,     OK,     UNAUTH, UNAUTH, UNAUTH),
@@ -352,6 +353,8 @@ def request_for(rpc: str, quiz_id: str, world: World, cell: str) -> dict[str, An
             return {"quiz_id": quiz_id, "nickname": f"j-{cell}"[:32]}
         case "SubmitAnswer":
             return {"quiz_id": quiz_id, "question_index": 0, "choice_index": 1}
+        case "SetLobby":  # unlocked, as it is: the quiz stays joinable for other cells
+            return {"quiz_id": quiz_id, "locked": False}
         case "GetPlayerScore" | "GetPlayerRank":
             return {"quiz_id": quiz_id, "player_id": world.players[quiz_id]["player"].player_id}
         case "SignUp":

@@ -54,6 +54,7 @@ WRITES = {
     "StartQuiz",
     "AdvanceQuestion",
     "CloseQuiz",
+    "SetLobby",
     "SubmitAnswer",
     "SignUp",
     "SignIn",
@@ -260,6 +261,7 @@ def requests(t: Target) -> dict[str, st.SearchStrategy[dict[str, Any]]]:
         "StartQuiz": st.fixed_dictionaries({"quiz_id": qid}),
         "AdvanceQuestion": st.fixed_dictionaries({"quiz_id": qid}),
         "CloseQuiz": st.fixed_dictionaries({"quiz_id": qid}),
+        "SetLobby": st.fixed_dictionaries({"quiz_id": qid}, optional={"locked": st.booleans()}),
         "SubmitAnswer": st.fixed_dictionaries(
             {"quiz_id": qid}, optional={"question_index": ints, "choice_index": ints}
         ),

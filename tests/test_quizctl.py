@@ -189,6 +189,13 @@ class FakeQuizService(quiz_pb2_grpc.QuizServiceServicer):
         await self._known(request.quiz_id, context)
         return quiz_pb2.CloseQuizResponse(quiz=running_quiz(common_pb2.QUIZ_STATE_CLOSED, 4))
 
+    async def SetLobby(
+        self, request: quiz_pb2.SetLobbyRequest, context: Context
+    ) -> quiz_pb2.SetLobbyResponse:
+        self.gateway.record("SetLobby", request, context)
+        await self._known(request.quiz_id, context)
+        return quiz_pb2.SetLobbyResponse(quiz=running_quiz(common_pb2.QUIZ_STATE_OPEN, 0))
+
 
 class FakeLeaderboardService(leaderboard_pb2_grpc.LeaderboardServiceServicer):
     """Five players; page tokens are offsets."""

@@ -178,3 +178,25 @@ async def test_a_signed_in_host_keeps_quizzes_in_the_library_and_plays_them(
         assert quiz["library_quiz_id"] == library_id
     assert library_id in listed
     assert "played   2x" in listed
+
+
+async def test_the_host_locks_and_unlocks_the_lobby_from_quizctl(
+    environ: dict[str, str],
+    stack: Stack,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    typed(monkeypatch, PASSWORD + "\n")
+    email = f"cli-{uuid.uuid4().hex[:8]}@example.org"
+    await cli.run(["signup", "--email", email, "--name", "K", "--password-stdin"], environ)
+    capsys.readouterr()
+    await cli.run(["create", str(EXAMPLE)], environ)
+    quiz_id = capsys.readouterr().out.strip()
+    api = GrpcApi(stack.channels)
+
+    assert await cli.run(["lock", quiz_id], environ) == 0
+    assert "(lobby locked)" in capsys.readouterr().out
+    with pytest.raises(ApiError, match="LOBBY_LOCKED"):
+        await api.call("JoinQuiz", {"quiz_id": quiz_id, "nickname": "door"})
+    assert await cli.run(["unlock", quiz_id], environ) == 0
+    await api.call("JoinQuiz", {"quiz_id": quiz_id, "nickname": "door"})

@@ -60,6 +60,9 @@ class QuizRecord:
     instant_feedback: bool = False
     # The library quiz this game was made from, if any.
     library_quiz_id: str | None = None
+    # Players may join while it runs; the host has locked the lobby.
+    allow_late_join: bool = False
+    lobby_locked: bool = False
 
     def question_closed(self, index: int, now: int) -> bool:
         """Whether question `index` no longer takes answers (so its answer may be shown)."""
@@ -109,6 +112,8 @@ def quiz_of(row: Any) -> QuizRecord:
         unannounced_ms=m["unannounced_ms"],
         instant_feedback=bool(m["instant_feedback"]),
         library_quiz_id=m["library_quiz_id"],
+        allow_late_join=bool(m["allow_late_join"]),
+        lobby_locked=bool(m["lobby_locked"]),
     )
 
 

@@ -61,6 +61,9 @@ quizzes = Table(
     # The library quiz this game was made from (no foreign key: deleting a library
     # quiz leaves its games as they are); NULL for a quiz created directly.
     Column("library_quiz_id", String(16)),
+    # Players may join while it runs; the host has locked the lobby (nobody joins).
+    Column("allow_late_join", Boolean, nullable=False, default=False, server_default="0"),
+    Column("lobby_locked", Boolean, nullable=False, default=False, server_default="0"),
     Index(None, "state", "question_deadline_ms"),
     Index(None, "unannounced_ms"),
     Index(None, "created_ms"),

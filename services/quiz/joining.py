@@ -24,11 +24,22 @@ ENROL_BATCH = 5_000
 ENROL_IN_FLIGHT = 3
 
 
-def refuse_closed(quiz: QuizRecord) -> None:
-    if quiz.state is not QuizState.OPEN:
+def refuse_closed(quiz: QuizRecord, late: bool = False) -> None:
+    """Joining is open before the start, and while the quiz runs if it allows late
+    joiners (`late`: the call may use that), unless the host locked the lobby."""
+    if quiz.state is QuizState.CLOSED:
+        raise FailedPrecondition(
+            f"quiz {quiz.id} is over; joining is closed", Reason.ERROR_REASON_QUIZ_CLOSED
+        )
+    if quiz.state is QuizState.RUNNING and not (late and quiz.allow_late_join):
         raise FailedPrecondition(
             f"quiz {quiz.id} has already started; joining is closed",
             Reason.ERROR_REASON_QUIZ_ALREADY_STARTED,
+        )
+    if quiz.lobby_locked:
+        raise FailedPrecondition(
+            f"the host has locked quiz {quiz.id}: nobody can join now; ask the host",
+            Reason.ERROR_REASON_LOBBY_LOCKED,
         )
 
 
@@ -38,8 +49,9 @@ class Joining:
         self.live = live
 
     async def join(self, quiz: QuizRecord, nickname: str) -> str:
-        """A new player of an open quiz; their id. DuplicateKey for a taken nickname."""
-        refuse_closed(quiz)
+        """A new player of a quiz that lets them join; their id. DuplicateKey for a
+        taken nickname. A late joiner starts from 0, as everyone did."""
+        refuse_closed(quiz, late=True)
         player_id = ids.new_player_id()
         await self._add(quiz, [(player_id, nickname)])
         return player_id

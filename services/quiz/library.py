@@ -27,14 +27,20 @@ MAX_TITLE = 200
 
 
 def content_of(
-    questions: Sequence[quiz_pb2.QuestionSpec], instant_feedback: bool
+    questions: Sequence[quiz_pb2.QuestionSpec], instant_feedback: bool, allow_late_join: bool
 ) -> dict[str, Any]:
     return {
         "questions": [
             json_format.MessageToDict(q, preserving_proto_field_name=True) for q in questions
         ],
         "instant_feedback": instant_feedback,
+        "allow_late_join": allow_late_join,
     }
+
+
+def late_join(record: LibraryRecord) -> bool:
+    # Content saved before late joining existed has no such key: not allowed.
+    return bool(record.content.get("allow_late_join", False))
 
 
 def questions_of(record: LibraryRecord) -> list[quiz_pb2.QuestionSpec]:
@@ -57,7 +63,9 @@ class LibraryService(library_pb2_grpc.LibraryServiceServicer):
             id=secrets.token_hex(8),
             host=host.subject,
             title=request.title.strip(),
-            content=content_of(request.questions, request.instant_feedback),
+            content=content_of(
+                request.questions, request.instant_feedback, request.allow_late_join
+            ),
             version=1,
             created_ms=now,
             updated_ms=now,
@@ -98,7 +106,7 @@ class LibraryService(library_pb2_grpc.LibraryServiceServicer):
         await self.store.replace(
             record.id,
             request.title.strip(),
-            content_of(request.questions, request.instant_feedback),
+            content_of(request.questions, request.instant_feedback, request.allow_late_join),
             now_ms(),
             request.expected_version if request.HasField("expected_version") else None,
         )
@@ -139,6 +147,7 @@ class LibraryService(library_pb2_grpc.LibraryServiceServicer):
             questions_of(record),
             bool(record.content["instant_feedback"]),
             library_quiz_id=record.id,
+            allow_late_join=late_join(record),
         )
         return library_pb2.PlayLibraryQuizResponse(quiz=game)
 
@@ -171,6 +180,7 @@ class LibraryService(library_pb2_grpc.LibraryServiceServicer):
             title=record.title,
             questions=questions if with_questions else [],
             instant_feedback=bool(record.content["instant_feedback"]),
+            allow_late_join=late_join(record),
             host=record.host,
             version=record.version,
             create_time=timestamp(record.created_ms),

@@ -54,7 +54,11 @@ class QuizService(quiz_pb2_grpc.QuizServiceServicer):
     ) -> quiz_pb2.CreateQuizResponse:
         host = self.verifier.caller(context).require_host()
         quiz = await self.create_game(
-            host, request.title, request.questions, request.instant_feedback
+            host,
+            request.title,
+            request.questions,
+            request.instant_feedback,
+            allow_late_join=request.allow_late_join,
         )
         return quiz_pb2.CreateQuizResponse(quiz=quiz)
 
@@ -65,6 +69,7 @@ class QuizService(quiz_pb2_grpc.QuizServiceServicer):
         specs: Sequence[quiz_pb2.QuestionSpec],
         instant_feedback: bool,
         library_quiz_id: str | None = None,
+        allow_late_join: bool = False,
     ) -> quiz_pb2.Quiz:
         """A new OPEN quiz of `host` with these questions (CreateQuiz, and playing a
         library quiz), as its host sees it."""
@@ -92,6 +97,7 @@ class QuizService(quiz_pb2_grpc.QuizServiceServicer):
                     qs,
                     instant_feedback=instant_feedback,
                     library_quiz_id=library_quiz_id,
+                    allow_late_join=allow_late_join,
                 )
                 break
             except DuplicateKey:
@@ -166,6 +172,18 @@ class QuizService(quiz_pb2_grpc.QuizServiceServicer):
         await self.lifecycle.advance(quiz)
         return quiz_pb2.AdvanceQuestionResponse(quiz=await self._render_fresh(quiz.id, host))
 
+    async def SetLobby(
+        self, request: quiz_pb2.SetLobbyRequest, context: Context
+    ) -> quiz_pb2.SetLobbyResponse:
+        quiz, host = await self._hosted(request.quiz_id, context, "lock or unlock")
+        if quiz.state is QuizState.CLOSED:
+            raise FailedPrecondition(
+                f"quiz {quiz.id} is over; nobody can join it anyway",
+                Reason.ERROR_REASON_QUIZ_CLOSED,
+            )
+        await self.store.set_lobby(quiz.id, request.locked)
+        return quiz_pb2.SetLobbyResponse(quiz=await self._render_fresh(quiz.id, host))
+
     async def CloseQuiz(
         self, request: quiz_pb2.CloseQuizRequest, context: Context
     ) -> quiz_pb2.CloseQuizResponse:
@@ -212,6 +230,8 @@ class QuizService(quiz_pb2_grpc.QuizServiceServicer):
             server_time=timestamp(now),
             instant_feedback=quiz.instant_feedback,
             library_quiz_id=quiz.library_quiz_id or "",
+            allow_late_join=quiz.allow_late_join,
+            lobby_locked=quiz.lobby_locked,
         )
         if with_questions:
             is_host = (

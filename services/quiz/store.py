@@ -29,6 +29,7 @@ class QuizStore(QuizRecords):
         qs: list[Question],
         instant_feedback: bool = False,
         library_quiz_id: str | None = None,
+        allow_late_join: bool = False,
     ) -> None:
         try:
             async with self.engine.begin() as conn:
@@ -45,6 +46,7 @@ class QuizStore(QuizRecords):
                         created_ms=created_ms,
                         instant_feedback=instant_feedback,
                         library_quiz_id=library_quiz_id,
+                        allow_late_join=allow_late_join,
                     )
                 )
                 await conn.execute(
@@ -64,6 +66,12 @@ class QuizStore(QuizRecords):
                 )
         except IntegrityError as e:
             raise DuplicateKey(quiz_id) from e
+
+    async def set_lobby(self, quiz_id: str, locked: bool) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(quizzes).where(quizzes.c.id == quiz_id).values(lobby_locked=locked)
+            )
 
     async def add_players(
         self,

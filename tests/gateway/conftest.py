@@ -147,6 +147,11 @@ class Quiz(quiz_pb2_grpc.QuizServiceServicer):
     ) -> quiz_pb2.CloseQuizResponse:
         return await self._unused(context)
 
+    async def SetLobby(
+        self, request: quiz_pb2.SetLobbyRequest, context: Context
+    ) -> quiz_pb2.SetLobbyResponse:
+        return await self._unused(context)
+
 
 class Score(score_pb2_grpc.ScoreServiceServicer):
     def __init__(self, backend: Backend) -> None:

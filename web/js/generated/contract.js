@@ -31,7 +31,8 @@ export const LIMITS = {
   "CreateLibraryQuizRequest": {
     "title": {"min_len": 1, "max_len": 200},
     "questions": {"min_items": 1, "max_items": 100},
-    "instant_feedback": {}
+    "instant_feedback": {},
+    "allow_late_join": {}
   },
   "GetLibraryQuizRequest": {
     "library_quiz_id": {"min_len": 1, "max_len": 32, "pattern": "[A-Za-z0-9]+", "pattern_description": "a library quiz id of letters and digits"}
@@ -45,6 +46,7 @@ export const LIMITS = {
     "title": {"min_len": 1, "max_len": 200},
     "questions": {"min_items": 1, "max_items": 100},
     "instant_feedback": {},
+    "allow_late_join": {},
     "expected_version": {"gte": 1}
   },
   "DuplicateLibraryQuizRequest": {
@@ -67,7 +69,8 @@ export const LIMITS = {
   "CreateQuizRequest": {
     "title": {"min_len": 1, "max_len": 200},
     "questions": {"min_items": 1, "max_items": 100},
-    "instant_feedback": {}
+    "instant_feedback": {},
+    "allow_late_join": {}
   },
   "GetQuizRequest": {
     "quiz_id": {"min_len": 1, "max_len": 16, "pattern": "[A-Za-z0-9]+", "pattern_description": "a quiz code of letters and digits"}
@@ -88,6 +91,10 @@ export const LIMITS = {
   },
   "CloseQuizRequest": {
     "quiz_id": {"min_len": 1, "max_len": 16, "pattern": "[A-Za-z0-9]+", "pattern_description": "a quiz code of letters and digits"}
+  },
+  "SetLobbyRequest": {
+    "quiz_id": {"min_len": 1, "max_len": 16, "pattern": "[A-Za-z0-9]+", "pattern_description": "a quiz code of letters and digits"},
+    "locked": {"required": true}
   },
   "SubmitAnswerRequest": {
     "quiz_id": {"min_len": 1, "max_len": 16, "pattern": "[A-Za-z0-9]+", "pattern_description": "a quiz code of letters and digits"},

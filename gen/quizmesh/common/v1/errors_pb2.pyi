@@ -82,6 +82,8 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """FAILED_PRECONDITION: the quiz is long over; its final board is at GetLeaderboard."""
     ERROR_REASON_NO_QUIZ_CODE: _ErrorReason.ValueType  # 48
     """FAILED_PRECONDITION: no free quiz code was found; try again."""
+    ERROR_REASON_LOBBY_LOCKED: _ErrorReason.ValueType  # 49
+    """FAILED_PRECONDITION: the host has locked the lobby; nobody can join now."""
     ERROR_REASON_NICKNAME_TAKEN: _ErrorReason.ValueType  # 50
     """ALREADY_EXISTS: the nickname is taken in this quiz."""
     ERROR_REASON_ANSWER_CHANGED: _ErrorReason.ValueType  # 51
@@ -187,6 +189,8 @@ ERROR_REASON_QUIZ_OVER: ErrorReason.ValueType  # 47
 """FAILED_PRECONDITION: the quiz is long over; its final board is at GetLeaderboard."""
 ERROR_REASON_NO_QUIZ_CODE: ErrorReason.ValueType  # 48
 """FAILED_PRECONDITION: no free quiz code was found; try again."""
+ERROR_REASON_LOBBY_LOCKED: ErrorReason.ValueType  # 49
+"""FAILED_PRECONDITION: the host has locked the lobby; nobody can join now."""
 ERROR_REASON_NICKNAME_TAKEN: ErrorReason.ValueType  # 50
 """ALREADY_EXISTS: the nickname is taken in this quiz."""
 ERROR_REASON_ANSWER_CHANGED: ErrorReason.ValueType  # 51

@@ -28,7 +28,7 @@ from quizmesh.quiz.v1 import quiz_pb2 as quizmesh_dot_quiz_dot_v1_dot_quiz__pb2
 from quizmesh.validate.v1 import validate_pb2 as quizmesh_dot_validate_dot_v1_dot_validate__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1equizmesh/quiz/v1/library.proto\x12\x10quizmesh.quiz.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bquizmesh/quiz/v1/quiz.proto\x1a#quizmesh/validate/v1/validate.proto\"\xb1\x02\n\x0bLibraryQuiz\x12\x17\n\x0flibrary_quiz_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x31\n\tquestions\x18\x03 \x03(\x0b\x32\x1e.quizmesh.quiz.v1.QuestionSpec\x12\x18\n\x10instant_feedback\x18\x04 \x01(\x08\x12\x0c\n\x04host\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0equestion_count\x18\t \x01(\x05\x12\x14\n\x0cgames_played\x18\n \x01(\x05\"\x91\x01\n\x18\x43reateLibraryQuizRequest\x12\x18\n\x05title\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\x08\x01\x10\xc8\x01\x12;\n\tquestions\x18\x02 \x03(\x0b\x32\x1e.quizmesh.quiz.v1.QuestionSpecB\x08\xca\xf3\x18\x04\x38\x01@d\x12\x1e\n\x10instant_feedback\x18\x03 \x01(\x08\x42\x04\xca\xf3\x18\x00\"P\n\x19\x43reateLibraryQuizResponse\x12\x33\n\x0clibrary_quiz\x18\x01 \x01(\x0b\x32\x1d.quizmesh.quiz.v1.LibraryQuiz\"q\n\x15GetLibraryQuizRequest\x12X\n\x0flibrary_quiz_id\x18\x01 \x01(\tB?\xca\xf3\x18;\x08\x01\x10 \x1a\x0c[A-Za-z0-9]+\"\'a library quiz id of letters and digits\"M\n\x16GetLibraryQuizResponse\x12\x33\n\x0clibrary_quiz\x18\x01 \x01(\x0b\x32\x1d.quizmesh.quiz.v1.LibraryQuiz\"U\n\x19ListLibraryQuizzesRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05\x42\x08\xca\xf3\x18\x04(\x00\x30\x64\x12\x1b\n\npage_token\x18\x02 \x01(\tB\x07\xca\xf3\x18\x03\x10\xc8\x01\"m\n\x1aListLibraryQuizzesResponse\x12\x36\n\x0flibrary_quizzes\x18\x01 \x03(\x0b\x32\x1d.quizmesh.quiz.v1.LibraryQuiz\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xa7\x02\n\x18UpdateLibraryQuizRequest\x12X\n\x0flibrary_quiz_id\x18\x01 \x01(\tB?\xca\xf3\x18;\x08\x01\x10 \x1a\x0c[A-Za-z0-9]+\"\'a library quiz id of letters and digits\x12\x18\n\x05title\x18\x02 \x01(\tB\t\xca\xf3\x18\x05\x08\x01\x10\xc8\x01\x12;\n\tquestions\x18\x03 \x03(\x0b\x32\x1e.quizmesh.quiz.v1.QuestionSpecB\x08\xca\xf3\x18\x04\x38\x01@d\x12\x1e\n\x10instant_feedback\x18\x04 \x01(\x08\x42\x04\xca\xf3\x18\x00\x12%\n\x10\x65xpected_version\x18\x05 \x01(\x03\x42\x06\xca\xf3\x18\x02(\x01H\x00\x88\x01\x01\x42\x13\n\x11_expected_version\"P\n\x19UpdateLibraryQuizResponse\x12\x33\n\x0clibrary_quiz\x18\x01 \x01(\x0b\x32\x1d.quizmesh.quiz.v1.LibraryQuiz\"\x8f\x01\n\x1b\x44uplicateLibraryQuizRequest\x12X\n\x0flibrary_quiz_id\x18\x01 \x01(\tB?\xca\xf3\x18;\x08\x01\x10 \x1a\x0c[A-Za-z0-9]+\"\'a library quiz id of letters and digits\x12\x16\n\x05title\x18\x02 \x01(\tB\x07\xca\xf3\x18\x03\x10\xc8\x01\"S\n\x1c\x44uplicateLibraryQuizResponse\x12\x33\n\x0clibrary_quiz\x18\x01 \x01(\x0b\x32\x1d.quizmesh.quiz.v1.LibraryQuiz\"t\n\x18\x44\x65leteLibraryQuizRequest\x12X\n\x0flibrary_quiz_id\x18\x01 \x01(\tB?\xca\xf3\x18;\x08\x01\x10 \x1a\x0c[A-Za-z0-9]+\"\'a library quiz id of letters and digits\"\x1b\n\x19\x44\x65leteLibraryQuizResponse\"r\n\x16PlayLibraryQuizRequest\x12X\n\x0flibrary_quiz_id\x18\x01 \x01(\tB?\xca\xf3\x18;\x08\x01\x10 \x1a\x0c[A-Za-z0-9]+\"\'a library quiz id of letters and digits\"?\n\x17PlayLibraryQuizResponse\x12$\n\x04quiz\x18\x01 \x01(\x0b\x32\x16.quizmesh.quiz.v1.Quiz2\xe7\x08\n\x0eLibraryService\x12\x8c\x01\n\x11\x43reateLibraryQuiz\x12*.quizmesh.quiz.v1.CreateLibraryQuizRequest\x1a+.quizmesh.quiz.v1.CreateLibraryQuizResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/v1/library/quizzes:\x01*\x12\x92\x01\n\x0eGetLibraryQuiz\x12\'.quizmesh.quiz.v1.GetLibraryQuizRequest\x1a(.quizmesh.quiz.v1.GetLibraryQuizResponse\"-\x82\xd3\xe4\x93\x02\'\x12%/v1/library/quizzes/{library_quiz_id}\x12\x8c\x01\n\x12ListLibraryQuizzes\x12+.quizmesh.quiz.v1.ListLibraryQuizzesRequest\x1a,.quizmesh.quiz.v1.ListLibraryQuizzesResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/library/quizzes\x12\xa5\x01\n\x11UpdateLibraryQuiz\x12*.quizmesh.quiz.v1.UpdateLibraryQuizRequest\x1a+.quizmesh.quiz.v1.UpdateLibraryQuizResponse\"7\x82\xd3\xe4\x93\x02\x31\",/v1/library/quizzes/{library_quiz_id}:update:\x01*\x12\xb1\x01\n\x14\x44uplicateLibraryQuiz\x12-.quizmesh.quiz.v1.DuplicateLibraryQuizRequest\x1a..quizmesh.quiz.v1.DuplicateLibraryQuizResponse\":\x82\xd3\xe4\x93\x02\x34\"//v1/library/quizzes/{library_quiz_id}:duplicate:\x01*\x12\xa5\x01\n\x11\x44\x65leteLibraryQuiz\x12*.quizmesh.quiz.v1.DeleteLibraryQuizRequest\x1a+.quizmesh.quiz.v1.DeleteLibraryQuizResponse\"7\x82\xd3\xe4\x93\x02\x31\",/v1/library/quizzes/{library_quiz_id}:delete:\x01*\x12\x9d\x01\n\x0fPlayLibraryQuiz\x12(.quizmesh.quiz.v1.PlayLibraryQuizRequest\x1a).quizmesh.quiz.v1.PlayLibraryQuizResponse\"5\x82\xd3\xe4\x93\x02/\"*/v1/library/quizzes/{library_quiz_id}:play:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1equizmesh/quiz/v1/library.proto\x12\x10quizmesh.quiz.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bquizmesh/quiz/v1/quiz.proto\x1a#quizmesh/validate/v1/validate.proto\"\xca\x02\n\x0bLibraryQuiz\x12\x17\n\x0flibrary_quiz_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x31\n\tquestions\x18\x03 \x03(\x0b\x32\x1e.quizmesh.quiz.v1.QuestionSpec\x12\x18\n\x10instant_feedback\x18\x04 \x01(\x08\x12\x17\n\x0f\x61llow_late_join\x18\x0b \x01(\x08\x12\x0c\n\x04host\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0equestion_count\x18\t \x01(\x05\x12\x14\n\x0cgames_played\x18\n \x01(\x05\"\xb0\x01\n\x18\x43reateLibraryQuizRequest\x12\x18\n\x05title\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\x08\x01\x10\xc8\x01\x12;\n\tquestions\x18\x02 \x03(\x0b\x32\x1e.quizmesh.quiz.v1.QuestionSpecB\x08\xca\xf3\x18\x04\x38\x01@d\x12\x1e\n\x10instant_feedback\x18\x03 \x01(\x08\x42\x04\xca\xf3\x18\x00\x12\x1d\n\x0f\x61llow_late_join\x18\x04 \x01(\x08\x42\x04\xca\xf3\x18\x00\"P\n\x19\x43reateLibraryQuizResponse\x12\x33\n\x0clibrary_quiz\x18\x01 \x01(\x0b\x32\x1d.quizmesh.quiz.v1.LibraryQuiz\"q\n\x15GetLibraryQuizRequest\x12X\n\x0flibrary_quiz_id\x18\x01 \x01(\tB?\xca\xf3\x18;\x08\x01\x10 \x1a\x0c[A-Za-z0-9]+\"\'a library quiz id of letters and digits\"M\n\x16GetLibraryQuizResponse\x12\x33\n\x0clibrary_quiz\x18\x01 \x01(\x0b\x32\x1d.quizmesh.quiz.v1.LibraryQuiz\"U\n\x19ListLibraryQuizzesRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05\x42\x08\xca\xf3\x18\x04(\x00\x30\x64\x12\x1b\n\npage_token\x18\x02 \x01(\tB\x07\xca\xf3\x18\x03\x10\xc8\x01\"m\n\x1aListLibraryQuizzesResponse\x12\x36\n\x0flibrary_quizzes\x18\x01 \x03(\x0b\x32\x1d.quizmesh.quiz.v1.LibraryQuiz\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xc6\x02\n\x18UpdateLibraryQuizRequest\x12X\n\x0flibrary_quiz_id\x18\x01 \x01(\tB?\xca\xf3\x18;\x08\x01\x10 \x1a\x0c[A-Za-z0-9]+\"\'a library quiz id of letters and digits\x12\x18\n\x05title\x18\x02 \x01(\tB\t\xca\xf3\x18\x05\x08\x01\x10\xc8\x01\x12;\n\tquestions\x18\x03 \x03(\x0b\x32\x1e.quizmesh.quiz.v1.QuestionSpecB\x08\xca\xf3\x18\x04\x38\x01@d\x12\x1e\n\x10instant_feedback\x18\x04 \x01(\x08\x42\x04\xca\xf3\x18\x00\x12\x1d\n\x0f\x61llow_late_join\x18\x06 \x01(\x08\x42\x04\xca\xf3\x18\x00\x12%\n\x10\x65xpected_version\x18\x05 \x01(\x03\x42\x06\xca\xf3\x18\x02(\x01H\x00\x88\x01\x01\x42\x13\n\x11_expected_version\"P\n\x19UpdateLibraryQuizResponse\x12\x33\n\x0clibrary_quiz\x18\x01 \x01(\x0b\x32\x1d.quizmesh.quiz.v1.LibraryQuiz\"\x8f\x01\n\x1b\x44uplicateLibraryQuizRequest\x12X\n\x0flibrary_quiz_id\x18\x01 \x01(\tB?\xca\xf3\x18;\x08\x01\x10 \x1a\x0c[A-Za-z0-9]+\"\'a library quiz id of letters and digits\x12\x16\n\x05title\x18\x02 \x01(\tB\x07\xca\xf3\x18\x03\x10\xc8\x01\"S\n\x1c\x44uplicateLibraryQuizResponse\x12\x33\n\x0clibrary_quiz\x18\x01 \x01(\x0b\x32\x1d.quizmesh.quiz.v1.LibraryQuiz\"t\n\x18\x44\x65leteLibraryQuizRequest\x12X\n\x0flibrary_quiz_id\x18\x01 \x01(\tB?\xca\xf3\x18;\x08\x01\x10 \x1a\x0c[A-Za-z0-9]+\"\'a library quiz id of letters and digits\"\x1b\n\x19\x44\x65leteLibraryQuizResponse\"r\n\x16PlayLibraryQuizRequest\x12X\n\x0flibrary_quiz_id\x18\x01 \x01(\tB?\xca\xf3\x18;\x08\x01\x10 \x1a\x0c[A-Za-z0-9]+\"\'a library quiz id of letters and digits\"?\n\x17PlayLibraryQuizResponse\x12$\n\x04quiz\x18\x01 \x01(\x0b\x32\x16.quizmesh.quiz.v1.Quiz2\xe7\x08\n\x0eLibraryService\x12\x8c\x01\n\x11\x43reateLibraryQuiz\x12*.quizmesh.quiz.v1.CreateLibraryQuizRequest\x1a+.quizmesh.quiz.v1.CreateLibraryQuizResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/v1/library/quizzes:\x01*\x12\x92\x01\n\x0eGetLibraryQuiz\x12\'.quizmesh.quiz.v1.GetLibraryQuizRequest\x1a(.quizmesh.quiz.v1.GetLibraryQuizResponse\"-\x82\xd3\xe4\x93\x02\'\x12%/v1/library/quizzes/{library_quiz_id}\x12\x8c\x01\n\x12ListLibraryQuizzes\x12+.quizmesh.quiz.v1.ListLibraryQuizzesRequest\x1a,.quizmesh.quiz.v1.ListLibraryQuizzesResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/library/quizzes\x12\xa5\x01\n\x11UpdateLibraryQuiz\x12*.quizmesh.quiz.v1.UpdateLibraryQuizRequest\x1a+.quizmesh.quiz.v1.UpdateLibraryQuizResponse\"7\x82\xd3\xe4\x93\x02\x31\",/v1/library/quizzes/{library_quiz_id}:update:\x01*\x12\xb1\x01\n\x14\x44uplicateLibraryQuiz\x12-.quizmesh.quiz.v1.DuplicateLibraryQuizRequest\x1a..quizmesh.quiz.v1.DuplicateLibraryQuizResponse\":\x82\xd3\xe4\x93\x02\x34\"//v1/library/quizzes/{library_quiz_id}:duplicate:\x01*\x12\xa5\x01\n\x11\x44\x65leteLibraryQuiz\x12*.quizmesh.quiz.v1.DeleteLibraryQuizRequest\x1a+.quizmesh.quiz.v1.DeleteLibraryQuizResponse\"7\x82\xd3\xe4\x93\x02\x31\",/v1/library/quizzes/{library_quiz_id}:delete:\x01*\x12\x9d\x01\n\x0fPlayLibraryQuiz\x12(.quizmesh.quiz.v1.PlayLibraryQuizRequest\x1a).quizmesh.quiz.v1.PlayLibraryQuizResponse\"5\x82\xd3\xe4\x93\x02/\"*/v1/library/quizzes/{library_quiz_id}:play:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,6 +41,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATELIBRARYQUIZREQUEST'].fields_by_name['questions']._serialized_options = b'\312\363\030\0048\001@d'
   _globals['_CREATELIBRARYQUIZREQUEST'].fields_by_name['instant_feedback']._loaded_options = None
   _globals['_CREATELIBRARYQUIZREQUEST'].fields_by_name['instant_feedback']._serialized_options = b'\312\363\030\000'
+  _globals['_CREATELIBRARYQUIZREQUEST'].fields_by_name['allow_late_join']._loaded_options = None
+  _globals['_CREATELIBRARYQUIZREQUEST'].fields_by_name['allow_late_join']._serialized_options = b'\312\363\030\000'
   _globals['_GETLIBRARYQUIZREQUEST'].fields_by_name['library_quiz_id']._loaded_options = None
   _globals['_GETLIBRARYQUIZREQUEST'].fields_by_name['library_quiz_id']._serialized_options = b'\312\363\030;\010\001\020 \032\014[A-Za-z0-9]+\"\'a library quiz id of letters and digits'
   _globals['_LISTLIBRARYQUIZZESREQUEST'].fields_by_name['page_size']._loaded_options = None
@@ -55,6 +57,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPDATELIBRARYQUIZREQUEST'].fields_by_name['questions']._serialized_options = b'\312\363\030\0048\001@d'
   _globals['_UPDATELIBRARYQUIZREQUEST'].fields_by_name['instant_feedback']._loaded_options = None
   _globals['_UPDATELIBRARYQUIZREQUEST'].fields_by_name['instant_feedback']._serialized_options = b'\312\363\030\000'
+  _globals['_UPDATELIBRARYQUIZREQUEST'].fields_by_name['allow_late_join']._loaded_options = None
+  _globals['_UPDATELIBRARYQUIZREQUEST'].fields_by_name['allow_late_join']._serialized_options = b'\312\363\030\000'
   _globals['_UPDATELIBRARYQUIZREQUEST'].fields_by_name['expected_version']._loaded_options = None
   _globals['_UPDATELIBRARYQUIZREQUEST'].fields_by_name['expected_version']._serialized_options = b'\312\363\030\002(\001'
   _globals['_DUPLICATELIBRARYQUIZREQUEST'].fields_by_name['library_quiz_id']._loaded_options = None
@@ -80,35 +84,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LIBRARYSERVICE'].methods_by_name['PlayLibraryQuiz']._loaded_options = None
   _globals['_LIBRARYSERVICE'].methods_by_name['PlayLibraryQuiz']._serialized_options = b'\202\323\344\223\002/\"*/v1/library/quizzes/{library_quiz_id}:play:\001*'
   _globals['_LIBRARYQUIZ']._serialized_start=182
-  _globals['_LIBRARYQUIZ']._serialized_end=487
-  _globals['_CREATELIBRARYQUIZREQUEST']._serialized_start=490
-  _globals['_CREATELIBRARYQUIZREQUEST']._serialized_end=635
-  _globals['_CREATELIBRARYQUIZRESPONSE']._serialized_start=637
-  _globals['_CREATELIBRARYQUIZRESPONSE']._serialized_end=717
-  _globals['_GETLIBRARYQUIZREQUEST']._serialized_start=719
-  _globals['_GETLIBRARYQUIZREQUEST']._serialized_end=832
-  _globals['_GETLIBRARYQUIZRESPONSE']._serialized_start=834
-  _globals['_GETLIBRARYQUIZRESPONSE']._serialized_end=911
-  _globals['_LISTLIBRARYQUIZZESREQUEST']._serialized_start=913
-  _globals['_LISTLIBRARYQUIZZESREQUEST']._serialized_end=998
-  _globals['_LISTLIBRARYQUIZZESRESPONSE']._serialized_start=1000
-  _globals['_LISTLIBRARYQUIZZESRESPONSE']._serialized_end=1109
-  _globals['_UPDATELIBRARYQUIZREQUEST']._serialized_start=1112
-  _globals['_UPDATELIBRARYQUIZREQUEST']._serialized_end=1407
-  _globals['_UPDATELIBRARYQUIZRESPONSE']._serialized_start=1409
-  _globals['_UPDATELIBRARYQUIZRESPONSE']._serialized_end=1489
-  _globals['_DUPLICATELIBRARYQUIZREQUEST']._serialized_start=1492
-  _globals['_DUPLICATELIBRARYQUIZREQUEST']._serialized_end=1635
-  _globals['_DUPLICATELIBRARYQUIZRESPONSE']._serialized_start=1637
-  _globals['_DUPLICATELIBRARYQUIZRESPONSE']._serialized_end=1720
-  _globals['_DELETELIBRARYQUIZREQUEST']._serialized_start=1722
-  _globals['_DELETELIBRARYQUIZREQUEST']._serialized_end=1838
-  _globals['_DELETELIBRARYQUIZRESPONSE']._serialized_start=1840
-  _globals['_DELETELIBRARYQUIZRESPONSE']._serialized_end=1867
-  _globals['_PLAYLIBRARYQUIZREQUEST']._serialized_start=1869
-  _globals['_PLAYLIBRARYQUIZREQUEST']._serialized_end=1983
-  _globals['_PLAYLIBRARYQUIZRESPONSE']._serialized_start=1985
-  _globals['_PLAYLIBRARYQUIZRESPONSE']._serialized_end=2048
-  _globals['_LIBRARYSERVICE']._serialized_start=2051
-  _globals['_LIBRARYSERVICE']._serialized_end=3178
+  _globals['_LIBRARYQUIZ']._serialized_end=512
+  _globals['_CREATELIBRARYQUIZREQUEST']._serialized_start=515
+  _globals['_CREATELIBRARYQUIZREQUEST']._serialized_end=691
+  _globals['_CREATELIBRARYQUIZRESPONSE']._serialized_start=693
+  _globals['_CREATELIBRARYQUIZRESPONSE']._serialized_end=773
+  _globals['_GETLIBRARYQUIZREQUEST']._serialized_start=775
+  _globals['_GETLIBRARYQUIZREQUEST']._serialized_end=888
+  _globals['_GETLIBRARYQUIZRESPONSE']._serialized_start=890
+  _globals['_GETLIBRARYQUIZRESPONSE']._serialized_end=967
+  _globals['_LISTLIBRARYQUIZZESREQUEST']._serialized_start=969
+  _globals['_LISTLIBRARYQUIZZESREQUEST']._serialized_end=1054
+  _globals['_LISTLIBRARYQUIZZESRESPONSE']._serialized_start=1056
+  _globals['_LISTLIBRARYQUIZZESRESPONSE']._serialized_end=1165
+  _globals['_UPDATELIBRARYQUIZREQUEST']._serialized_start=1168
+  _globals['_UPDATELIBRARYQUIZREQUEST']._serialized_end=1494
+  _globals['_UPDATELIBRARYQUIZRESPONSE']._serialized_start=1496
+  _globals['_UPDATELIBRARYQUIZRESPONSE']._serialized_end=1576
+  _globals['_DUPLICATELIBRARYQUIZREQUEST']._serialized_start=1579
+  _globals['_DUPLICATELIBRARYQUIZREQUEST']._serialized_end=1722
+  _globals['_DUPLICATELIBRARYQUIZRESPONSE']._serialized_start=1724
+  _globals['_DUPLICATELIBRARYQUIZRESPONSE']._serialized_end=1807
+  _globals['_DELETELIBRARYQUIZREQUEST']._serialized_start=1809
+  _globals['_DELETELIBRARYQUIZREQUEST']._serialized_end=1925
+  _globals['_DELETELIBRARYQUIZRESPONSE']._serialized_start=1927
+  _globals['_DELETELIBRARYQUIZRESPONSE']._serialized_end=1954
+  _globals['_PLAYLIBRARYQUIZREQUEST']._serialized_start=1956
+  _globals['_PLAYLIBRARYQUIZREQUEST']._serialized_end=2070
+  _globals['_PLAYLIBRARYQUIZRESPONSE']._serialized_start=2072
+  _globals['_PLAYLIBRARYQUIZRESPONSE']._serialized_end=2135
+  _globals['_LIBRARYSERVICE']._serialized_start=2138
+  _globals['_LIBRARYSERVICE']._serialized_end=3265
 # @@protoc_insertion_point(module_scope)

@@ -30,6 +30,7 @@ class LibraryQuiz(_message.Message):
     TITLE_FIELD_NUMBER: _builtins.int
     QUESTIONS_FIELD_NUMBER: _builtins.int
     INSTANT_FEEDBACK_FIELD_NUMBER: _builtins.int
+    ALLOW_LATE_JOIN_FIELD_NUMBER: _builtins.int
     HOST_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
@@ -41,6 +42,8 @@ class LibraryQuiz(_message.Message):
     """Title of the games made from it."""
     instant_feedback: _builtins.bool
     """Whether its games tell results as players answer (see CreateQuizRequest)."""
+    allow_late_join: _builtins.bool
+    """Whether its games let players join while they run (see CreateQuizRequest)."""
     host: _builtins.str
     """Subject of the host who owns it."""
     version: _builtins.int
@@ -65,6 +68,7 @@ class LibraryQuiz(_message.Message):
         title: _builtins.str = ...,
         questions: _abc.Iterable[_quiz_pb2.QuestionSpec] | None = ...,
         instant_feedback: _builtins.bool = ...,
+        allow_late_join: _builtins.bool = ...,
         host: _builtins.str = ...,
         version: _builtins.int = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
@@ -74,7 +78,7 @@ class LibraryQuiz(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "games_played", b"games_played", "host", b"host", "instant_feedback", b"instant_feedback", "library_quiz_id", b"library_quiz_id", "question_count", b"question_count", "questions", b"questions", "title", b"title", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_late_join", b"allow_late_join", "create_time", b"create_time", "games_played", b"games_played", "host", b"host", "instant_feedback", b"instant_feedback", "library_quiz_id", b"library_quiz_id", "question_count", b"question_count", "questions", b"questions", "title", b"title", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -87,10 +91,13 @@ class CreateLibraryQuizRequest(_message.Message):
     TITLE_FIELD_NUMBER: _builtins.int
     QUESTIONS_FIELD_NUMBER: _builtins.int
     INSTANT_FEEDBACK_FIELD_NUMBER: _builtins.int
+    ALLOW_LATE_JOIN_FIELD_NUMBER: _builtins.int
     title: _builtins.str
     """Title shown to players (1-200 characters)."""
     instant_feedback: _builtins.bool
     """See CreateQuizRequest.instant_feedback. Either value is valid."""
+    allow_late_join: _builtins.bool
+    """See CreateQuizRequest.allow_late_join. Either value is valid."""
     @_builtins.property
     def questions(self) -> _containers.RepeatedCompositeFieldContainer[_quiz_pb2.QuestionSpec]:
         """One to 100 questions, asked in this order."""
@@ -101,10 +108,11 @@ class CreateLibraryQuizRequest(_message.Message):
         title: _builtins.str = ...,
         questions: _abc.Iterable[_quiz_pb2.QuestionSpec] | None = ...,
         instant_feedback: _builtins.bool = ...,
+        allow_late_join: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["instant_feedback", b"instant_feedback", "questions", b"questions", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_late_join", b"allow_late_join", "instant_feedback", b"instant_feedback", "questions", b"questions", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -225,11 +233,13 @@ class UpdateLibraryQuizRequest(_message.Message):
     TITLE_FIELD_NUMBER: _builtins.int
     QUESTIONS_FIELD_NUMBER: _builtins.int
     INSTANT_FEEDBACK_FIELD_NUMBER: _builtins.int
+    ALLOW_LATE_JOIN_FIELD_NUMBER: _builtins.int
     EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
     library_quiz_id: _builtins.str
     title: _builtins.str
     """The whole new content, as in CreateLibraryQuizRequest."""
     instant_feedback: _builtins.bool
+    allow_late_join: _builtins.bool
     expected_version: _builtins.int
     """The version the editor started from: when set and no longer current
     (someone saved meanwhile), nothing is saved and FAILED_PRECONDITION tells so.
@@ -243,11 +253,12 @@ class UpdateLibraryQuizRequest(_message.Message):
         title: _builtins.str = ...,
         questions: _abc.Iterable[_quiz_pb2.QuestionSpec] | None = ...,
         instant_feedback: _builtins.bool = ...,
+        allow_late_join: _builtins.bool = ...,
         expected_version: _builtins.int | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "expected_version", b"expected_version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "expected_version", b"expected_version", "instant_feedback", b"instant_feedback", "library_quiz_id", b"library_quiz_id", "questions", b"questions", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "allow_late_join", b"allow_late_join", "expected_version", b"expected_version", "instant_feedback", b"instant_feedback", "library_quiz_id", b"library_quiz_id", "questions", b"questions", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__expected_version: _TypeAlias = _typing.Literal["expected_version"]  # noqa: Y015
     _WhichOneofArgType__expected_version: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version"]  # noqa: Y015

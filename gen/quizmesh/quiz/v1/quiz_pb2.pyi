@@ -89,6 +89,8 @@ class Quiz(_message.Message):
     SERVER_TIME_FIELD_NUMBER: _builtins.int
     INSTANT_FEEDBACK_FIELD_NUMBER: _builtins.int
     LIBRARY_QUIZ_ID_FIELD_NUMBER: _builtins.int
+    ALLOW_LATE_JOIN_FIELD_NUMBER: _builtins.int
+    LOBBY_LOCKED_FIELD_NUMBER: _builtins.int
     quiz_id: _builtins.str
     """Short code players type to join (e.g. "K7QX2M9A")."""
     title: _builtins.str
@@ -111,6 +113,10 @@ class Quiz(_message.Message):
     """The library quiz this game was made from (LibraryService.PlayLibraryQuiz);
     empty for a quiz created directly with CreateQuiz.
     """
+    allow_late_join: _builtins.bool
+    """Whether players may still join once the quiz runs (see CreateQuizRequest)."""
+    lobby_locked: _builtins.bool
+    """Whether the host has locked the lobby: nobody can join (SetLobby)."""
     @_builtins.property
     def questions(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.QuestionView]:
         """Questions visible to the caller: all for the host, opened ones for others
@@ -140,10 +146,12 @@ class Quiz(_message.Message):
         server_time: _timestamp_pb2.Timestamp | None = ...,
         instant_feedback: _builtins.bool = ...,
         library_quiz_id: _builtins.str = ...,
+        allow_late_join: _builtins.bool = ...,
+        lobby_locked: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "server_time", b"server_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "current_question", b"current_question", "host", b"host", "instant_feedback", b"instant_feedback", "library_quiz_id", b"library_quiz_id", "player_count", b"player_count", "question_count", b"question_count", "questions", b"questions", "quiz_id", b"quiz_id", "server_time", b"server_time", "state", b"state", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_late_join", b"allow_late_join", "create_time", b"create_time", "current_question", b"current_question", "host", b"host", "instant_feedback", b"instant_feedback", "library_quiz_id", b"library_quiz_id", "lobby_locked", b"lobby_locked", "player_count", b"player_count", "question_count", b"question_count", "questions", b"questions", "quiz_id", b"quiz_id", "server_time", b"server_time", "state", b"state", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -158,6 +166,7 @@ class CreateQuizRequest(_message.Message):
     TITLE_FIELD_NUMBER: _builtins.int
     QUESTIONS_FIELD_NUMBER: _builtins.int
     INSTANT_FEEDBACK_FIELD_NUMBER: _builtins.int
+    ALLOW_LATE_JOIN_FIELD_NUMBER: _builtins.int
     title: _builtins.str
     """Title shown to players (1-200 characters)."""
     instant_feedback: _builtins.bool
@@ -165,6 +174,12 @@ class CreateQuizRequest(_message.Message):
     practice quiz). By default results, points and the board move only when
     a question closes, so the room cannot learn the answer before time is up.
     Either value is valid: no limits beyond its type.
+    """
+    allow_late_join: _builtins.bool
+    """Let players join while the quiz runs, not only before it starts: a late
+    joiner starts from 0 points, appears on the board, and answers from the
+    question open when they join (earlier ones are over for them). Either value
+    is valid.
     """
     @_builtins.property
     def questions(self) -> _containers.RepeatedCompositeFieldContainer[Global___QuestionSpec]:
@@ -176,10 +191,11 @@ class CreateQuizRequest(_message.Message):
         title: _builtins.str = ...,
         questions: _abc.Iterable[Global___QuestionSpec] | None = ...,
         instant_feedback: _builtins.bool = ...,
+        allow_late_join: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["instant_feedback", b"instant_feedback", "questions", b"questions", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_late_join", b"allow_late_join", "instant_feedback", b"instant_feedback", "questions", b"questions", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -506,3 +522,55 @@ class CloseQuizResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CloseQuizResponse: _TypeAlias = CloseQuizResponse  # noqa: Y015
+
+@_typing.final
+class SetLobbyRequest(_message.Message):
+    """Request of SetLobby."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUIZ_ID_FIELD_NUMBER: _builtins.int
+    LOCKED_FIELD_NUMBER: _builtins.int
+    quiz_id: _builtins.str
+    """The quiz code."""
+    locked: _builtins.bool
+    """True locks the lobby, false opens it again (as far as the quiz allows joining)."""
+    def __init__(
+        self,
+        *,
+        quiz_id: _builtins.str = ...,
+        locked: _builtins.bool | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_locked", b"_locked", "locked", b"locked"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_locked", b"_locked", "locked", b"locked", "quiz_id", b"quiz_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__locked: _TypeAlias = _typing.Literal["locked"]  # noqa: Y015
+    _WhichOneofArgType__locked: _TypeAlias = _typing.Literal["_locked", b"_locked"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__locked) -> _WhichOneofReturnType__locked | None: ...
+
+Global___SetLobbyRequest: _TypeAlias = SetLobbyRequest  # noqa: Y015
+
+@_typing.final
+class SetLobbyResponse(_message.Message):
+    """Response of SetLobby."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUIZ_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def quiz(self) -> Global___Quiz:
+        """The quiz, with lobby_locked as asked."""
+
+    def __init__(
+        self,
+        *,
+        quiz: Global___Quiz | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["quiz", b"quiz"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["quiz", b"quiz"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetLobbyResponse: _TypeAlias = SetLobbyResponse  # noqa: Y015

@@ -65,6 +65,11 @@ class QuizServiceStub:
                 request_serializer=quizmesh_dot_quiz_dot_v1_dot_quiz__pb2.AdvanceQuestionRequest.SerializeToString,
                 response_deserializer=quizmesh_dot_quiz_dot_v1_dot_quiz__pb2.AdvanceQuestionResponse.FromString,
                 _registered_method=True)
+        self.SetLobby = channel.unary_unary(
+                '/quizmesh.quiz.v1.QuizService/SetLobby',
+                request_serializer=quizmesh_dot_quiz_dot_v1_dot_quiz__pb2.SetLobbyRequest.SerializeToString,
+                response_deserializer=quizmesh_dot_quiz_dot_v1_dot_quiz__pb2.SetLobbyResponse.FromString,
+                _registered_method=True)
         self.CloseQuiz = channel.unary_unary(
                 '/quizmesh.quiz.v1.QuizService/CloseQuiz',
                 request_serializer=quizmesh_dot_quiz_dot_v1_dot_quiz__pb2.CloseQuizRequest.SerializeToString,
@@ -122,6 +127,14 @@ class QuizServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetLobby(self, request, context):
+        """Locks or unlocks the lobby (host only): while locked, nobody can join, however
+        the quiz allows joining otherwise. Players already in stay.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CloseQuiz(self, request, context):
         """Closes the quiz; its leaderboard becomes final (host only).
         """
@@ -161,6 +174,11 @@ def add_QuizServiceServicer_to_server(servicer, server):
                     servicer.AdvanceQuestion,
                     request_deserializer=quizmesh_dot_quiz_dot_v1_dot_quiz__pb2.AdvanceQuestionRequest.FromString,
                     response_serializer=quizmesh_dot_quiz_dot_v1_dot_quiz__pb2.AdvanceQuestionResponse.SerializeToString,
+            ),
+            'SetLobby': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetLobby,
+                    request_deserializer=quizmesh_dot_quiz_dot_v1_dot_quiz__pb2.SetLobbyRequest.FromString,
+                    response_serializer=quizmesh_dot_quiz_dot_v1_dot_quiz__pb2.SetLobbyResponse.SerializeToString,
             ),
             'CloseQuiz': grpc.unary_unary_rpc_method_handler(
                     servicer.CloseQuiz,
@@ -331,6 +349,33 @@ class QuizService:
             '/quizmesh.quiz.v1.QuizService/AdvanceQuestion',
             quizmesh_dot_quiz_dot_v1_dot_quiz__pb2.AdvanceQuestionRequest.SerializeToString,
             quizmesh_dot_quiz_dot_v1_dot_quiz__pb2.AdvanceQuestionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetLobby(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/quizmesh.quiz.v1.QuizService/SetLobby',
+            quizmesh_dot_quiz_dot_v1_dot_quiz__pb2.SetLobbyRequest.SerializeToString,
+            quizmesh_dot_quiz_dot_v1_dot_quiz__pb2.SetLobbyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,6 +50,10 @@ class QuizServiceStub:
     the quiz stays on that question. On a closed one: opens the next question, or
     after the last one closes the quiz.
     """
+    SetLobby: _grpc.UnaryUnaryMultiCallable[_quiz_pb2.SetLobbyRequest, _quiz_pb2.SetLobbyResponse]
+    """Locks or unlocks the lobby (host only): while locked, nobody can join, however
+    the quiz allows joining otherwise. Players already in stay.
+    """
     CloseQuiz: _grpc.UnaryUnaryMultiCallable[_quiz_pb2.CloseQuizRequest, _quiz_pb2.CloseQuizResponse]
     """Closes the quiz; its leaderboard becomes final (host only)."""
 
@@ -74,6 +78,10 @@ class QuizServiceAsyncStub(QuizServiceStub):
     QuestionClosed with the correct choice, so that every screen shows the reveal;
     the quiz stays on that question. On a closed one: opens the next question, or
     after the last one closes the quiz.
+    """
+    SetLobby: _aio.UnaryUnaryMultiCallable[_quiz_pb2.SetLobbyRequest, _quiz_pb2.SetLobbyResponse]  # type: ignore[assignment]
+    """Locks or unlocks the lobby (host only): while locked, nobody can join, however
+    the quiz allows joining otherwise. Players already in stay.
     """
     CloseQuiz: _aio.UnaryUnaryMultiCallable[_quiz_pb2.CloseQuizRequest, _quiz_pb2.CloseQuizResponse]  # type: ignore[assignment]
     """Closes the quiz; its leaderboard becomes final (host only)."""
@@ -132,6 +140,16 @@ class QuizServiceServicer(metaclass=_abc_1.ABCMeta):
         QuestionClosed with the correct choice, so that every screen shows the reveal;
         the quiz stays on that question. On a closed one: opens the next question, or
         after the last one closes the quiz.
+        """
+
+    @_abc_1.abstractmethod
+    def SetLobby(
+        self,
+        request: _quiz_pb2.SetLobbyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_quiz_pb2.SetLobbyResponse, _abc.Awaitable[_quiz_pb2.SetLobbyResponse]]:
+        """Locks or unlocks the lobby (host only): while locked, nobody can join, however
+        the quiz allows joining otherwise. Players already in stay.
         """
 
     @_abc_1.abstractmethod
