@@ -16,6 +16,7 @@ from playwright.async_api import Locator, expect
 from devstack.gateway import REPO, EnvoyProcess, local_gateway, write_envoy_config
 from tests.api import HttpApi
 from tests.browser.conftest import BIG_SCREEN, OpenUser, User
+from tests.browser.host_desk import sign_in_with_token
 from tests.stack import Backends, Stack
 
 PUBLIC_URL = "https://quiz.example.test/"
@@ -76,8 +77,8 @@ async def public_gateway(
 async def open_host_screen(host: User, base_url: str, token: str, quiz_id: str) -> None:
     """Signs in at the host desk of `base_url` and opens the quiz's big screen."""
     await host.page.goto(f"{base_url}/#/host")
-    await host.page.get_by_label("Host token").fill(token)
-    await host.page.get_by_role("button", name="Sign in").click()
+    await sign_in_with_token(host.page, token)
+    await expect(host.page.get_by_text("Signed in as")).to_be_visible()
     await host.page.goto(f"{base_url}/#/host/{quiz_id}")
     await expect(host.page.get_by_role("heading", name="Waiting for players")).to_be_visible()
     await expect(host.page.get_by_test_id("quiz-code")).to_have_text(quiz_id)

@@ -19,6 +19,7 @@ from playwright.async_api import Page, expect
 from devstack.gateway import REPO
 from tests.api import HttpApi
 from tests.browser.conftest import BIG_SCREEN, PHONE, OpenUser, User
+from tests.browser.host_desk import sign_in_with_token
 from tests.stack import Stack
 
 DOCS_SCREENSHOTS = REPO / "docs" / "screenshots"
@@ -38,8 +39,7 @@ LETTERS = "ABCDEF"
 async def create_quiz_in_the_form(host: User, token: str, *, instant_feedback: bool = False) -> str:
     page = host.page
     await page.goto("/#/host")
-    await page.get_by_label("Host token").fill(token)
-    await page.get_by_role("button", name="Sign in").click()
+    await sign_in_with_token(page, token)
     await expect(page.get_by_text("Signed in as")).to_contain_text("alice")
     await page.get_by_label("Title").fill("Browser quiz")
     if instant_feedback:

@@ -14,6 +14,7 @@ from playwright.async_api import expect
 from devstack.gateway import REPO
 from tests.api import HttpApi
 from tests.browser.conftest import OpenUser
+from tests.browser.host_desk import sign_in_with_token
 from tests.game import next_question
 from tests.stack import Stack
 
@@ -130,13 +131,12 @@ async def test_api_refusals_are_shown_as_clear_messages(
 
     # A host token that is not one, and a quiz file with mistakes.
     await page.goto("/#/host")
-    await page.get_by_label("Host token").fill(token)
-    await page.get_by_role("button", name="Sign in").click()
+    await sign_in_with_token(page, token)
     await expect(page.get_by_role("alert")).to_have_text(
         "That is a player token; a host token is needed."
     )
     await page.get_by_label("Host token").fill(host)
-    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("button", name="Use this token").click()
     await page.get_by_text("Paste YAML or JSON instead").click()
     await page.get_by_label("Quiz as YAML or JSON").fill(
         "title: Oops\nquestions:\n  - text: Ready?\n    choices: [yes, no]\n    answer: maybe\n"
@@ -156,8 +156,7 @@ async def test_a_pasted_quiz_file_fills_the_form(
     host = await open_user("host", {"width": 1280, "height": 900})
     page = host.page
     await page.goto("/#/host")
-    await page.get_by_label("Host token").fill(stack.host_token("alice"))
-    await page.get_by_role("button", name="Sign in").click()
+    await sign_in_with_token(page, stack.host_token("alice"))
     await page.get_by_text("Paste YAML or JSON instead").click()
     example = (REPO / "examples" / "quiz.yaml").read_text(encoding="utf-8")
     await page.get_by_label("Quiz as YAML or JSON").fill(example)

@@ -28,13 +28,17 @@ const CODE_OF_STATUS = {
 
 const OFFLINE = "Can't reach QuizMesh. Check your connection and try again.";
 
-/** A refused call: `code` is the gRPC code, `status` the HTTP status (0: no response). */
+/** A refused call: `code` is the gRPC code, `status` the HTTP status (0: no response),
+ * `reason` the ErrorInfo's ("BAD_CREDENTIALS"), `violations` the BadRequest's
+ * [{field, description}] naming each bad request field. */
 export class ApiError extends Error {
-  constructor(code, message, status) {
+  constructor(code, message, status, { reason = "", violations = [] } = {}) {
     super(message);
     this.name = "ApiError";
     this.code = code;
     this.status = status;
+    this.reason = reason;
+    this.violations = violations;
   }
 
   /** Worth retrying unchanged, after a pause: the network or a server was briefly
@@ -49,13 +53,22 @@ async function errorOf(response) {
   try {
     const body = JSON.parse(text);
     if (typeof body.code === "number" && body.message) {
-      return new ApiError(body.code, body.message, response.status);
+      return new ApiError(body.code, body.message, response.status, detailsOf(body.details));
     }
   } catch {
     // Not JSON (Envoy answers malformed requests in plain text): show the text.
   }
   const code = CODE_OF_STATUS[response.status] ?? 2;
   return new ApiError(code, text.trim() || `the server answered ${response.status}`, response.status);
+}
+
+/** The google.rpc details a client acts on, from an error body's "details". */
+function detailsOf(details) {
+  const of = (type) => (Array.isArray(details) ? details : []).find((d) => d?.["@type"]?.endsWith(type));
+  return {
+    reason: of("/google.rpc.ErrorInfo")?.reason ?? "",
+    violations: of("/google.rpc.BadRequest")?.field_violations ?? [],
+  };
 }
 
 function headers(token, json) {
@@ -114,6 +127,12 @@ export const api = {
     call("GET", `${quiz(quizId)}/leaderboard`, { query: { page_size: pageSize } }),
   getPlayerRank: (quizId, playerId, neighbours) =>
     call("GET", `${quiz(quizId)}/players/${encodeURIComponent(playerId)}/rank`, { query: { neighbours } }),
+  // Host accounts (account.proto): all made without a token.
+  signUp: (request) => call("POST", "/v1/accounts", { body: request }),
+  signIn: (email, password) => call("POST", "/v1/sessions", { body: { email, password } }),
+  refreshSession: (refreshToken) =>
+    call("POST", "/v1/sessions:refresh", { body: { refresh_token: refreshToken } }),
+  signOut: (refreshToken) => call("POST", "/v1/sessions:signOut", { body: { refresh_token: refreshToken } }),
 };
 
 /** Timestamps are RFC 3339; Date.parse keeps milliseconds of longer fractions. */

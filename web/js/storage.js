@@ -1,8 +1,8 @@
-// What the browser remembers between visits, in localStorage: the host's token and,
+// What the browser remembers between visits, in localStorage: the host's session and,
 // per quiz, the player's id and token (rejoining is just using them again) and the
 // last quiz event applied (the event stream resumes after it).
 
-const HOST_TOKEN = "quizmesh.host_token";
+const HOST_SESSION = "quizmesh.host_session";
 const PLAYER = (quizId) => `quizmesh.player.${quizId}`;
 const PLAYER_PREFIX = "quizmesh.player.";
 
@@ -23,10 +23,19 @@ function write(key, value) {
   }
 }
 
-export const hostToken = {
-  get: () => read(HOST_TOKEN),
-  set: (token) => write(HOST_TOKEN, token),
-  clear: () => write(HOST_TOKEN, null),
+/** The signed-in host: {host, session} as SignIn answered them, or for a token
+ * pasted from quizctl {host: null, session: {access_token}} (nothing to refresh). */
+export const hostSession = {
+  get() {
+    try {
+      const saved = JSON.parse(read(HOST_SESSION) ?? "null");
+      return saved?.session?.access_token ? saved : null;
+    } catch {
+      return null;
+    }
+  },
+  save: (saved) => write(HOST_SESSION, JSON.stringify(saved)),
+  clear: () => write(HOST_SESSION, null),
 };
 
 /** {player_id, player_token, nickname, last_sequence} of this browser's player in a quiz. */

@@ -6,14 +6,14 @@ import { api, ApiError, Code, millis, watchQuiz } from "../api.js";
 import { Leaderboard, podium } from "../board.js";
 import { countdown, ServerClock, timed } from "../clock.js";
 import { announce, connectionStatus, errorBox, fill, focusHeading, formatNumber, h } from "../dom.js";
-import { currentHost } from "./host.js";
+import { asHost, signedInHost, SignedOut } from "../host-session.js";
 import { joinPanel } from "./join-panel.js";
 
 const SHAPES = ["▲", "◆", "●", "■", "★", "✚"];
 const STATES = { QUIZ_STATE_OPEN: "OPEN", QUIZ_STATE_RUNNING: "RUNNING", QUIZ_STATE_CLOSED: "CLOSED" };
 
 export function mountHostLive(root, { quizId }) {
-  const { token } = currentHost();
+  let hosting = Boolean(signedInHost()); // false: the public view, with a link to sign in
   const alert = errorBox();
   const clock = new ServerClock();
   const game = {
@@ -57,19 +57,23 @@ export function mountHostLive(root, { quizId }) {
 
   // --- Actions ---------------------------------------------------------------
 
+  /** The session has ended: say why; the controls become a link to sign in. */
+  function signedOut(error) {
+    hosting = false;
+    alert.show(error.message);
+  }
+
   async function act(label, call) {
-    if (!token) {
-      alert.show("Sign in as the host first (Host a quiz).");
-      return;
-    }
     alert.clear();
     restoreFocus = controls.contains(document.activeElement);
     for (const button of controls.querySelectorAll("button")) button.disabled = true;
     try {
-      const { quiz } = await timed(clock, () => call(token, quizId));
+      const { quiz } = await asHost((token) => timed(clock, () => call(token, quizId)));
       applyQuiz(quiz);
     } catch (error) {
-      alert.show(error, error.code === Code.PERMISSION_DENIED ? "Not your quiz." : `Could not ${label}.`);
+      const prefix = error.code === Code.PERMISSION_DENIED ? "Not your quiz." : `Could not ${label}.`;
+      if (error instanceof SignedOut) signedOut(error);
+      else alert.show(error, prefix);
     } finally {
       controlsKey = ""; // the buttons were disabled: rebuild them
       render();
@@ -109,11 +113,11 @@ export function mountHostLive(root, { quizId }) {
     const revealed = Boolean(game.question) && game.reveals.has(game.question.index);
     // Rebuilt only when they change: events arrive all the time, and rebuilding
     // would take the keyboard focus away from the button the host is on.
-    const key = `${game.state}:${last}:${revealed}:${Boolean(token)}`;
+    const key = `${game.state}:${last}:${revealed}:${hosting}`;
     if (key === controlsKey) return;
     controlsKey = key;
     const buttons = [];
-    if (!token) {
+    if (!hosting) {
       buttons.push(h("a", { class: "button", href: "#/host", text: "Sign in to run this quiz" }));
     } else if (game.state === "OPEN") {
       buttons.push(button("Start quiz", () => act("start the quiz", api.startQuiz), "primary"));
@@ -290,9 +294,22 @@ export function mountHostLive(root, { quizId }) {
 
   // --- Start --------------------------------------------------------------------
 
+  /** The quiz as its host sees it, or as anyone does once the session has ended. */
+  async function getQuiz() {
+    if (hosting) {
+      try {
+        return await asHost((token) => timed(clock, () => api.getQuiz(quizId, token)));
+      } catch (error) {
+        if (!(error instanceof SignedOut)) throw error;
+        signedOut(error);
+      }
+    }
+    return timed(clock, () => api.getQuiz(quizId));
+  }
+
   (async () => {
     try {
-      const { quiz } = await timed(clock, () => api.getQuiz(quizId, token));
+      const { quiz } = await getQuiz();
       applyQuiz(quiz);
     } catch (error) {
       fill(stage, h("h2", { id: "stage-title", text: "This quiz is not available" }));
