@@ -71,6 +71,11 @@ def answer_count_field(question: int) -> str:
     return f"answers:{question}"
 
 
+def choice_count_field(question: int, choice: int) -> str:
+    """State field: how many accepted answers to `question` chose `choice`."""
+    return f"choices:{question}:{choice}"
+
+
 def answer_field(question: int, player_id: str) -> str:
     """Field of the answers hash holding one player's answer to one question."""
     return f"{question}:{player_id}"

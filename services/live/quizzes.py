@@ -11,7 +11,14 @@ from redis.typing import EncodableT
 from services.database.records import Question, QuizRecord, QuizState
 from services.live.errors import restoring
 from services.live.keys import QuizKeys
-from services.live.layout import Field, answer_count_field, pack, question_specs, state_fields
+from services.live.layout import (
+    Field,
+    answer_count_field,
+    choice_count_field,
+    pack,
+    question_specs,
+    state_fields,
+)
 from services.live.scripts import source
 from services.mesh.clock import now_ms
 from services.mesh.connections import LiveRedis
@@ -35,6 +42,8 @@ class RebuiltState:
     # answers hash field -> answer record
     answers: dict[str, str]
     answer_counts: dict[int, int] = field(default_factory=dict)
+    # (question, choice) -> how many answers chose it
+    choice_counts: dict[tuple[int, int], int] = field(default_factory=dict)
     # Totals reached by answers to the open question, not revealed yet (as scores).
     pending: dict[str, tuple[int, int]] = field(default_factory=dict)
     # When a score last changed (ms), if any did.
@@ -144,6 +153,12 @@ class LiveQuizzes:
             exists, count = await pipe.execute()
         return int(count) if exists else None
 
+    async def choice_counts(self, quiz_id: str, question: int, choices: int) -> list[int]:
+        """How many accepted answers to `question` chose each of its choices."""
+        fields = [choice_count_field(question, c) for c in range(choices)]
+        counts = await self.redis.hmget(self.keys(quiz_id).state, fields)
+        return [int(n or 0) for n in counts]
+
     async def exists(self, quiz_id: str) -> bool:
         return bool(await self.redis.exists(self.keys(quiz_id).state))
 
@@ -201,6 +216,7 @@ class LiveQuizzes:
         # Copies of the old board elsewhere are of an older generation: read afresh.
         state[Field.VERSION] = state[Field.BOARD_GENERATION] = now_ms()
         state.update({answer_count_field(q): n for q, n in rebuilt.answer_counts.items()})
+        state.update({choice_count_field(q, c): n for (q, c), n in rebuilt.choice_counts.items()})
         if rebuilt.changed_at is not None:
             state[Field.CHANGED_AT] = rebuilt.changed_at
         await self.redis.hset(keys.state, mapping=state)

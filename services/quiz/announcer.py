@@ -4,6 +4,7 @@ same fact announced by several replicas (or retried) is stored once."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
@@ -60,12 +61,16 @@ class Announcer:
             at,
         )
 
-    async def question_closed(self, quiz_id: str, index: int, correct: int, at: int) -> None:
+    async def question_closed(
+        self, quiz_id: str, index: int, correct: int, choice_counts: Sequence[int], at: int
+    ) -> None:
         await self._publish(
             f"{quiz_id}:q{index}:closed",
             events_pb2.QuizEvent(
                 quiz_id=quiz_id,
-                question_closed=events_pb2.QuestionClosed(index=index, correct_choice=correct),
+                question_closed=events_pb2.QuestionClosed(
+                    index=index, correct_choice=correct, choice_counts=choice_counts
+                ),
             ),
             at,
         )

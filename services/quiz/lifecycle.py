@@ -229,6 +229,15 @@ class Lifecycle:
                 extra={"quiz_id": quiz.id, "error": repr(e)},
             )
 
+    async def _announce_closed(self, quiz: QuizRecord, question: Question, at: int) -> None:
+        """A question's reveal, with how many chose each choice. Answers stop at the
+        deadline, so the counts are final; a repeated announcement keeps its first
+        copy's (the same message id)."""
+        counts = await self.live.choice_counts(quiz.id, question.index, len(question.choices))
+        await self.announcer.question_closed(
+            quiz.id, question.index, question.correct_choice, counts, at
+        )
+
     async def _announce(self, quiz: QuizRecord) -> None:
         """Announces what the quiz's last host transition did, as its row says, then
         clears the row's mark."""
@@ -237,24 +246,19 @@ class Lifecycle:
         if quiz.state is QuizState.RUNNING and quiz.closed_question == current:
             # The host ended the open question early: its reveal.
             at = quiz.question_deadline_ms or now_ms()
-            await self.announcer.question_closed(quiz.id, current, qs[current].correct_choice, at)
+            await self._announce_closed(quiz, qs[current], at)
         elif quiz.state is QuizState.RUNNING:
             opened = quiz.question_opened_ms or 0
             if current == 0:
                 await self.announcer.quiz_started(quiz.id, len(qs), quiz.started_ms or opened)
             else:
-                previous = qs[current - 1]
-                await self.announcer.question_closed(
-                    quiz.id, previous.index, previous.correct_choice, opened
-                )
+                await self._announce_closed(quiz, qs[current - 1], opened)
             view = question_view(qs[current], opened, quiz.question_deadline_ms, reveal=False)
             await self.announcer.question_opened(quiz.id, view, len(qs), opened)
         elif quiz.state is QuizState.CLOSED:
             at = quiz.closed_ms or now_ms()
             if current >= 0:
-                await self.announcer.question_closed(
-                    quiz.id, current, qs[current].correct_choice, at
-                )
+                await self._announce_closed(quiz, qs[current], at)
             reason = cast(events_pb2.CloseReason.ValueType, quiz.close_reason)
             await self.announcer.quiz_closed(quiz.id, reason, at)
         if quiz.unannounced_ms is not None:
@@ -292,7 +296,7 @@ class Lifecycle:
         await self.live.reveal(quiz.id, deadline)
         # Announce first: if this replica dies before marking the row, the next
         # sweep (here or elsewhere) repeats the same message id, stored once.
-        await self.announcer.question_closed(quiz.id, index, qs[index].correct_choice, deadline)
+        await self._announce_closed(quiz, qs[index], deadline)
         if index + 1 < len(qs):
             async with self.engine.begin() as conn:
                 await self.store.transition(

@@ -138,12 +138,15 @@ class LiveStateRecovery:
         totals = {p.id: 0 for p in joined}
         reached = {p.id: p.joined_ms for p in joined}
         counts: dict[int, int] = {}
+        choices: dict[tuple[int, int], int] = {}
         # The open question's results stay pending, as the answer script left them.
         current = quiz.current_question
         withheld = not quiz.instant_feedback and not quiz.question_closed(current, now_ms())
         pending: dict[str, tuple[int, int]] = {}
         for (question, pid), answer in sorted(accepted.items(), key=lambda kv: kv[1].answered_ms):
             counts[question] = counts.get(question, 0) + 1
+            chose = (question, answer.choice_index)
+            choices[chose] = choices.get(chose, 0) + 1
             if answer.points_awarded <= 0 or pid not in totals:
                 continue
             if withheld and question == current:
@@ -167,6 +170,7 @@ class LiveStateRecovery:
                 scores={pid: (totals[pid], reached[pid] - quiz.created_ms) for pid in totals},
                 answers={answer_field(q, pid): a.record() for (q, pid), a in accepted.items()},
                 answer_counts=counts,
+                choice_counts=choices,
                 pending=pending,
                 changed_at=max(scored) if scored else None,
             )

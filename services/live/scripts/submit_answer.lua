@@ -55,6 +55,8 @@ end
 local record = choice .. '|' .. (choice == correct and 1 or 0) .. '|' .. awarded .. '|' .. now
 redis.call('HSET', answers, field, record)
 redis.call('HINCRBY', state, 'answers:' .. ARGV[2], 1)
+-- The answer distribution, told when the question closes (layout.choice_count_field).
+redis.call('HINCRBY', state, 'choices:' .. ARGV[2] .. ':' .. choice, 1)
 -- Every accepted answer changes what watchers see (at least the answer count).
 redis.call('HINCRBY', state, 'version', 1)
 if awarded > 0 then

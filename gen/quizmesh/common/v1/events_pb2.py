@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from quizmesh.common.v1 import common_pb2 as quizmesh_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fquizmesh/common/v1/events.proto\x12\x12quizmesh.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fquizmesh/common/v1/common.proto\"\xce\x03\n\tQuizEvent\x12\x0f\n\x07quiz_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\x0cquiz_started\x18\n \x01(\x0b\x32\x1f.quizmesh.common.v1.QuizStartedH\x00\x12=\n\x0fquestion_opened\x18\x0b \x01(\x0b\x32\".quizmesh.common.v1.QuestionOpenedH\x00\x12=\n\x0fquestion_closed\x18\x0c \x01(\x0b\x32\".quizmesh.common.v1.QuestionClosedH\x00\x12\x46\n\x13leaderboard_changed\x18\r \x01(\x0b\x32\'.quizmesh.common.v1.LeaderboardSnapshotH\x00\x12\x35\n\x0bquiz_closed\x18\x0e \x01(\x0b\x32\x1e.quizmesh.common.v1.QuizClosedH\x00\x12\x36\n\theartbeat\x18\x0f \x01(\x0b\x32\x1d.quizmesh.common.v1.HeartbeatB\x02\x18\x01H\x00\x42\x06\n\x04kind\"%\n\x0bQuizStarted\x12\x16\n\x0equestion_count\x18\x01 \x01(\x05\"\\\n\x0eQuestionOpened\x12\x32\n\x08question\x18\x01 \x01(\x0b\x32 .quizmesh.common.v1.QuestionView\x12\x16\n\x0equestion_count\x18\x02 \x01(\x05\"7\n\x0eQuestionClosed\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x16\n\x0e\x63orrect_choice\x18\x02 \x01(\x05\"=\n\nQuizClosed\x12/\n\x06reason\x18\x01 \x01(\x0e\x32\x1f.quizmesh.common.v1.CloseReason\"\x0b\n\tHeartbeat\"\xd1\x01\n\x0e\x41\x63\x63\x65ptedAnswer\x12\x0f\n\x07quiz_id\x18\x01 \x01(\t\x12\x16\n\x0equestion_index\x18\x02 \x01(\x05\x12\x11\n\tplayer_id\x18\x03 \x01(\t\x12\x14\n\x0c\x63hoice_index\x18\x04 \x01(\x05\x12\x0f\n\x07\x63orrect\x18\x05 \x01(\x08\x12\x16\n\x0epoints_awarded\x18\x06 \x01(\x05\x12\x13\n\x0btotal_score\x18\x07 \x01(\x05\x12/\n\x0b\x61nswered_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbc\x01\n\x0b\x42oardUpdate\x12\x39\n\x08snapshot\x18\x01 \x01(\x0b\x32\'.quizmesh.common.v1.LeaderboardSnapshot\x12\x12\n\ngeneration\x18\x02 \x01(\x03\x12\x10\n\x08sequence\x18\x03 \x01(\x03\x12\x12\n\nplayer_ids\x18\x04 \x03(\t\x12\x15\n\rpacked_scores\x18\x05 \x03(\x01\x12\x0f\n\x07removed\x18\x06 \x03(\t\x12\x10\n\x08\x63omplete\x18\x07 \x01(\x08*b\n\x0b\x43loseReason\x12\x1c\n\x18\x43LOSE_REASON_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43LOSE_REASON_HOST\x10\x01\x12\x1e\n\x1a\x43LOSE_REASON_LAST_QUESTION\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fquizmesh/common/v1/events.proto\x12\x12quizmesh.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fquizmesh/common/v1/common.proto\"\xce\x03\n\tQuizEvent\x12\x0f\n\x07quiz_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\x0cquiz_started\x18\n \x01(\x0b\x32\x1f.quizmesh.common.v1.QuizStartedH\x00\x12=\n\x0fquestion_opened\x18\x0b \x01(\x0b\x32\".quizmesh.common.v1.QuestionOpenedH\x00\x12=\n\x0fquestion_closed\x18\x0c \x01(\x0b\x32\".quizmesh.common.v1.QuestionClosedH\x00\x12\x46\n\x13leaderboard_changed\x18\r \x01(\x0b\x32\'.quizmesh.common.v1.LeaderboardSnapshotH\x00\x12\x35\n\x0bquiz_closed\x18\x0e \x01(\x0b\x32\x1e.quizmesh.common.v1.QuizClosedH\x00\x12\x36\n\theartbeat\x18\x0f \x01(\x0b\x32\x1d.quizmesh.common.v1.HeartbeatB\x02\x18\x01H\x00\x42\x06\n\x04kind\"%\n\x0bQuizStarted\x12\x16\n\x0equestion_count\x18\x01 \x01(\x05\"\\\n\x0eQuestionOpened\x12\x32\n\x08question\x18\x01 \x01(\x0b\x32 .quizmesh.common.v1.QuestionView\x12\x16\n\x0equestion_count\x18\x02 \x01(\x05\"N\n\x0eQuestionClosed\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x16\n\x0e\x63orrect_choice\x18\x02 \x01(\x05\x12\x15\n\rchoice_counts\x18\x03 \x03(\x05\"=\n\nQuizClosed\x12/\n\x06reason\x18\x01 \x01(\x0e\x32\x1f.quizmesh.common.v1.CloseReason\"\x0b\n\tHeartbeat\"\xd1\x01\n\x0e\x41\x63\x63\x65ptedAnswer\x12\x0f\n\x07quiz_id\x18\x01 \x01(\t\x12\x16\n\x0equestion_index\x18\x02 \x01(\x05\x12\x11\n\tplayer_id\x18\x03 \x01(\t\x12\x14\n\x0c\x63hoice_index\x18\x04 \x01(\x05\x12\x0f\n\x07\x63orrect\x18\x05 \x01(\x08\x12\x16\n\x0epoints_awarded\x18\x06 \x01(\x05\x12\x13\n\x0btotal_score\x18\x07 \x01(\x05\x12/\n\x0b\x61nswered_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbc\x01\n\x0b\x42oardUpdate\x12\x39\n\x08snapshot\x18\x01 \x01(\x0b\x32\'.quizmesh.common.v1.LeaderboardSnapshot\x12\x12\n\ngeneration\x18\x02 \x01(\x03\x12\x10\n\x08sequence\x18\x03 \x01(\x03\x12\x12\n\nplayer_ids\x18\x04 \x03(\t\x12\x15\n\rpacked_scores\x18\x05 \x03(\x01\x12\x0f\n\x07removed\x18\x06 \x03(\t\x12\x10\n\x08\x63omplete\x18\x07 \x01(\x08*b\n\x0b\x43loseReason\x12\x1c\n\x18\x43LOSE_REASON_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43LOSE_REASON_HOST\x10\x01\x12\x1e\n\x1a\x43LOSE_REASON_LAST_QUESTION\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,8 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_QUIZEVENT'].fields_by_name['heartbeat']._loaded_options = None
   _globals['_QUIZEVENT'].fields_by_name['heartbeat']._serialized_options = b'\030\001'
-  _globals['_CLOSEREASON']._serialized_start=1255
-  _globals['_CLOSEREASON']._serialized_end=1353
+  _globals['_CLOSEREASON']._serialized_start=1278
+  _globals['_CLOSEREASON']._serialized_end=1376
   _globals['_QUIZEVENT']._serialized_start=122
   _globals['_QUIZEVENT']._serialized_end=584
   _globals['_QUIZSTARTED']._serialized_start=586
@@ -44,13 +44,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_QUESTIONOPENED']._serialized_start=625
   _globals['_QUESTIONOPENED']._serialized_end=717
   _globals['_QUESTIONCLOSED']._serialized_start=719
-  _globals['_QUESTIONCLOSED']._serialized_end=774
-  _globals['_QUIZCLOSED']._serialized_start=776
-  _globals['_QUIZCLOSED']._serialized_end=837
-  _globals['_HEARTBEAT']._serialized_start=839
-  _globals['_HEARTBEAT']._serialized_end=850
-  _globals['_ACCEPTEDANSWER']._serialized_start=853
-  _globals['_ACCEPTEDANSWER']._serialized_end=1062
-  _globals['_BOARDUPDATE']._serialized_start=1065
-  _globals['_BOARDUPDATE']._serialized_end=1253
+  _globals['_QUESTIONCLOSED']._serialized_end=797
+  _globals['_QUIZCLOSED']._serialized_start=799
+  _globals['_QUIZCLOSED']._serialized_end=860
+  _globals['_HEARTBEAT']._serialized_start=862
+  _globals['_HEARTBEAT']._serialized_end=873
+  _globals['_ACCEPTEDANSWER']._serialized_start=876
+  _globals['_ACCEPTEDANSWER']._serialized_end=1085
+  _globals['_BOARDUPDATE']._serialized_start=1088
+  _globals['_BOARDUPDATE']._serialized_end=1276
 # @@protoc_insertion_point(module_scope)

@@ -183,19 +183,27 @@ class QuestionClosed(_message.Message):
 
     INDEX_FIELD_NUMBER: _builtins.int
     CORRECT_CHOICE_FIELD_NUMBER: _builtins.int
+    CHOICE_COUNTS_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     """0-based index of the question."""
     correct_choice: _builtins.int
     """The correct choice, revealed now."""
+    @_builtins.property
+    def choice_counts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """How many players chose each choice, in choice order (correct_choice marks
+        the right one): the answer distribution for the big screen and the phones.
+        """
+
     def __init__(
         self,
         *,
         index: _builtins.int = ...,
         correct_choice: _builtins.int = ...,
+        choice_counts: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["correct_choice", b"correct_choice", "index", b"index"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["choice_counts", b"choice_counts", "correct_choice", b"correct_choice", "index", b"index"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
