@@ -269,6 +269,16 @@ async def cmd_unlock(args: argparse.Namespace, environ: Mapping[str, str]) -> in
     return await _lifecycle(args, environ, QuizMeshClient.unlock_lobby)
 
 
+async def cmd_report(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    async with await _client(args, environ, host_only=True) as client:
+        if args.csv:
+            _write(args.output, (await client.report_csv(args.quiz)).decode())
+            return EXIT_OK
+        report = await client.report(args.quiz)
+    _write(args.output, (output.to_json(report) if args.json else output.report(report)) + "\n")
+    return EXIT_OK
+
+
 async def cmd_library(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     action: str = args.action
     # Files are checked before anything else, so a typo never reaches the server.
@@ -624,6 +634,13 @@ def build_parser() -> argparse.ArgumentParser:
     imported.add_argument(
         "file", metavar="FILE", help="quiz file (.yaml, .yml or .json; - for stdin)"
     )
+
+    report = _rpc_command(
+        commands, "report", "a game's results: players and questions (host only)", cmd_report
+    )
+    report.add_argument("quiz", metavar="QUIZ", help="quiz code")
+    report.add_argument("--csv", action="store_true", help="CSV, one row per player and question")
+    report.add_argument("-o", "--output", metavar="FILE", help="file to write (stdout)")
 
     board = _rpc_command(commands, "leaderboard", "show a quiz's ranking", cmd_leaderboard)
     board.add_argument("quiz", metavar="QUIZ", help="quiz code")

@@ -211,6 +211,22 @@ class QuizMeshClient:
         )
         return response
 
+    async def report(self, quiz_id: str) -> quiz_pb2.QuizReport:
+        response: quiz_pb2.GetQuizReportResponse = await self._quizzes.GetQuizReport(
+            quiz_pb2.GetQuizReportRequest(quiz_id=quiz_id),
+            metadata=self._metadata,
+            timeout=self._connection.timeout_seconds,
+        )
+        return response.report
+
+    async def report_csv(self, quiz_id: str) -> bytes:
+        response: quiz_pb2.GetQuizReportCsvResponse = await self._quizzes.GetQuizReportCsv(
+            quiz_pb2.GetQuizReportCsvRequest(quiz_id=quiz_id),
+            metadata=self._metadata,
+            timeout=self._connection.timeout_seconds,
+        )
+        return response.csv.data
+
     async def lock_lobby(self, quiz_id: str) -> quiz_pb2.SetLobbyResponse:
         return await self._set_lobby(quiz_id, locked=True)
 

@@ -172,3 +172,25 @@ def library_quiz(quiz: library_pb2.LibraryQuiz) -> str:
             for c, choice in enumerate(q.choices)
         ]
     return "\n".join(lines)
+
+
+def report(report: quiz_pb2.QuizReport) -> str:
+    """`quizctl report`: the questions hardest first, then every player."""
+    quiz = report.quiz
+    final = "final" if report.is_final else "so far"
+    lines = [f"report    {quiz.quiz_id}  {quiz.title}  ({final})", "", "questions, hardest first:"]
+    for q in report.questions:
+        share = f"{q.answered_right}/{q.answered} right" if q.answered else "no answers"
+        median = f", median {q.median_time_ms / 1000:.1f} s" if q.HasField("median_time_ms") else ""
+        counts = " ".join(
+            f"{'*' if i == q.correct_choice else ''}{choice}: {n}"
+            for i, (choice, n) in enumerate(zip(q.choices, q.choice_counts, strict=False))
+        )
+        lines.append(f"  {q.index + 1:>3}. {q.text}  [{share}{median}]  {counts}")
+    lines += ["", "players:"]
+    for p in report.players:
+        right = sum(1 for a in p.answers if a.correct)
+        lines.append(
+            f"  {p.rank:>5}  {p.score:>7}  {right}/{len(report.questions)} right  {p.nickname}"
+        )
+    return "\n".join(lines)

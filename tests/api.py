@@ -175,6 +175,12 @@ class HttpApi:
         response = await self.client.request(verb, path, params=query, json=body, headers=headers)
         if response.status_code != 200:
             raise self._error(response.status_code, response.text)
+        if not response.headers.get("content-type", "").startswith("application/json"):
+            # An HttpBody route (a CSV): the body itself, as its gRPC message holds it.
+            field = http_rule(rpc).response_body
+            return {
+                field: {"content_type": response.headers["content-type"], "text": response.text}
+            }
         return response.json()
 
     @staticmethod

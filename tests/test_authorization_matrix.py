@@ -77,6 +77,8 @@ MATRIX: dict[str, dict[str, Code]] = {
     "AdvanceQuestion":  row(UNAUTH, DENIED, DENIED, DENIED, OK,     DENIED, UNAUTH, UNAUTH, UNAUTH),
     "CloseQuiz":        row(UNAUTH, DENIED, DENIED, DENIED, OK,     DENIED, UNAUTH, UNAUTH, UNAUTH),
     "SetLobby":         row(UNAUTH, DENIED, DENIED, DENIED, OK,     DENIED, UNAUTH, UNAUTH, UNAUTH),
+    "GetQuizReport":    row(UNAUTH, DENIED, DENIED, DENIED, OK,     DENIED, UNAUTH, UNAUTH, UNAUTH),
+    "GetQuizReportCsv": row(UNAUTH, DENIED, DENIED, DENIED, OK,     DENIED, UNAUTH, UNAUTH, UNAUTH),
     "SubmitAnswer":     row(UNAUTH, OK,     OK,     DENIED, DENIED, DENIED, UNAUTH, UNAUTH, UNAUTH),
     "GetPlayerScore":   row(UNAUTH, OK,     DENIED, DENIED, OK,     DENIED, UNAUTH, UNAUTH, UNAUTH),
     "GetLeaderboard":   row(OK,     OK,     OK,     OK,     OK,     OK,     UNAUTH, UNAUTH, UNAUTH),

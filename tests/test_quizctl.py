@@ -196,6 +196,18 @@ class FakeQuizService(quiz_pb2_grpc.QuizServiceServicer):
         await self._known(request.quiz_id, context)
         return quiz_pb2.SetLobbyResponse(quiz=running_quiz(common_pb2.QUIZ_STATE_OPEN, 0))
 
+    async def GetQuizReport(
+        self, request: quiz_pb2.GetQuizReportRequest, context: Context
+    ) -> quiz_pb2.GetQuizReportResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in this test")
+        raise AssertionError
+
+    async def GetQuizReportCsv(
+        self, request: quiz_pb2.GetQuizReportCsvRequest, context: Context
+    ) -> quiz_pb2.GetQuizReportCsvResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in this test")
+        raise AssertionError
+
 
 class FakeLeaderboardService(leaderboard_pb2_grpc.LeaderboardServiceServicer):
     """Five players; page tokens are offsets."""

@@ -152,10 +152,15 @@ class QuizRecords:
                 for r in rows
             ]
 
-    async def page(self, after: QuizCursor | None, limit: int) -> list[QuizRecord]:
-        """Quizzes, newest first, from right after `after` (a keyset read on
-        created_ms: a quiz created meanwhile never shifts a later page)."""
+    async def page(
+        self, after: QuizCursor | None, limit: int, host: str | None = None
+    ) -> list[QuizRecord]:
+        """Quizzes (of `host` only, if given), newest first, from right after `after`
+        (a keyset read on created_ms: a quiz created meanwhile never shifts a later
+        page)."""
         query = select(quizzes).order_by(quizzes.c.created_ms.desc(), quizzes.c.id).limit(limit)
+        if host is not None:
+            query = query.where(quizzes.c.host == host)
         if after is not None:
             query = query.where(
                 or_(

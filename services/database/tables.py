@@ -67,6 +67,7 @@ quizzes = Table(
     Index(None, "state", "question_deadline_ms"),
     Index(None, "unannounced_ms"),
     Index(None, "created_ms"),
+    Index(None, "host", "created_ms"),  # a host's history (ListQuizzes mine)
     Index(None, "library_quiz_id"),
 )
 
@@ -80,6 +81,9 @@ questions = Table(
     Column("correct_choice", Integer, nullable=False),
     Column("points", Integer, nullable=False),
     Column("time_limit_ms", Integer, nullable=False),
+    # When it opened (ms), for the report's time taken; NULL until then, and for
+    # questions of games played before it was kept.
+    Column("opened_ms", BigInteger),
 )
 
 # Compared byte for byte: uniqueness is what `nickname_key` says, on every database
@@ -130,7 +134,9 @@ scores = Table(
     Column("score", Integer, nullable=False),
     Column("reached_ms", BigInteger, nullable=False),
 )
-# Same order as the Redis board: score desc, earlier first, then member desc.
+# Same order as the Redis board: score desc, earlier first, then member desc (the
+# final board and reports read it so).
+BOARD_ORDER = (scores.c.score.desc(), scores.c.reached_ms.asc(), scores.c.player_id.desc())
 Index(
     "ix_scores_ranking",
     scores.c.quiz_id,

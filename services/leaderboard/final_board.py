@@ -18,12 +18,12 @@ from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.database.records import QuizState
-from services.database.tables import players, quizzes, scores
+from services.database.tables import BOARD_ORDER, players, quizzes, scores
 from services.live.board import LiveNeighbourhood, LivePage
 from services.mesh.paging import Cursor
 
 # Board order, and the same index walked backwards (to reach the players just ahead).
-_ORDER = (scores.c.score.desc(), scores.c.reached_ms.asc(), scores.c.player_id.desc())
+_ORDER = BOARD_ORDER
 _REVERSED = (scores.c.score.asc(), scores.c.reached_ms.desc(), scores.c.player_id.asc())
 
 

@@ -33,7 +33,7 @@ STREAM = stream_pb2.DESCRIPTOR.services_by_name["StreamService"].full_name
 # Every RPC of the contract, by service: retried or not (a test keeps this complete).
 RETRIED: dict[str, frozenset[str]] = {
     # SetLobby sets the lock to what it says: twice is once.
-    QUIZ: frozenset({"GetQuiz", "ListQuizzes", "SetLobby"}),
+    QUIZ: frozenset({"GetQuiz", "ListQuizzes", "SetLobby", "GetQuizReport", "GetQuizReportCsv"}),
     LIBRARY: frozenset({"GetLibraryQuiz", "ListLibraryQuizzes"}),
     SCORE: frozenset({"SubmitAnswer", "GetPlayerScore"}),
     LEADERBOARD: frozenset({"GetLeaderboard", "GetPlayerRank"}),

@@ -110,6 +110,7 @@ class Lifecycle:
                     f"quiz {quiz.id} has already been started",
                     Reason.ERROR_REASON_QUIZ_ALREADY_STARTED,
                 )
+            await self.store.question_opened(conn, quiz.id, 0, now)
             await self.live.open_question(quiz.id, 0, now, deadline)
         await self._announce_committed(replace(quiz, **changes))
 
@@ -147,6 +148,7 @@ class Lifecycle:
         async with self.engine.begin() as conn:
             expect = {"state": QuizState.RUNNING, "current_question": current}
             await self._host_step(conn, quiz.id, expect, changes)
+            await self.store.question_opened(conn, quiz.id, nxt.index, now)
             await self.live.open_question(quiz.id, nxt.index, now, deadline)
         await self._announce_committed(replace(quiz, **changes))
 

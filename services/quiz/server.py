@@ -31,6 +31,8 @@ from services.quiz.library_store import LibraryStore
 from services.quiz.lifecycle import Lifecycle, QuestionCache
 from services.quiz.nickname_filter import NicknameFilter
 from services.quiz.passwords import Passwords
+from services.quiz.report_store import ReportSource
+from services.quiz.reports import Reports
 from services.quiz.service import QuizService
 from services.quiz.store import QuizStore
 from services.recovery.live_state import LiveStateRecovery
@@ -79,6 +81,7 @@ async def create_server(settings: Settings) -> ServiceApp:
         verifier=TokenVerifier.of(settings),
         issuer=TokenIssuer.of(settings),
         player_token_ttl=settings.player_token_ttl_seconds,
+        reports=Reports(ReportSource(engine, conn.redis, settings.key_prefix)),
         nicknames=NicknameFilter.from_file(settings.nickname_blocklist_file),
     )
 

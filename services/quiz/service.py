@@ -20,6 +20,7 @@ from services.mesh.errors import (
     InvalidArgument,
     PermissionDenied,
     Reason,
+    Unauthenticated,
 )
 from services.mesh.paging import QuizCursor, decode_quiz_cursor, encode_quiz_cursor
 from services.quiz import rules
@@ -27,6 +28,7 @@ from services.quiz.announcer import Announcer
 from services.quiz.joining import Joining
 from services.quiz.lifecycle import Lifecycle, QuestionCache, question_view
 from services.quiz.nickname_filter import NicknameFilter
+from services.quiz.reports import Reports
 from services.quiz.store import DuplicateKey, QuizStore
 
 STATES = {
@@ -47,6 +49,7 @@ class QuizService(quiz_pb2_grpc.QuizServiceServicer):
     verifier: TokenVerifier
     issuer: TokenIssuer
     player_token_ttl: int
+    reports: Reports
     nicknames: NicknameFilter = field(default_factory=NicknameFilter)
 
     async def CreateQuiz(
@@ -120,9 +123,18 @@ class QuizService(quiz_pb2_grpc.QuizServiceServicer):
     async def ListQuizzes(
         self, request: quiz_pb2.ListQuizzesRequest, context: Context
     ) -> quiz_pb2.ListQuizzesResponse:
-        self.verifier.optional_caller(context)  # anyone may list; a token present must be valid
+        caller = self.verifier.optional_caller(context)  # a token present must be valid
+        # Anyone may list every game; a host may ask for their own (their history).
+        host = None
+        if request.mine:
+            if caller is None:
+                raise Unauthenticated(
+                    "listing your own games needs your host token",
+                    Reason.ERROR_REASON_TOKEN_MISSING,
+                )
+            host = caller.require_host().subject
         size = request.page_size or 20
-        rows = await self.store.page(decode_quiz_cursor(request.page_token), size + 1)
+        rows = await self.store.page(decode_quiz_cursor(request.page_token), size + 1, host)
         page = rows[:size]
         response = quiz_pb2.ListQuizzesResponse(
             quizzes=[await self._render(q, None, with_questions=False) for q in page]
@@ -183,6 +195,24 @@ class QuizService(quiz_pb2_grpc.QuizServiceServicer):
             )
         await self.store.set_lobby(quiz.id, request.locked)
         return quiz_pb2.SetLobbyResponse(quiz=await self._render_fresh(quiz.id, host))
+
+    async def GetQuizReport(
+        self, request: quiz_pb2.GetQuizReportRequest, context: Context
+    ) -> quiz_pb2.GetQuizReportResponse:
+        quiz, host = await self._hosted(request.quiz_id, context, "see the report of")
+        report = await self.reports.report(
+            quiz, await self._render(quiz, host), await self.questions.get(quiz.id)
+        )
+        return quiz_pb2.GetQuizReportResponse(report=report)
+
+    async def GetQuizReportCsv(
+        self, request: quiz_pb2.GetQuizReportCsvRequest, context: Context
+    ) -> quiz_pb2.GetQuizReportCsvResponse:
+        quiz, host = await self._hosted(request.quiz_id, context, "see the report of")
+        body = await self.reports.csv(
+            quiz, await self._render(quiz, host), await self.questions.get(quiz.id)
+        )
+        return quiz_pb2.GetQuizReportCsvResponse(csv=body)
 
     async def CloseQuiz(
         self, request: quiz_pb2.CloseQuizRequest, context: Context

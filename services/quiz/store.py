@@ -122,6 +122,15 @@ class QuizStore(QuizRecords):
         result = await conn.execute(update(quizzes).where(*conditions).values(**values))
         return bool(result.rowcount == 1)
 
+    async def question_opened(
+        self, conn: AsyncConnection, quiz_id: str, index: int, opened_ms: int
+    ) -> None:
+        await conn.execute(
+            update(questions)
+            .where(questions.c.quiz_id == quiz_id, questions.c.idx == index)
+            .values(opened_ms=opened_ms)
+        )
+
     async def due_questions(self, now: int, limit: int = 100) -> list[QuizRecord]:
         """Running quizzes whose open question's deadline passed and was not announced."""
         async with self.engine.connect() as conn:

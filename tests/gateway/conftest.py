@@ -152,6 +152,16 @@ class Quiz(quiz_pb2_grpc.QuizServiceServicer):
     ) -> quiz_pb2.SetLobbyResponse:
         return await self._unused(context)
 
+    async def GetQuizReport(
+        self, request: quiz_pb2.GetQuizReportRequest, context: Context
+    ) -> quiz_pb2.GetQuizReportResponse:
+        return await self._unused(context)
+
+    async def GetQuizReportCsv(
+        self, request: quiz_pb2.GetQuizReportCsvRequest, context: Context
+    ) -> quiz_pb2.GetQuizReportCsvResponse:
+        return await self._unused(context)
+
 
 class Score(score_pb2_grpc.ScoreServiceServicer):
     def __init__(self, backend: Backend) -> None:

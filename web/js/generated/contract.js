@@ -77,7 +77,8 @@ export const LIMITS = {
   },
   "ListQuizzesRequest": {
     "page_size": {"gte": 0, "lte": 100},
-    "page_token": {"max_len": 200}
+    "page_token": {"max_len": 200},
+    "mine": {}
   },
   "JoinQuizRequest": {
     "quiz_id": {"min_len": 1, "max_len": 16, "pattern": "[A-Za-z0-9]+", "pattern_description": "a quiz code of letters and digits"},
@@ -95,6 +96,12 @@ export const LIMITS = {
   "SetLobbyRequest": {
     "quiz_id": {"min_len": 1, "max_len": 16, "pattern": "[A-Za-z0-9]+", "pattern_description": "a quiz code of letters and digits"},
     "locked": {"required": true}
+  },
+  "GetQuizReportRequest": {
+    "quiz_id": {"min_len": 1, "max_len": 16, "pattern": "[A-Za-z0-9]+", "pattern_description": "a quiz code of letters and digits"}
+  },
+  "GetQuizReportCsvRequest": {
+    "quiz_id": {"min_len": 1, "max_len": 16, "pattern": "[A-Za-z0-9]+", "pattern_description": "a quiz code of letters and digits"}
   },
   "SubmitAnswerRequest": {
     "quiz_id": {"min_len": 1, "max_len": 16, "pattern": "[A-Za-z0-9]+", "pattern_description": "a quiz code of letters and digits"},

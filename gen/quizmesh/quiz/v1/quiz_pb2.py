@@ -23,12 +23,13 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from quizmesh.common.v1 import common_pb2 as quizmesh_dot_common_dot_v1_dot_common__pb2
 from quizmesh.validate.v1 import validate_pb2 as quizmesh_dot_validate_dot_v1_dot_validate__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bquizmesh/quiz/v1/quiz.proto\x12\x10quizmesh.quiz.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fquizmesh/common/v1/common.proto\x1a#quizmesh/validate/v1/validate.proto\"\xeb\x01\n\x0cQuestionSpec\x12\x17\n\x04text\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\x08\x01\x10\xf4\x03\x12 \n\x07\x63hoices\x18\x02 \x03(\tB\x0f\xca\xf3\x18\x0b\x38\x02@\x06J\x05\x08\x01\x10\xc8\x01\x12\'\n\x0e\x63orrect_choice\x18\x03 \x01(\x05\x42\n\xca\xf3\x18\x06(\x00\x30\x05P\x01H\x00\x88\x01\x01\x12\x1e\n\x06points\x18\x04 \x01(\x05\x42\t\xca\xf3\x18\x05(\x00\x30\x90NH\x01\x88\x01\x01\x12\'\n\rtime_limit_ms\x18\x05 \x01(\x05\x42\x0b\xca\xf3\x18\x07(\xe8\x07\x30\xc0\xcf$H\x02\x88\x01\x01\x42\x11\n\x0f_correct_choiceB\t\n\x07_pointsB\x10\n\x0e_time_limit_ms\"\xa3\x03\n\x04Quiz\x12\x0f\n\x07quiz_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0c\n\x04host\x18\x03 \x01(\t\x12,\n\x05state\x18\x04 \x01(\x0e\x32\x1d.quizmesh.common.v1.QuizState\x12\x16\n\x0equestion_count\x18\x05 \x01(\x05\x12\x18\n\x10\x63urrent_question\x18\x06 \x01(\x05\x12\x33\n\tquestions\x18\x07 \x03(\x0b\x32 .quizmesh.common.v1.QuestionView\x12\x14\n\x0cplayer_count\x18\x08 \x01(\x05\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bserver_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10instant_feedback\x18\x0b \x01(\x08\x12\x17\n\x0flibrary_quiz_id\x18\x0c \x01(\t\x12\x17\n\x0f\x61llow_late_join\x18\r \x01(\x08\x12\x14\n\x0clobby_locked\x18\x0e \x01(\x08\"\xa9\x01\n\x11\x43reateQuizRequest\x12\x18\n\x05title\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\x08\x01\x10\xc8\x01\x12;\n\tquestions\x18\x02 \x03(\x0b\x32\x1e.quizmesh.quiz.v1.QuestionSpecB\x08\xca\xf3\x18\x04\x38\x01@d\x12\x1e\n\x10instant_feedback\x18\x03 \x01(\x08\x42\x04\xca\xf3\x18\x00\x12\x1d\n\x0f\x61llow_late_join\x18\x04 \x01(\x08\x42\x04\xca\xf3\x18\x00\":\n\x12\x43reateQuizResponse\x12$\n\x04quiz\x18\x01 \x01(\x0b\x32\x16.quizmesh.quiz.v1.Quiz\"\\\n\x0eGetQuizRequest\x12J\n\x07quiz_id\x18\x01 \x01(\tB9\xca\xf3\x18\x35\x08\x01\x10\x10\x1a\x0c[A-Za-z0-9]+\"!a quiz code of letters and digits\"7\n\x0fGetQuizResponse\x12$\n\x04quiz\x18\x01 \x01(\x0b\x32\x16.quizmesh.quiz.v1.Quiz\"N\n\x12ListQuizzesRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05\x42\x08\xca\xf3\x18\x04(\x00\x30\x64\x12\x1b\n\npage_token\x18\x02 \x01(\tB\x07\xca\xf3\x18\x03\x10\xc8\x01\"W\n\x13ListQuizzesResponse\x12\'\n\x07quizzes\x18\x01 \x03(\x0b\x32\x16.quizmesh.quiz.v1.Quiz\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"y\n\x0fJoinQuizRequest\x12J\n\x07quiz_id\x18\x01 \x01(\tB9\xca\xf3\x18\x35\x08\x01\x10\x10\x1a\x0c[A-Za-z0-9]+\"!a quiz code of letters and digits\x12\x1a\n\x08nickname\x18\x02 \x01(\tB\x08\xca\xf3\x18\x04\x08\x01\x10 \"a\n\x10JoinQuizResponse\x12\x11\n\tplayer_id\x18\x01 \x01(\t\x12\x14\n\x0cplayer_token\x18\x02 \x01(\t\x12$\n\x04quiz\x18\x03 \x01(\x0b\x32\x16.quizmesh.quiz.v1.Quiz\"^\n\x10StartQuizRequest\x12J\n\x07quiz_id\x18\x01 \x01(\tB9\xca\xf3\x18\x35\x08\x01\x10\x10\x1a\x0c[A-Za-z0-9]+\"!a quiz code of letters and digits\"9\n\x11StartQuizResponse\x12$\n\x04quiz\x18\x01 \x01(\x0b\x32\x16.quizmesh.quiz.v1.Quiz\"d\n\x16\x41\x64vanceQuestionRequest\x12J\n\x07quiz_id\x18\x01 \x01(\tB9\xca\xf3\x18\x35\x08\x01\x10\x10\x1a\x0c[A-Za-z0-9]+\"!a quiz code of letters and digits\"?\n\x17\x41\x64vanceQuestionResponse\x12$\n\x04quiz\x18\x01 \x01(\x0b\x32\x16.quizmesh.quiz.v1.Quiz\"^\n\x10\x43loseQuizRequest\x12J\n\x07quiz_id\x18\x01 \x01(\tB9\xca\xf3\x18\x35\x08\x01\x10\x10\x1a\x0c[A-Za-z0-9]+\"!a quiz code of letters and digits\"9\n\x11\x43loseQuizResponse\x12$\n\x04quiz\x18\x01 \x01(\x0b\x32\x16.quizmesh.quiz.v1.Quiz\"\x85\x01\n\x0fSetLobbyRequest\x12J\n\x07quiz_id\x18\x01 \x01(\tB9\xca\xf3\x18\x35\x08\x01\x10\x10\x1a\x0c[A-Za-z0-9]+\"!a quiz code of letters and digits\x12\x1b\n\x06locked\x18\x02 \x01(\x08\x42\x06\xca\xf3\x18\x02P\x01H\x00\x88\x01\x01\x42\t\n\x07_locked\"8\n\x10SetLobbyResponse\x12$\n\x04quiz\x18\x01 \x01(\x0b\x32\x16.quizmesh.quiz.v1.Quiz2\xe2\x07\n\x0bQuizService\x12o\n\nCreateQuiz\x12#.quizmesh.quiz.v1.CreateQuizRequest\x1a$.quizmesh.quiz.v1.CreateQuizResponse\"\x16\x82\xd3\xe4\x93\x02\x10\"\x0b/v1/quizzes:\x01*\x12m\n\x07GetQuiz\x12 .quizmesh.quiz.v1.GetQuizRequest\x1a!.quizmesh.quiz.v1.GetQuizResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/quizzes/{quiz_id}\x12o\n\x0bListQuizzes\x12$.quizmesh.quiz.v1.ListQuizzesRequest\x1a%.quizmesh.quiz.v1.ListQuizzesResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/quizzes\x12x\n\x08JoinQuiz\x12!.quizmesh.quiz.v1.JoinQuizRequest\x1a\".quizmesh.quiz.v1.JoinQuizResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/v1/quizzes/{quiz_id}:join:\x01*\x12|\n\tStartQuiz\x12\".quizmesh.quiz.v1.StartQuizRequest\x1a#.quizmesh.quiz.v1.StartQuizResponse\"&\x82\xd3\xe4\x93\x02 \"\x1b/v1/quizzes/{quiz_id}:start:\x01*\x12\x90\x01\n\x0f\x41\x64vanceQuestion\x12(.quizmesh.quiz.v1.AdvanceQuestionRequest\x1a).quizmesh.quiz.v1.AdvanceQuestionResponse\"(\x82\xd3\xe4\x93\x02\"\"\x1d/v1/quizzes/{quiz_id}:advance:\x01*\x12y\n\x08SetLobby\x12!.quizmesh.quiz.v1.SetLobbyRequest\x1a\".quizmesh.quiz.v1.SetLobbyResponse\"&\x82\xd3\xe4\x93\x02 \"\x1b/v1/quizzes/{quiz_id}:lobby:\x01*\x12|\n\tCloseQuiz\x12\".quizmesh.quiz.v1.CloseQuizRequest\x1a#.quizmesh.quiz.v1.CloseQuizResponse\"&\x82\xd3\xe4\x93\x02 \"\x1b/v1/quizzes/{quiz_id}:close:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bquizmesh/quiz/v1/quiz.proto\x12\x10quizmesh.quiz.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fquizmesh/common/v1/common.proto\x1a#quizmesh/validate/v1/validate.proto\"\xeb\x01\n\x0cQuestionSpec\x12\x17\n\x04text\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\x08\x01\x10\xf4\x03\x12 \n\x07\x63hoices\x18\x02 \x03(\tB\x0f\xca\xf3\x18\x0b\x38\x02@\x06J\x05\x08\x01\x10\xc8\x01\x12\'\n\x0e\x63orrect_choice\x18\x03 \x01(\x05\x42\n\xca\xf3\x18\x06(\x00\x30\x05P\x01H\x00\x88\x01\x01\x12\x1e\n\x06points\x18\x04 \x01(\x05\x42\t\xca\xf3\x18\x05(\x00\x30\x90NH\x01\x88\x01\x01\x12\'\n\rtime_limit_ms\x18\x05 \x01(\x05\x42\x0b\xca\xf3\x18\x07(\xe8\x07\x30\xc0\xcf$H\x02\x88\x01\x01\x42\x11\n\x0f_correct_choiceB\t\n\x07_pointsB\x10\n\x0e_time_limit_ms\"\xa3\x03\n\x04Quiz\x12\x0f\n\x07quiz_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0c\n\x04host\x18\x03 \x01(\t\x12,\n\x05state\x18\x04 \x01(\x0e\x32\x1d.quizmesh.common.v1.QuizState\x12\x16\n\x0equestion_count\x18\x05 \x01(\x05\x12\x18\n\x10\x63urrent_question\x18\x06 \x01(\x05\x12\x33\n\tquestions\x18\x07 \x03(\x0b\x32 .quizmesh.common.v1.QuestionView\x12\x14\n\x0cplayer_count\x18\x08 \x01(\x05\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bserver_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10instant_feedback\x18\x0b \x01(\x08\x12\x17\n\x0flibrary_quiz_id\x18\x0c \x01(\t\x12\x17\n\x0f\x61llow_late_join\x18\r \x01(\x08\x12\x14\n\x0clobby_locked\x18\x0e \x01(\x08\"\xa9\x01\n\x11\x43reateQuizRequest\x12\x18\n\x05title\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\x08\x01\x10\xc8\x01\x12;\n\tquestions\x18\x02 \x03(\x0b\x32\x1e.quizmesh.quiz.v1.QuestionSpecB\x08\xca\xf3\x18\x04\x38\x01@d\x12\x1e\n\x10instant_feedback\x18\x03 \x01(\x08\x42\x04\xca\xf3\x18\x00\x12\x1d\n\x0f\x61llow_late_join\x18\x04 \x01(\x08\x42\x04\xca\xf3\x18\x00\":\n\x12\x43reateQuizResponse\x12$\n\x04quiz\x18\x01 \x01(\x0b\x32\x16.quizmesh.quiz.v1.Quiz\"\\\n\x0eGetQuizRequest\x12J\n\x07quiz_id\x18\x01 \x01(\tB9\xca\xf3\x18\x35\x08\x01\x10\x10\x1a\x0c[A-Za-z0-9]+\"!a quiz code of letters and digits\"7\n\x0fGetQuizResponse\x12$\n\x04quiz\x18\x01 \x01(\x0b\x32\x16.quizmesh.quiz.v1.Quiz\"b\n\x12ListQuizzesRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05\x42\x08\xca\xf3\x18\x04(\x00\x30\x64\x12\x1b\n\npage_token\x18\x02 \x01(\tB\x07\xca\xf3\x18\x03\x10\xc8\x01\x12\x12\n\x04mine\x18\x03 \x01(\x08\x42\x04\xca\xf3\x18\x00\"W\n\x13ListQuizzesResponse\x12\'\n\x07quizzes\x18\x01 \x03(\x0b\x32\x16.quizmesh.quiz.v1.Quiz\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"y\n\x0fJoinQuizRequest\x12J\n\x07quiz_id\x18\x01 \x01(\tB9\xca\xf3\x18\x35\x08\x01\x10\x10\x1a\x0c[A-Za-z0-9]+\"!a quiz code of letters and digits\x12\x1a\n\x08nickname\x18\x02 \x01(\tB\x08\xca\xf3\x18\x04\x08\x01\x10 \"a\n\x10JoinQuizResponse\x12\x11\n\tplayer_id\x18\x01 \x01(\t\x12\x14\n\x0cplayer_token\x18\x02 \x01(\t\x12$\n\x04quiz\x18\x03 \x01(\x0b\x32\x16.quizmesh.quiz.v1.Quiz\"^\n\x10StartQuizRequest\x12J\n\x07quiz_id\x18\x01 \x01(\tB9\xca\xf3\x18\x35\x08\x01\x10\x10\x1a\x0c[A-Za-z0-9]+\"!a quiz code of letters and digits\"9\n\x11StartQuizResponse\x12$\n\x04quiz\x18\x01 \x01(\x0b\x32\x16.quizmesh.quiz.v1.Quiz\"d\n\x16\x41\x64vanceQuestionRequest\x12J\n\x07quiz_id\x18\x01 \x01(\tB9\xca\xf3\x18\x35\x08\x01\x10\x10\x1a\x0c[A-Za-z0-9]+\"!a quiz code of letters and digits\"?\n\x17\x41\x64vanceQuestionResponse\x12$\n\x04quiz\x18\x01 \x01(\x0b\x32\x16.quizmesh.quiz.v1.Quiz\"^\n\x10\x43loseQuizRequest\x12J\n\x07quiz_id\x18\x01 \x01(\tB9\xca\xf3\x18\x35\x08\x01\x10\x10\x1a\x0c[A-Za-z0-9]+\"!a quiz code of letters and digits\"9\n\x11\x43loseQuizResponse\x12$\n\x04quiz\x18\x01 \x01(\x0b\x32\x16.quizmesh.quiz.v1.Quiz\"\x85\x01\n\x0fSetLobbyRequest\x12J\n\x07quiz_id\x18\x01 \x01(\tB9\xca\xf3\x18\x35\x08\x01\x10\x10\x1a\x0c[A-Za-z0-9]+\"!a quiz code of letters and digits\x12\x1b\n\x06locked\x18\x02 \x01(\x08\x42\x06\xca\xf3\x18\x02P\x01H\x00\x88\x01\x01\x42\t\n\x07_locked\"8\n\x10SetLobbyResponse\x12$\n\x04quiz\x18\x01 \x01(\x0b\x32\x16.quizmesh.quiz.v1.Quiz\"b\n\x14GetQuizReportRequest\x12J\n\x07quiz_id\x18\x01 \x01(\tB9\xca\xf3\x18\x35\x08\x01\x10\x10\x1a\x0c[A-Za-z0-9]+\"!a quiz code of letters and digits\"e\n\x17GetQuizReportCsvRequest\x12J\n\x07quiz_id\x18\x01 \x01(\tB9\xca\xf3\x18\x35\x08\x01\x10\x10\x1a\x0c[A-Za-z0-9]+\"!a quiz code of letters and digits\"=\n\x18GetQuizReportCsvResponse\x12!\n\x03\x63sv\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\"E\n\x15GetQuizReportResponse\x12,\n\x06report\x18\x01 \x01(\x0b\x32\x1c.quizmesh.quiz.v1.QuizReport\"\xaa\x01\n\nQuizReport\x12$\n\x04quiz\x18\x01 \x01(\x0b\x32\x16.quizmesh.quiz.v1.Quiz\x12/\n\x07players\x18\x02 \x03(\x0b\x32\x1e.quizmesh.quiz.v1.PlayerReport\x12\x33\n\tquestions\x18\x03 \x03(\x0b\x32 .quizmesh.quiz.v1.QuestionReport\x12\x10\n\x08is_final\x18\x04 \x01(\x08\"\x81\x01\n\x0cPlayerReport\x12\x11\n\tplayer_id\x18\x01 \x01(\t\x12\x10\n\x08nickname\x18\x02 \x01(\t\x12\x0c\n\x04rank\x18\x03 \x01(\x05\x12\r\n\x05score\x18\x04 \x01(\x05\x12/\n\x07\x61nswers\x18\x05 \x03(\x0b\x32\x1e.quizmesh.quiz.v1.AnswerReport\"\x8b\x01\n\x0c\x41nswerReport\x12\x16\n\x0equestion_index\x18\x01 \x01(\x05\x12\x14\n\x0c\x63hoice_index\x18\x02 \x01(\x05\x12\x0f\n\x07\x63orrect\x18\x03 \x01(\x08\x12\x0e\n\x06points\x18\x04 \x01(\x05\x12\x1a\n\rtime_taken_ms\x18\x05 \x01(\x05H\x00\x88\x01\x01\x42\x10\n\x0e_time_taken_ms\"\xc7\x01\n\x0eQuestionReport\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0f\n\x07\x63hoices\x18\x03 \x03(\t\x12\x16\n\x0e\x63orrect_choice\x18\x04 \x01(\x05\x12\x15\n\rchoice_counts\x18\x05 \x03(\x05\x12\x10\n\x08\x61nswered\x18\x06 \x01(\x05\x12\x16\n\x0e\x61nswered_right\x18\x07 \x01(\x05\x12\x1b\n\x0emedian_time_ms\x18\x08 \x01(\x05H\x00\x88\x01\x01\x42\x11\n\x0f_median_time_ms2\x86\n\n\x0bQuizService\x12o\n\nCreateQuiz\x12#.quizmesh.quiz.v1.CreateQuizRequest\x1a$.quizmesh.quiz.v1.CreateQuizResponse\"\x16\x82\xd3\xe4\x93\x02\x10\"\x0b/v1/quizzes:\x01*\x12m\n\x07GetQuiz\x12 .quizmesh.quiz.v1.GetQuizRequest\x1a!.quizmesh.quiz.v1.GetQuizResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/quizzes/{quiz_id}\x12o\n\x0bListQuizzes\x12$.quizmesh.quiz.v1.ListQuizzesRequest\x1a%.quizmesh.quiz.v1.ListQuizzesResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/quizzes\x12x\n\x08JoinQuiz\x12!.quizmesh.quiz.v1.JoinQuizRequest\x1a\".quizmesh.quiz.v1.JoinQuizResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/v1/quizzes/{quiz_id}:join:\x01*\x12|\n\tStartQuiz\x12\".quizmesh.quiz.v1.StartQuizRequest\x1a#.quizmesh.quiz.v1.StartQuizResponse\"&\x82\xd3\xe4\x93\x02 \"\x1b/v1/quizzes/{quiz_id}:start:\x01*\x12\x90\x01\n\x0f\x41\x64vanceQuestion\x12(.quizmesh.quiz.v1.AdvanceQuestionRequest\x1a).quizmesh.quiz.v1.AdvanceQuestionResponse\"(\x82\xd3\xe4\x93\x02\"\"\x1d/v1/quizzes/{quiz_id}:advance:\x01*\x12y\n\x08SetLobby\x12!.quizmesh.quiz.v1.SetLobbyRequest\x1a\".quizmesh.quiz.v1.SetLobbyResponse\"&\x82\xd3\xe4\x93\x02 \"\x1b/v1/quizzes/{quiz_id}:lobby:\x01*\x12\x86\x01\n\rGetQuizReport\x12&.quizmesh.quiz.v1.GetQuizReportRequest\x1a\'.quizmesh.quiz.v1.GetQuizReportResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/quizzes/{quiz_id}/report\x12\x98\x01\n\x10GetQuizReportCsv\x12).quizmesh.quiz.v1.GetQuizReportCsvRequest\x1a*.quizmesh.quiz.v1.GetQuizReportCsvResponse\"-\x82\xd3\xe4\x93\x02\'\x12 /v1/quizzes/{quiz_id}/report:csvb\x03\x63sv\x12|\n\tCloseQuiz\x12\".quizmesh.quiz.v1.CloseQuizRequest\x1a#.quizmesh.quiz.v1.CloseQuizResponse\"&\x82\xd3\xe4\x93\x02 \"\x1b/v1/quizzes/{quiz_id}:close:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -59,6 +60,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTQUIZZESREQUEST'].fields_by_name['page_size']._serialized_options = b'\312\363\030\004(\0000d'
   _globals['_LISTQUIZZESREQUEST'].fields_by_name['page_token']._loaded_options = None
   _globals['_LISTQUIZZESREQUEST'].fields_by_name['page_token']._serialized_options = b'\312\363\030\003\020\310\001'
+  _globals['_LISTQUIZZESREQUEST'].fields_by_name['mine']._loaded_options = None
+  _globals['_LISTQUIZZESREQUEST'].fields_by_name['mine']._serialized_options = b'\312\363\030\000'
   _globals['_JOINQUIZREQUEST'].fields_by_name['quiz_id']._loaded_options = None
   _globals['_JOINQUIZREQUEST'].fields_by_name['quiz_id']._serialized_options = b'\312\363\0305\010\001\020\020\032\014[A-Za-z0-9]+\"!a quiz code of letters and digits'
   _globals['_JOINQUIZREQUEST'].fields_by_name['nickname']._loaded_options = None
@@ -73,6 +76,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SETLOBBYREQUEST'].fields_by_name['quiz_id']._serialized_options = b'\312\363\0305\010\001\020\020\032\014[A-Za-z0-9]+\"!a quiz code of letters and digits'
   _globals['_SETLOBBYREQUEST'].fields_by_name['locked']._loaded_options = None
   _globals['_SETLOBBYREQUEST'].fields_by_name['locked']._serialized_options = b'\312\363\030\002P\001'
+  _globals['_GETQUIZREPORTREQUEST'].fields_by_name['quiz_id']._loaded_options = None
+  _globals['_GETQUIZREPORTREQUEST'].fields_by_name['quiz_id']._serialized_options = b'\312\363\0305\010\001\020\020\032\014[A-Za-z0-9]+\"!a quiz code of letters and digits'
+  _globals['_GETQUIZREPORTCSVREQUEST'].fields_by_name['quiz_id']._loaded_options = None
+  _globals['_GETQUIZREPORTCSVREQUEST'].fields_by_name['quiz_id']._serialized_options = b'\312\363\0305\010\001\020\020\032\014[A-Za-z0-9]+\"!a quiz code of letters and digits'
   _globals['_QUIZSERVICE'].methods_by_name['CreateQuiz']._loaded_options = None
   _globals['_QUIZSERVICE'].methods_by_name['CreateQuiz']._serialized_options = b'\202\323\344\223\002\020\"\013/v1/quizzes:\001*'
   _globals['_QUIZSERVICE'].methods_by_name['GetQuiz']._loaded_options = None
@@ -87,44 +94,64 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_QUIZSERVICE'].methods_by_name['AdvanceQuestion']._serialized_options = b'\202\323\344\223\002\"\"\035/v1/quizzes/{quiz_id}:advance:\001*'
   _globals['_QUIZSERVICE'].methods_by_name['SetLobby']._loaded_options = None
   _globals['_QUIZSERVICE'].methods_by_name['SetLobby']._serialized_options = b'\202\323\344\223\002 \"\033/v1/quizzes/{quiz_id}:lobby:\001*'
+  _globals['_QUIZSERVICE'].methods_by_name['GetQuizReport']._loaded_options = None
+  _globals['_QUIZSERVICE'].methods_by_name['GetQuizReport']._serialized_options = b'\202\323\344\223\002\036\022\034/v1/quizzes/{quiz_id}/report'
+  _globals['_QUIZSERVICE'].methods_by_name['GetQuizReportCsv']._loaded_options = None
+  _globals['_QUIZSERVICE'].methods_by_name['GetQuizReportCsv']._serialized_options = b'\202\323\344\223\002\'\022 /v1/quizzes/{quiz_id}/report:csvb\003csv'
   _globals['_QUIZSERVICE'].methods_by_name['CloseQuiz']._loaded_options = None
   _globals['_QUIZSERVICE'].methods_by_name['CloseQuiz']._serialized_options = b'\202\323\344\223\002 \"\033/v1/quizzes/{quiz_id}:close:\001*'
-  _globals['_QUESTIONSPEC']._serialized_start=183
-  _globals['_QUESTIONSPEC']._serialized_end=418
-  _globals['_QUIZ']._serialized_start=421
-  _globals['_QUIZ']._serialized_end=840
-  _globals['_CREATEQUIZREQUEST']._serialized_start=843
-  _globals['_CREATEQUIZREQUEST']._serialized_end=1012
-  _globals['_CREATEQUIZRESPONSE']._serialized_start=1014
-  _globals['_CREATEQUIZRESPONSE']._serialized_end=1072
-  _globals['_GETQUIZREQUEST']._serialized_start=1074
-  _globals['_GETQUIZREQUEST']._serialized_end=1166
-  _globals['_GETQUIZRESPONSE']._serialized_start=1168
-  _globals['_GETQUIZRESPONSE']._serialized_end=1223
-  _globals['_LISTQUIZZESREQUEST']._serialized_start=1225
-  _globals['_LISTQUIZZESREQUEST']._serialized_end=1303
-  _globals['_LISTQUIZZESRESPONSE']._serialized_start=1305
-  _globals['_LISTQUIZZESRESPONSE']._serialized_end=1392
-  _globals['_JOINQUIZREQUEST']._serialized_start=1394
-  _globals['_JOINQUIZREQUEST']._serialized_end=1515
-  _globals['_JOINQUIZRESPONSE']._serialized_start=1517
-  _globals['_JOINQUIZRESPONSE']._serialized_end=1614
-  _globals['_STARTQUIZREQUEST']._serialized_start=1616
-  _globals['_STARTQUIZREQUEST']._serialized_end=1710
-  _globals['_STARTQUIZRESPONSE']._serialized_start=1712
-  _globals['_STARTQUIZRESPONSE']._serialized_end=1769
-  _globals['_ADVANCEQUESTIONREQUEST']._serialized_start=1771
-  _globals['_ADVANCEQUESTIONREQUEST']._serialized_end=1871
-  _globals['_ADVANCEQUESTIONRESPONSE']._serialized_start=1873
-  _globals['_ADVANCEQUESTIONRESPONSE']._serialized_end=1936
-  _globals['_CLOSEQUIZREQUEST']._serialized_start=1938
-  _globals['_CLOSEQUIZREQUEST']._serialized_end=2032
-  _globals['_CLOSEQUIZRESPONSE']._serialized_start=2034
-  _globals['_CLOSEQUIZRESPONSE']._serialized_end=2091
-  _globals['_SETLOBBYREQUEST']._serialized_start=2094
-  _globals['_SETLOBBYREQUEST']._serialized_end=2227
-  _globals['_SETLOBBYRESPONSE']._serialized_start=2229
-  _globals['_SETLOBBYRESPONSE']._serialized_end=2285
-  _globals['_QUIZSERVICE']._serialized_start=2288
-  _globals['_QUIZSERVICE']._serialized_end=3282
+  _globals['_QUESTIONSPEC']._serialized_start=210
+  _globals['_QUESTIONSPEC']._serialized_end=445
+  _globals['_QUIZ']._serialized_start=448
+  _globals['_QUIZ']._serialized_end=867
+  _globals['_CREATEQUIZREQUEST']._serialized_start=870
+  _globals['_CREATEQUIZREQUEST']._serialized_end=1039
+  _globals['_CREATEQUIZRESPONSE']._serialized_start=1041
+  _globals['_CREATEQUIZRESPONSE']._serialized_end=1099
+  _globals['_GETQUIZREQUEST']._serialized_start=1101
+  _globals['_GETQUIZREQUEST']._serialized_end=1193
+  _globals['_GETQUIZRESPONSE']._serialized_start=1195
+  _globals['_GETQUIZRESPONSE']._serialized_end=1250
+  _globals['_LISTQUIZZESREQUEST']._serialized_start=1252
+  _globals['_LISTQUIZZESREQUEST']._serialized_end=1350
+  _globals['_LISTQUIZZESRESPONSE']._serialized_start=1352
+  _globals['_LISTQUIZZESRESPONSE']._serialized_end=1439
+  _globals['_JOINQUIZREQUEST']._serialized_start=1441
+  _globals['_JOINQUIZREQUEST']._serialized_end=1562
+  _globals['_JOINQUIZRESPONSE']._serialized_start=1564
+  _globals['_JOINQUIZRESPONSE']._serialized_end=1661
+  _globals['_STARTQUIZREQUEST']._serialized_start=1663
+  _globals['_STARTQUIZREQUEST']._serialized_end=1757
+  _globals['_STARTQUIZRESPONSE']._serialized_start=1759
+  _globals['_STARTQUIZRESPONSE']._serialized_end=1816
+  _globals['_ADVANCEQUESTIONREQUEST']._serialized_start=1818
+  _globals['_ADVANCEQUESTIONREQUEST']._serialized_end=1918
+  _globals['_ADVANCEQUESTIONRESPONSE']._serialized_start=1920
+  _globals['_ADVANCEQUESTIONRESPONSE']._serialized_end=1983
+  _globals['_CLOSEQUIZREQUEST']._serialized_start=1985
+  _globals['_CLOSEQUIZREQUEST']._serialized_end=2079
+  _globals['_CLOSEQUIZRESPONSE']._serialized_start=2081
+  _globals['_CLOSEQUIZRESPONSE']._serialized_end=2138
+  _globals['_SETLOBBYREQUEST']._serialized_start=2141
+  _globals['_SETLOBBYREQUEST']._serialized_end=2274
+  _globals['_SETLOBBYRESPONSE']._serialized_start=2276
+  _globals['_SETLOBBYRESPONSE']._serialized_end=2332
+  _globals['_GETQUIZREPORTREQUEST']._serialized_start=2334
+  _globals['_GETQUIZREPORTREQUEST']._serialized_end=2432
+  _globals['_GETQUIZREPORTCSVREQUEST']._serialized_start=2434
+  _globals['_GETQUIZREPORTCSVREQUEST']._serialized_end=2535
+  _globals['_GETQUIZREPORTCSVRESPONSE']._serialized_start=2537
+  _globals['_GETQUIZREPORTCSVRESPONSE']._serialized_end=2598
+  _globals['_GETQUIZREPORTRESPONSE']._serialized_start=2600
+  _globals['_GETQUIZREPORTRESPONSE']._serialized_end=2669
+  _globals['_QUIZREPORT']._serialized_start=2672
+  _globals['_QUIZREPORT']._serialized_end=2842
+  _globals['_PLAYERREPORT']._serialized_start=2845
+  _globals['_PLAYERREPORT']._serialized_end=2974
+  _globals['_ANSWERREPORT']._serialized_start=2977
+  _globals['_ANSWERREPORT']._serialized_end=3116
+  _globals['_QUESTIONREPORT']._serialized_start=3119
+  _globals['_QUESTIONREPORT']._serialized_end=3318
+  _globals['_QUIZSERVICE']._serialized_start=3321
+  _globals['_QUIZSERVICE']._serialized_end=4607
 # @@protoc_insertion_point(module_scope)

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from google.api import httpbody_pb2 as _httpbody_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -279,21 +280,25 @@ class ListQuizzesRequest(_message.Message):
 
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    MINE_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """Maximum number of quizzes to return (up to 100); 0 means the default, 20."""
     page_token: _builtins.str
     """Token from a previous response's next_page_token: a cursor (opaque) at that
     page's last quiz, so quizzes created meanwhile never shift a later page.
     """
+    mine: _builtins.bool
+    """Only the calling host's own games (their history): needs a host token."""
     def __init__(
         self,
         *,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        mine: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mine", b"mine", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -574,3 +579,259 @@ class SetLobbyResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetLobbyResponse: _TypeAlias = SetLobbyResponse  # noqa: Y015
+
+@_typing.final
+class GetQuizReportRequest(_message.Message):
+    """Request of GetQuizReport."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUIZ_ID_FIELD_NUMBER: _builtins.int
+    quiz_id: _builtins.str
+    """The quiz code."""
+    def __init__(
+        self,
+        *,
+        quiz_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["quiz_id", b"quiz_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetQuizReportRequest: _TypeAlias = GetQuizReportRequest  # noqa: Y015
+
+@_typing.final
+class GetQuizReportCsvRequest(_message.Message):
+    """Request of GetQuizReportCsv."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUIZ_ID_FIELD_NUMBER: _builtins.int
+    quiz_id: _builtins.str
+    """The quiz code."""
+    def __init__(
+        self,
+        *,
+        quiz_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["quiz_id", b"quiz_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetQuizReportCsvRequest: _TypeAlias = GetQuizReportCsvRequest  # noqa: Y015
+
+@_typing.final
+class GetQuizReportCsvResponse(_message.Message):
+    """Response of GetQuizReportCsv; over HTTP its body is the CSV itself."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CSV_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def csv(self) -> _httpbody_pb2.HttpBody: ...
+    def __init__(
+        self,
+        *,
+        csv: _httpbody_pb2.HttpBody | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["csv", b"csv"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["csv", b"csv"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetQuizReportCsvResponse: _TypeAlias = GetQuizReportCsvResponse  # noqa: Y015
+
+@_typing.final
+class GetQuizReportResponse(_message.Message):
+    """Response of GetQuizReport."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def report(self) -> Global___QuizReport: ...
+    def __init__(
+        self,
+        *,
+        report: Global___QuizReport | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["report", b"report"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["report", b"report"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetQuizReportResponse: _TypeAlias = GetQuizReportResponse  # noqa: Y015
+
+@_typing.final
+class QuizReport(_message.Message):
+    """A game's results."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUIZ_FIELD_NUMBER: _builtins.int
+    PLAYERS_FIELD_NUMBER: _builtins.int
+    QUESTIONS_FIELD_NUMBER: _builtins.int
+    IS_FINAL_FIELD_NUMBER: _builtins.int
+    is_final: _builtins.bool
+    """True once the game is over and this is its final record."""
+    @_builtins.property
+    def quiz(self) -> Global___Quiz:
+        """The game, with all its questions (and their correct choices)."""
+
+    @_builtins.property
+    def players(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlayerReport]:
+        """Every player, best first (the leaderboard's order and ranks)."""
+
+    @_builtins.property
+    def questions(self) -> _containers.RepeatedCompositeFieldContainer[Global___QuestionReport]:
+        """Every question that has opened, hardest first: the smallest share of its
+        answers right, then the longest median time.
+        """
+
+    def __init__(
+        self,
+        *,
+        quiz: Global___Quiz | None = ...,
+        players: _abc.Iterable[Global___PlayerReport] | None = ...,
+        questions: _abc.Iterable[Global___QuestionReport] | None = ...,
+        is_final: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["quiz", b"quiz"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["is_final", b"is_final", "players", b"players", "questions", b"questions", "quiz", b"quiz"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QuizReport: _TypeAlias = QuizReport  # noqa: Y015
+
+@_typing.final
+class PlayerReport(_message.Message):
+    """One player's game."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLAYER_ID_FIELD_NUMBER: _builtins.int
+    NICKNAME_FIELD_NUMBER: _builtins.int
+    RANK_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    ANSWERS_FIELD_NUMBER: _builtins.int
+    player_id: _builtins.str
+    nickname: _builtins.str
+    rank: _builtins.int
+    """1-based, as on the leaderboard."""
+    score: _builtins.int
+    """The score the leaderboard shows."""
+    @_builtins.property
+    def answers(self) -> _containers.RepeatedCompositeFieldContainer[Global___AnswerReport]:
+        """Their accepted answers, by question."""
+
+    def __init__(
+        self,
+        *,
+        player_id: _builtins.str = ...,
+        nickname: _builtins.str = ...,
+        rank: _builtins.int = ...,
+        score: _builtins.int = ...,
+        answers: _abc.Iterable[Global___AnswerReport] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answers", b"answers", "nickname", b"nickname", "player_id", b"player_id", "rank", b"rank", "score", b"score"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlayerReport: _TypeAlias = PlayerReport  # noqa: Y015
+
+@_typing.final
+class AnswerReport(_message.Message):
+    """One accepted answer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUESTION_INDEX_FIELD_NUMBER: _builtins.int
+    CHOICE_INDEX_FIELD_NUMBER: _builtins.int
+    CORRECT_FIELD_NUMBER: _builtins.int
+    POINTS_FIELD_NUMBER: _builtins.int
+    TIME_TAKEN_MS_FIELD_NUMBER: _builtins.int
+    question_index: _builtins.int
+    choice_index: _builtins.int
+    correct: _builtins.bool
+    points: _builtins.int
+    time_taken_ms: _builtins.int
+    """From the question's opening to the answer; unset where the opening time is
+    not known (games played before it was kept).
+    """
+    def __init__(
+        self,
+        *,
+        question_index: _builtins.int = ...,
+        choice_index: _builtins.int = ...,
+        correct: _builtins.bool = ...,
+        points: _builtins.int = ...,
+        time_taken_ms: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_time_taken_ms", b"_time_taken_ms", "time_taken_ms", b"time_taken_ms"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_time_taken_ms", b"_time_taken_ms", "choice_index", b"choice_index", "correct", b"correct", "points", b"points", "question_index", b"question_index", "time_taken_ms", b"time_taken_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__time_taken_ms: _TypeAlias = _typing.Literal["time_taken_ms"]  # noqa: Y015
+    _WhichOneofArgType__time_taken_ms: _TypeAlias = _typing.Literal["_time_taken_ms", b"_time_taken_ms"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__time_taken_ms) -> _WhichOneofReturnType__time_taken_ms | None: ...
+
+Global___AnswerReport: _TypeAlias = AnswerReport  # noqa: Y015
+
+@_typing.final
+class QuestionReport(_message.Message):
+    """How one question went."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    CHOICES_FIELD_NUMBER: _builtins.int
+    CORRECT_CHOICE_FIELD_NUMBER: _builtins.int
+    CHOICE_COUNTS_FIELD_NUMBER: _builtins.int
+    ANSWERED_FIELD_NUMBER: _builtins.int
+    ANSWERED_RIGHT_FIELD_NUMBER: _builtins.int
+    MEDIAN_TIME_MS_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    text: _builtins.str
+    correct_choice: _builtins.int
+    answered: _builtins.int
+    """How many answered, and how many of them right."""
+    answered_right: _builtins.int
+    median_time_ms: _builtins.int
+    """The median time to answer; unset when unknown or nobody answered."""
+    @_builtins.property
+    def choices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def choice_counts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """How many chose each choice, in choice order."""
+
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        text: _builtins.str = ...,
+        choices: _abc.Iterable[_builtins.str] | None = ...,
+        correct_choice: _builtins.int = ...,
+        choice_counts: _abc.Iterable[_builtins.int] | None = ...,
+        answered: _builtins.int = ...,
+        answered_right: _builtins.int = ...,
+        median_time_ms: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_median_time_ms", b"_median_time_ms", "median_time_ms", b"median_time_ms"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_median_time_ms", b"_median_time_ms", "answered", b"answered", "answered_right", b"answered_right", "choice_counts", b"choice_counts", "choices", b"choices", "correct_choice", b"correct_choice", "index", b"index", "median_time_ms", b"median_time_ms", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__median_time_ms: _TypeAlias = _typing.Literal["median_time_ms"]  # noqa: Y015
+    _WhichOneofArgType__median_time_ms: _TypeAlias = _typing.Literal["_median_time_ms", b"_median_time_ms"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__median_time_ms) -> _WhichOneofReturnType__median_time_ms | None: ...
+
+Global___QuestionReport: _TypeAlias = QuestionReport  # noqa: Y015

@@ -70,6 +70,16 @@ class QuizServiceStub:
                 request_serializer=quizmesh_dot_quiz_dot_v1_dot_quiz__pb2.SetLobbyRequest.SerializeToString,
                 response_deserializer=quizmesh_dot_quiz_dot_v1_dot_quiz__pb2.SetLobbyResponse.FromString,
                 _registered_method=True)
+        self.GetQuizReport = channel.unary_unary(
+                '/quizmesh.quiz.v1.QuizService/GetQuizReport',
+                request_serializer=quizmesh_dot_quiz_dot_v1_dot_quiz__pb2.GetQuizReportRequest.SerializeToString,
+                response_deserializer=quizmesh_dot_quiz_dot_v1_dot_quiz__pb2.GetQuizReportResponse.FromString,
+                _registered_method=True)
+        self.GetQuizReportCsv = channel.unary_unary(
+                '/quizmesh.quiz.v1.QuizService/GetQuizReportCsv',
+                request_serializer=quizmesh_dot_quiz_dot_v1_dot_quiz__pb2.GetQuizReportCsvRequest.SerializeToString,
+                response_deserializer=quizmesh_dot_quiz_dot_v1_dot_quiz__pb2.GetQuizReportCsvResponse.FromString,
+                _registered_method=True)
         self.CloseQuiz = channel.unary_unary(
                 '/quizmesh.quiz.v1.QuizService/CloseQuiz',
                 request_serializer=quizmesh_dot_quiz_dot_v1_dot_quiz__pb2.CloseQuizRequest.SerializeToString,
@@ -135,6 +145,24 @@ class QuizServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetQuizReport(self, request, context):
+        """The game's results (host only): every player with their answers, best first,
+        and every question with how it went, hardest first. While the game is live
+        it is read from the live state, after it from the system of record, so the
+        report stays once Redis has forgotten the game.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetQuizReportCsv(self, request, context):
+        """The same report as CSV (text/csv, UTF-8): one row per player and question,
+        for spreadsheets (host only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CloseQuiz(self, request, context):
         """Closes the quiz; its leaderboard becomes final (host only).
         """
@@ -179,6 +207,16 @@ def add_QuizServiceServicer_to_server(servicer, server):
                     servicer.SetLobby,
                     request_deserializer=quizmesh_dot_quiz_dot_v1_dot_quiz__pb2.SetLobbyRequest.FromString,
                     response_serializer=quizmesh_dot_quiz_dot_v1_dot_quiz__pb2.SetLobbyResponse.SerializeToString,
+            ),
+            'GetQuizReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetQuizReport,
+                    request_deserializer=quizmesh_dot_quiz_dot_v1_dot_quiz__pb2.GetQuizReportRequest.FromString,
+                    response_serializer=quizmesh_dot_quiz_dot_v1_dot_quiz__pb2.GetQuizReportResponse.SerializeToString,
+            ),
+            'GetQuizReportCsv': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetQuizReportCsv,
+                    request_deserializer=quizmesh_dot_quiz_dot_v1_dot_quiz__pb2.GetQuizReportCsvRequest.FromString,
+                    response_serializer=quizmesh_dot_quiz_dot_v1_dot_quiz__pb2.GetQuizReportCsvResponse.SerializeToString,
             ),
             'CloseQuiz': grpc.unary_unary_rpc_method_handler(
                     servicer.CloseQuiz,
@@ -376,6 +414,60 @@ class QuizService:
             '/quizmesh.quiz.v1.QuizService/SetLobby',
             quizmesh_dot_quiz_dot_v1_dot_quiz__pb2.SetLobbyRequest.SerializeToString,
             quizmesh_dot_quiz_dot_v1_dot_quiz__pb2.SetLobbyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetQuizReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/quizmesh.quiz.v1.QuizService/GetQuizReport',
+            quizmesh_dot_quiz_dot_v1_dot_quiz__pb2.GetQuizReportRequest.SerializeToString,
+            quizmesh_dot_quiz_dot_v1_dot_quiz__pb2.GetQuizReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetQuizReportCsv(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/quizmesh.quiz.v1.QuizService/GetQuizReportCsv',
+            quizmesh_dot_quiz_dot_v1_dot_quiz__pb2.GetQuizReportCsvRequest.SerializeToString,
+            quizmesh_dot_quiz_dot_v1_dot_quiz__pb2.GetQuizReportCsvResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -54,6 +54,16 @@ class QuizServiceStub:
     """Locks or unlocks the lobby (host only): while locked, nobody can join, however
     the quiz allows joining otherwise. Players already in stay.
     """
+    GetQuizReport: _grpc.UnaryUnaryMultiCallable[_quiz_pb2.GetQuizReportRequest, _quiz_pb2.GetQuizReportResponse]
+    """The game's results (host only): every player with their answers, best first,
+    and every question with how it went, hardest first. While the game is live
+    it is read from the live state, after it from the system of record, so the
+    report stays once Redis has forgotten the game.
+    """
+    GetQuizReportCsv: _grpc.UnaryUnaryMultiCallable[_quiz_pb2.GetQuizReportCsvRequest, _quiz_pb2.GetQuizReportCsvResponse]
+    """The same report as CSV (text/csv, UTF-8): one row per player and question,
+    for spreadsheets (host only).
+    """
     CloseQuiz: _grpc.UnaryUnaryMultiCallable[_quiz_pb2.CloseQuizRequest, _quiz_pb2.CloseQuizResponse]
     """Closes the quiz; its leaderboard becomes final (host only)."""
 
@@ -82,6 +92,16 @@ class QuizServiceAsyncStub(QuizServiceStub):
     SetLobby: _aio.UnaryUnaryMultiCallable[_quiz_pb2.SetLobbyRequest, _quiz_pb2.SetLobbyResponse]  # type: ignore[assignment]
     """Locks or unlocks the lobby (host only): while locked, nobody can join, however
     the quiz allows joining otherwise. Players already in stay.
+    """
+    GetQuizReport: _aio.UnaryUnaryMultiCallable[_quiz_pb2.GetQuizReportRequest, _quiz_pb2.GetQuizReportResponse]  # type: ignore[assignment]
+    """The game's results (host only): every player with their answers, best first,
+    and every question with how it went, hardest first. While the game is live
+    it is read from the live state, after it from the system of record, so the
+    report stays once Redis has forgotten the game.
+    """
+    GetQuizReportCsv: _aio.UnaryUnaryMultiCallable[_quiz_pb2.GetQuizReportCsvRequest, _quiz_pb2.GetQuizReportCsvResponse]  # type: ignore[assignment]
+    """The same report as CSV (text/csv, UTF-8): one row per player and question,
+    for spreadsheets (host only).
     """
     CloseQuiz: _aio.UnaryUnaryMultiCallable[_quiz_pb2.CloseQuizRequest, _quiz_pb2.CloseQuizResponse]  # type: ignore[assignment]
     """Closes the quiz; its leaderboard becomes final (host only)."""
@@ -150,6 +170,28 @@ class QuizServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_quiz_pb2.SetLobbyResponse, _abc.Awaitable[_quiz_pb2.SetLobbyResponse]]:
         """Locks or unlocks the lobby (host only): while locked, nobody can join, however
         the quiz allows joining otherwise. Players already in stay.
+        """
+
+    @_abc_1.abstractmethod
+    def GetQuizReport(
+        self,
+        request: _quiz_pb2.GetQuizReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_quiz_pb2.GetQuizReportResponse, _abc.Awaitable[_quiz_pb2.GetQuizReportResponse]]:
+        """The game's results (host only): every player with their answers, best first,
+        and every question with how it went, hardest first. While the game is live
+        it is read from the live state, after it from the system of record, so the
+        report stays once Redis has forgotten the game.
+        """
+
+    @_abc_1.abstractmethod
+    def GetQuizReportCsv(
+        self,
+        request: _quiz_pb2.GetQuizReportCsvRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_quiz_pb2.GetQuizReportCsvResponse, _abc.Awaitable[_quiz_pb2.GetQuizReportCsvResponse]]:
+        """The same report as CSV (text/csv, UTF-8): one row per player and question,
+        for spreadsheets (host only).
         """
 
     @_abc_1.abstractmethod
