@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 import pytest
@@ -20,29 +18,12 @@ from playwright.async_api import Locator, Page, Request, Route, expect
 from services.identity.tokens import Role
 from tests.api import ApiError, HttpApi
 from tests.browser.conftest import OpenUser
+from tests.browser.host_desk import DESK, PASSWORD, SESSION, new_email, sign_up, stored_session
 from tests.stack import Stack
-
-PASSWORD = "correct horse battery staple"
-DESK = {"width": 1280, "height": 900}
-SESSION = "quizmesh.host_session"  # where storage.js keeps the host's session
-
-
-def new_email() -> str:
-    return f"ada-{uuid.uuid4().hex[:10]}@example.org"
 
 
 def signed_in(page: Page) -> Locator:
     return page.get_by_text("Signed in as")
-
-
-async def sign_up(page: Page, email: str) -> None:
-    await page.goto("/#/host")
-    await page.get_by_role("button", name="Create an account").click()
-    await page.get_by_label("Display name").fill("Ada Lovelace")
-    await page.get_by_label("Email").fill(email)
-    await page.get_by_label("Password").fill(PASSWORD)
-    await page.get_by_role("button", name="Create account").click()
-    await expect(signed_in(page)).to_contain_text(f"Signed in as Ada Lovelace ({email})")
 
 
 async def write_quiz(page: Page, title: str) -> None:
@@ -54,17 +35,19 @@ async def write_quiz(page: Page, title: str) -> None:
     await question.get_by_label("Choice B", exact=True).fill("no")
 
 
-async def create_quiz(page: Page, title: str) -> str:
-    """Writes a one-question quiz at the host desk and creates it: its code."""
-    await write_quiz(page, title)
-    await page.get_by_role("button", name="Create quiz").click()
+async def play_once(page: Page) -> str:
+    """Plays the quiz written at the host desk once, without saving it (CreateQuiz):
+    its code."""
+    await page.get_by_role("button", name="Play once without saving").click()
     code = page.get_by_test_id("quiz-code")
     await expect(code).to_have_text(re.compile(r"^[A-Z0-9]{8}$"))
     return await code.inner_text()
 
 
-async def stored_session(page: Page) -> Any:
-    return await page.evaluate("key => JSON.parse(localStorage.getItem(key))", SESSION)
+async def create_quiz(page: Page, title: str) -> str:
+    """Writes a one-question quiz at the host desk and creates it: its code."""
+    await write_quiz(page, title)
+    return await play_once(page)
 
 
 async def change_stored_session(page: Page, **changes: str) -> None:
@@ -202,9 +185,11 @@ async def test_the_access_token_is_refreshed_before_it_expires_or_once_the_gatew
     host_id, first = saved["host"]["host_id"], saved["session"]
 
     # Half a minute before the access token expires, the next host call refreshes
-    # it first and goes out with the new one; the new refresh token is kept.
+    # it first and goes out with the new one; the new refresh token is kept. (The
+    # session is changed once the desk is open: opening it lists the library.)
+    await write_quiz(page, "Refreshed before")
     await change_stored_session(page, access_expires_at=rfc3339(30))
-    await create_quiz(page, "Refreshed before")
+    await play_once(page)
     second = (await stored_session(page))["session"]
     assert calls.refreshes == 1
     assert second["refresh_token"] != first["refresh_token"]
@@ -213,19 +198,20 @@ async def test_the_access_token_is_refreshed_before_it_expires_or_once_the_gatew
     # A clock running behind: the page believes its token has minutes left, the
     # gateway finds it expired. The call is refreshed and made once more.
     expired = stack.backends.issuer().issue(Role.HOST, host_id, -120)
+    await write_quiz(page, "Refreshed after a refusal")
     await change_stored_session(page, access_token=expired, access_expires_at=rfc3339(600))
-    await create_quiz(page, "Refreshed after a refusal")
+    await play_once(page)
     third = (await stored_session(page))["session"]
     assert calls.refreshes == 2
     assert calls.create_tokens[1:] == [expired, third["access_token"]]
 
     # A refresh token that was already used ends the session: back to signing in,
     # told why, and the quiz being written is still there afterwards.
+    await write_quiz(page, "Written while the session ended")
     await change_stored_session(
         page, refresh_token=first["refresh_token"], access_expires_at=rfc3339(0)
     )
-    await write_quiz(page, "Written while the session ended")
-    await page.get_by_role("button", name="Create quiz").click()
+    await page.get_by_role("button", name="Play once without saving").click()
     await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     await expect(page.get_by_text("Your session has ended")).to_be_visible()
     assert await stored_session(page) is None

@@ -56,7 +56,7 @@ async def create_quiz_in_the_form(host: User, token: str, *, instant_feedback: b
         await fields.get_by_label(f"{LETTERS[question['correct']]} is correct").check()
         await fields.get_by_label("Seconds to answer").fill(str(question.get("seconds", 60)))
     await host.shot("quiz-form")
-    await page.get_by_role("button", name="Create quiz").click()
+    await page.get_by_role("button", name="Play once without saving").click()
     code = page.get_by_test_id("quiz-code")
     await expect(code).to_have_text(re.compile(r"^[A-Z0-9]{8}$"))
     return await code.inner_text()

@@ -167,7 +167,7 @@ async def test_a_pasted_quiz_file_fills_the_form(
         "How many hearts does an octopus have?"
     )
     await expect(third.get_by_label("C is correct")).to_be_checked()
-    await page.get_by_role("button", name="Create quiz").click()
+    await page.get_by_role("button", name="Play once without saving").click()
     quiz_id = await page.get_by_test_id("quiz-code").inner_text()
 
     quiz = (await HttpApi(http).call("GetQuiz", {"quiz_id": quiz_id}))["quiz"]

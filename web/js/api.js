@@ -104,6 +104,7 @@ async function call(method, path, { token, body, query } = {}) {
 }
 
 const quiz = (id) => `/v1/quizzes/${encodeURIComponent(id)}`;
+const libraryQuiz = (id) => `/v1/library/quizzes/${encodeURIComponent(id)}`;
 
 /** One function per RPC; names and fields follow the protos. */
 export const api = {
@@ -116,6 +117,8 @@ export const api = {
   advanceQuestion: (hostToken, quizId) =>
     call("POST", `${quiz(quizId)}:advance`, { token: hostToken, body: {} }),
   closeQuiz: (hostToken, quizId) => call("POST", `${quiz(quizId)}:close`, { token: hostToken, body: {} }),
+  setLobby: (hostToken, quizId, locked) =>
+    call("POST", `${quiz(quizId)}:lobby`, { token: hostToken, body: { locked } }),
   submitAnswer: (playerToken, quizId, questionIndex, choiceIndex) =>
     call("POST", `${quiz(quizId)}/answers`, {
       token: playerToken,
@@ -127,6 +130,26 @@ export const api = {
     call("GET", `${quiz(quizId)}/leaderboard`, { query: { page_size: pageSize } }),
   getPlayerRank: (quizId, playerId, neighbours) =>
     call("GET", `${quiz(quizId)}/players/${encodeURIComponent(playerId)}/rank`, { query: { neighbours } }),
+  // The host's quiz library (library.proto): all with the host's token. `content` is
+  // {title, questions, instant_feedback, allow_late_join}, as in CreateQuiz.
+  createLibraryQuiz: (hostToken, content) =>
+    call("POST", "/v1/library/quizzes", { token: hostToken, body: content }),
+  listLibraryQuizzes: (hostToken, pageSize, pageToken) =>
+    call("GET", "/v1/library/quizzes", {
+      token: hostToken,
+      query: { page_size: pageSize, page_token: pageToken },
+    }),
+  getLibraryQuiz: (hostToken, id) => call("GET", libraryQuiz(id), { token: hostToken }),
+  updateLibraryQuiz: (hostToken, id, content, expectedVersion) =>
+    call("POST", `${libraryQuiz(id)}:update`, {
+      token: hostToken,
+      body: { ...content, expected_version: expectedVersion },
+    }),
+  duplicateLibraryQuiz: (hostToken, id) =>
+    call("POST", `${libraryQuiz(id)}:duplicate`, { token: hostToken, body: {} }),
+  deleteLibraryQuiz: (hostToken, id) =>
+    call("POST", `${libraryQuiz(id)}:delete`, { token: hostToken, body: {} }),
+  playLibraryQuiz: (hostToken, id) => call("POST", `${libraryQuiz(id)}:play`, { token: hostToken, body: {} }),
   // Host accounts (account.proto): all made without a token.
   signUp: (request) => call("POST", "/v1/accounts", { body: request }),
   signIn: (email, password) => call("POST", "/v1/sessions", { body: { email, password } }),

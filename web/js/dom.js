@@ -70,6 +70,19 @@ export function errorBox() {
       fill(box, prefix ? h("strong", { text: `${prefix} ` }) : null, sentence(message));
       box.hidden = false;
     },
+    /** A heading and the list of things to fix ("Please fix:" and each problem). */
+    showList(heading, items) {
+      fill(
+        box,
+        h("strong", { text: heading }),
+        h(
+          "ul",
+          {},
+          items.map((item) => h("li", { text: item })),
+        ),
+      );
+      box.hidden = false;
+    },
     clear() {
       box.hidden = true;
       box.replaceChildren();

@@ -47,6 +47,8 @@ export class PlayerGame {
       quizState: null,
       questionCount: 0,
       instantFeedback: false, // results told as players answer (a practice quiz)
+      allowLateJoin: false, // players may join while the quiz runs
+      lobbyLocked: false, // the host has locked the lobby: nobody can join
       question: null, // the current question (QuestionView)
       reveals: new Map(), // question index -> correct choice, once closed
       answers: new Map(), // question index -> AnswerResult (revealed, or withheld while open)
@@ -120,8 +122,7 @@ export class PlayerGame {
     };
     playerSessions.save(this.quizId, session);
     this.me = session;
-    this.applyQuiz(joined.quiz);
-    this.phase = "lobby";
+    this.applyQuiz(joined.quiz); // a late joiner lands on the open question
     this.notice = null;
     this.startStreams(0);
     this.change("screen");
@@ -165,6 +166,8 @@ export class PlayerGame {
     this.quizState = STATES[quiz.state] ?? null;
     this.questionCount = quiz.question_count;
     this.instantFeedback = Boolean(quiz.instant_feedback);
+    this.allowLateJoin = Boolean(quiz.allow_late_join);
+    this.lobbyLocked = Boolean(quiz.lobby_locked);
     for (const q of quiz.questions ?? []) {
       if (q.correct_choice !== undefined && q.correct_choice !== null)
         this.reveals.set(q.index, q.correct_choice);

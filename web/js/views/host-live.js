@@ -24,9 +24,12 @@ export function mountHostLive(root, { quizId }) {
     reveals: new Map(),
     snapshot: null,
     players: 0,
+    allowLateJoin: false,
+    lobbyLocked: false,
   };
   let stream = null;
   let timer = null;
+  let unmounted = false; // replies that arrive after the host left change nothing
   let shown = "";
   let restoreFocus = false;
   let controlsKey = "";
@@ -51,7 +54,7 @@ export function mountHostLive(root, { quizId }) {
       { class: "host-live" },
       h("div", { class: "host-head" }, h("h1", { class: "host-title", id: "host-title" }), status, controls),
       alert.el,
-      h("div", { class: "host-body" }, h("div", { class: "host-main" }, stage, share), side),
+      h("div", { class: "host-body" }, h("div", { class: "host-main" }, stage, share.el), side),
     ),
   );
 
@@ -113,7 +116,7 @@ export function mountHostLive(root, { quizId }) {
     const revealed = Boolean(game.question) && game.reveals.has(game.question.index);
     // Rebuilt only when they change: events arrive all the time, and rebuilding
     // would take the keyboard focus away from the button the host is on.
-    const key = `${game.state}:${last}:${revealed}:${hosting}`;
+    const key = `${game.state}:${last}:${revealed}:${hosting}:${game.lobbyLocked}`;
     if (key === controlsKey) return;
     controlsKey = key;
     const buttons = [];
@@ -134,16 +137,29 @@ export function mountHostLive(root, { quizId }) {
     } else if (game.state === "CLOSED") {
       buttons.push(h("a", { class: "button", href: "#/host", text: "New quiz" }));
     }
+    if (hosting && joinable()) buttons.push(lobbyButton());
     fill(controls, buttons);
     // Keep the keyboard where it was: the host presses Next again and again.
     if (restoreFocus) controls.querySelector(".primary, button, a")?.focus();
     restoreFocus = false;
   }
 
+  function lobbyButton() {
+    const lock = !game.lobbyLocked;
+    return button(lock ? "Lock lobby" : "Unlock lobby", () =>
+      act(lock ? "lock the lobby" : "unlock the lobby", (token, id) => api.setLobby(token, id, lock)),
+    );
+  }
+
   // --- State ------------------------------------------------------------------
+
+  /** Whether the quiz lets players join now, the lobby aside. */
+  const joinable = () => game.state === "OPEN" || (game.state === "RUNNING" && game.allowLateJoin);
 
   function applyQuiz(quiz) {
     game.title = quiz.title;
+    game.allowLateJoin = Boolean(quiz.allow_late_join);
+    game.lobbyLocked = Boolean(quiz.lobby_locked);
     game.state = STATES[quiz.state] ?? null;
     game.count = quiz.question_count;
     game.players = Math.max(game.players, quiz.player_count ?? 0);
@@ -193,9 +209,11 @@ export function mountHostLive(root, { quizId }) {
   };
 
   function render() {
+    if (unmounted) return;
     document.getElementById("host-title").textContent = game.title || `Quiz ${quizId}`;
     status.textContent = statusText();
     renderControls();
+    share.shut(whyShut());
     const key = screenKey();
     if (key !== shown) {
       shown = key;
@@ -210,8 +228,16 @@ export function mountHostLive(root, { quizId }) {
     document.querySelector(".host-live")?.classList.toggle("is-closed", game.state === "CLOSED");
   }
 
+  /** Why nobody can join now, or null when they can. */
+  function whyShut() {
+    if (game.state === "RUNNING" && !game.allowLateJoin) return "Joining closed: the quiz has started";
+    if (game.lobbyLocked && joinable()) return "Lobby locked: nobody can join now";
+    return null;
+  }
+
   function statusText() {
-    if (game.state === "OPEN") return `Open for joining · ${game.players} joined`;
+    if (game.state === "OPEN")
+      return `${game.lobbyLocked ? "Lobby locked" : "Open for joining"} · ${game.players} joined`;
     if (game.state === "RUNNING" && game.question)
       return `Question ${game.question.index + 1} of ${game.count}`;
     if (game.state === "CLOSED") return "Finished";
@@ -319,6 +345,7 @@ export function mountHostLive(root, { quizId }) {
       );
       return;
     }
+    if (unmounted) return;
     render();
     focusHeading(root);
     // Anyone may watch a quiz's events; the host's view needs no token for it.
@@ -337,6 +364,7 @@ export function mountHostLive(root, { quizId }) {
   })();
 
   return () => {
+    unmounted = true;
     stream?.stop();
     timer?.stop();
     connectionStatus("");

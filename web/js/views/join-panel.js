@@ -1,14 +1,17 @@
 // The host screen's "join at" panel: the link players open, its QR code for phones
 // and the quiz code; where only this machine can open the link (the host opened
 // localhost and no public URL is set), it says what to do instead of a QR code.
+// While nobody can join (the lobby locked, the quiz started), it says so below them.
 
 import { fill, h } from "../dom.js";
 import { joinLink } from "../join-link.js";
 import { qrImage } from "../qr.js";
 
-/** The panel, filled once the link is known; `alert` (an errorBox) shows problems. */
+/** {el: the panel, filled once the link is known, shut(why)}; `alert` (an
+ * errorBox) shows problems. */
 export function joinPanel(quizId, alert) {
-  const panel = h("div", { class: "share" });
+  const note = h("p", { class: "share-note", role: "status", "data-testid": "join-note", hidden: true });
+  const panel = h("div", { class: "share" }, note);
   joinLink(quizId).then(({ url, forPhones }) => {
     const copy = h("button", {
       type: "button",
@@ -49,7 +52,16 @@ export function joinPanel(quizId, alert) {
             h("code", { text: "QUIZMESH_PUBLIC_URL" }),
             "): the link and its QR code then use it.",
           ),
+      note, // last: below the code and QR code, across the panel
     );
   });
-  return panel;
+  return {
+    el: panel,
+    /** Says why nobody can join now ("Lobby locked…"), or that they can (null). */
+    shut(why) {
+      note.textContent = why ?? "";
+      note.hidden = !why;
+      panel.classList.toggle("is-shut", Boolean(why));
+    },
+  };
 }

@@ -173,19 +173,42 @@ export function mountPlayer(root, { quizId }) {
     ];
   }
 
+  /** Why this quiz cannot be joined now, or null. A lock can be lifted: the player
+   * may look again. */
+  function whyNoJoining() {
+    if (game.quizState === "CLOSED") return { text: "This quiz has finished." };
+    if (game.quizState === "RUNNING" && !game.allowLateJoin)
+      return { text: "This quiz has already started; joining is closed." };
+    if (game.lobbyLocked) {
+      const text = "The host has locked this quiz: nobody can join now. Ask the host to unlock it.";
+      return { text, again: true };
+    }
+    return null;
+  }
+
   function joinScreen() {
     const title = game.title ? `Join “${game.title}”` : `Join quiz ${quizId}`;
-    if (game.quizState !== "OPEN") {
+    const shut = whyNoJoining();
+    if (shut) {
       return [
         h("h1", { text: title }),
         game.notice && h("p", { class: "notice", text: sentence(game.notice) }),
-        h("p", {
-          text:
-            game.quizState === "CLOSED"
-              ? "This quiz has finished."
-              : "This quiz has already started; joining is closed.",
-        }),
-        h("p", {}, h("a", { href: "#/", class: "button", text: "Enter another code" })),
+        h("p", { "data-testid": "join-closed", text: shut.text }),
+        h(
+          "p",
+          { class: "row" },
+          shut.again &&
+            h("button", {
+              type: "button",
+              class: "primary",
+              text: "Try again",
+              onclick: async () => {
+                await game.prepareJoin();
+                if (game.lobbyLocked) announce("Still locked.");
+              },
+            }),
+          h("a", { href: "#/", class: "button", text: "Enter another code" }),
+        ),
       ];
     }
     const input = h("input", {
@@ -231,6 +254,12 @@ export function mountPlayer(root, { quizId }) {
     return [
       h("h1", { text: title }),
       game.notice && h("p", { class: "notice", text: sentence(game.notice) }),
+      game.quizState === "RUNNING" &&
+        h("p", {
+          class: "lead",
+          "data-testid": "late-join",
+          text: "The quiz has started: you join with 0 points and play from the current question.",
+        }),
       form,
     ];
   }
