@@ -25,6 +25,7 @@ from services.live.layout import (
     QuestionSpec,
     answer_count_field,
     answer_field,
+    choice_count_field,
     pack,
     points_of,
 )
@@ -123,8 +124,11 @@ def test_every_state_field_the_scripts_name_is_in_the_layout() -> None:
             for name in re.findall(r"'([^']*)'", call.group(1)):
                 named.setdefault(name.rstrip(":"), set()).add(script.name)
     assert named, "no state hash access found: the pattern is stale"
-    assert set(named) - declared <= {"answers"}, named  # answers:<q>, answer_count_field
+    # Per-question fields: answers:<q> (answer_count_field), choices:<q>:<c>
+    # (choice_count_field).
+    assert set(named) - declared <= {"answers", "choices"}, named
     assert answer_count_field(3) == "answers:3"
+    assert choice_count_field(3, 1) == "choices:3:1"
 
 
 async def test_a_published_quiz_is_judged_scored_and_read_as_the_layout_says(
