@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 from devstack import infra, mariadb, scratch
 from devstack.gateway import REPO, EnvoyProcess, local_gateway, write_envoy_config
 from services.identity.keys import ensure_dev_keys
+from tests.api import Api, GrpcApi, HttpApi
 from tests.stack import Backends, Stack, forget, running_stack
 
 DEFAULT_MYSQL = "mysql+aiomysql://root@127.0.0.1:3306/test"
@@ -134,6 +135,19 @@ async def gateway(
 async def http(gateway: EnvoyProcess) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
         yield client
+
+
+@pytest.fixture(params=["grpc", "http"])
+async def either_api(
+    request: pytest.FixtureRequest, stack: Stack, gateway: EnvoyProcess
+) -> AsyncIterator[Api]:
+    """The suite's stack over each public surface in turn: native gRPC to the
+    services, and HTTP/JSON through Envoy."""
+    if request.param == "grpc":
+        yield GrpcApi(stack.channels)
+        return
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
+        yield HttpApi(client)
 
 
 @pytest.fixture(scope="module")

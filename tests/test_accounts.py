@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -19,7 +18,7 @@ from services.database.tables import host_sessions, hosts
 from services.mesh.app import ServiceApp
 from services.quiz import server as quiz_server
 from services.quiz.config import Settings as QuizSettings
-from tests.api import Api, ApiError, GrpcApi, HttpApi
+from tests.api import Api, ApiError, GrpcApi
 from tests.game import REFERENCE_QUIZ
 from tests.stack import Stack
 
@@ -34,15 +33,9 @@ def sign_up_request(email: str, password: str = PASSWORD, **more: str) -> dict[s
     return {"email": email, "password": password, "display_name": "Ms Ada", **more}
 
 
-@pytest.fixture(params=["grpc", "http"])
-async def api(
-    request: pytest.FixtureRequest, stack: Stack, gateway: EnvoyProcess
-) -> AsyncIterator[Api]:
-    if request.param == "grpc":
-        yield GrpcApi(stack.channels)
-        return
-    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
-        yield HttpApi(client)
+@pytest.fixture
+def api(either_api: Api) -> Api:
+    return either_api
 
 
 async def refused(call: Any) -> ApiError:

@@ -5,15 +5,12 @@ host locks and unlocks; over gRPC and HTTP through Envoy."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-import httpx
 import pytest
 
-from devstack.gateway import EnvoyProcess
-from tests.api import Api, ApiError, GrpcApi, HttpApi
+from tests.api import Api, ApiError
 from tests.game import join
 from tests.stack import Stack
 
@@ -28,15 +25,9 @@ QUIZ: dict[str, Any] = {
 }
 
 
-@pytest.fixture(params=["grpc", "http"])
-async def api(
-    request: pytest.FixtureRequest, stack: Stack, gateway: EnvoyProcess
-) -> AsyncIterator[Api]:
-    if request.param == "grpc":
-        yield GrpcApi(stack.channels)
-        return
-    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
-        yield HttpApi(client)
+@pytest.fixture
+def api(either_api: Api) -> Api:
+    return either_api
 
 
 @pytest.fixture
