@@ -87,7 +87,8 @@ function url(path, query = {}) {
   return q ? `${path}?${q}` : path;
 }
 
-async function call(method, path, { token, body, query } = {}) {
+/** `read` takes the body of a successful response: JSON unless told otherwise. */
+async function call(method, path, { token, body, query, read = (response) => response.json() } = {}) {
   let response;
   try {
     response = await fetch(url(path, query), {
@@ -100,7 +101,7 @@ async function call(method, path, { token, body, query } = {}) {
     throw new ApiError(Code.UNAVAILABLE, OFFLINE, 0);
   }
   if (!response.ok) throw await errorOf(response);
-  return response.json();
+  return read(response);
 }
 
 const quiz = (id) => `/v1/quizzes/${encodeURIComponent(id)}`;
@@ -112,6 +113,13 @@ export const api = {
   getQuiz: (quizId, token) => call("GET", quiz(quizId), { token }),
   listQuizzes: (pageSize, pageToken) =>
     call("GET", "/v1/quizzes", { query: { page_size: pageSize, page_token: pageToken } }),
+  // The host's own games, newest first (their history).
+  listMyQuizzes: (hostToken, pageSize, pageToken) =>
+    call("GET", "/v1/quizzes", { token: hostToken, query: { mine: true, page_size: pageSize, page_token: pageToken } }),
+  getQuizReport: (hostToken, quizId) => call("GET", `${quiz(quizId)}/report`, { token: hostToken }),
+  // The body as it came (a Blob of text/csv), so a download keeps its bytes.
+  getQuizReportCsv: (hostToken, quizId) =>
+    call("GET", `${quiz(quizId)}/report:csv`, { token: hostToken, read: (response) => response.blob() }),
   joinQuiz: (quizId, nickname) => call("POST", `${quiz(quizId)}:join`, { body: { nickname } }),
   startQuiz: (hostToken, quizId) => call("POST", `${quiz(quizId)}:start`, { token: hostToken, body: {} }),
   advanceQuestion: (hostToken, quizId) =>

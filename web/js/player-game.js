@@ -51,6 +51,7 @@ export class PlayerGame {
       lobbyLocked: false, // the host has locked the lobby: nobody can join
       question: null, // the current question (QuestionView)
       reveals: new Map(), // question index -> correct choice, once closed
+      counts: new Map(), // question index -> how many chose each choice, from its QuestionClosed
       answers: new Map(), // question index -> AnswerResult (revealed, or withheld while open)
       sending: null, // the choice being submitted
       score: 0,
@@ -234,8 +235,9 @@ export class PlayerGame {
         this.phase = this.reveals.has(question.index) ? "closed" : "question";
       }
     } else if (event.question_closed) {
-      const { index, correct_choice: correct } = event.question_closed;
+      const { index, correct_choice: correct, choice_counts: counts } = event.question_closed;
       this.reveals.set(index, correct ?? 0);
+      if (counts) this.counts.set(index, counts);
       if (this.question?.index === index && this.phase === "question") this.phase = "closed";
     } else if (event.quiz_closed) {
       this.quizState = "CLOSED";

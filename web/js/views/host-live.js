@@ -6,6 +6,7 @@ import { api, ApiError, Code, millis, watchQuiz } from "../api.js";
 import { Leaderboard, podium } from "../board.js";
 import { countdown, ServerClock, timed } from "../clock.js";
 import { announce, connectionStatus, errorBox, fill, focusHeading, formatNumber, h } from "../dom.js";
+import { distribution } from "../distribution.js";
 import { asHost, signedInHost, SignedOut } from "../host-session.js";
 import { joinPanel } from "./join-panel.js";
 
@@ -22,6 +23,7 @@ export function mountHostLive(root, { quizId }) {
     count: 0,
     question: null, // current QuestionView
     reveals: new Map(),
+    counts: new Map(), // question index -> choice_counts, from its QuestionClosed
     snapshot: null,
     players: 0,
     allowLateJoin: false,
@@ -187,7 +189,9 @@ export function mountHostLive(root, { quizId }) {
         game.question = question;
       }
     } else if (event.question_closed) {
-      game.reveals.set(event.question_closed.index, event.question_closed.correct_choice ?? 0);
+      const { index, correct_choice: correct, choice_counts: counts } = event.question_closed;
+      game.reveals.set(index, correct ?? 0);
+      if (counts) game.counts.set(index, counts);
     } else if (event.quiz_closed) {
       game.state = "CLOSED";
     } else if (event.leaderboard_changed) {
@@ -287,6 +291,8 @@ export function mountHostLive(root, { quizId }) {
           ),
         ),
       ),
+      // Filled in place: the reveal may show (the host's own reply) before its event.
+      closed && h("div", { class: "distribution-slot" }),
     ];
   }
 
@@ -314,6 +320,10 @@ export function mountHostLive(root, { quizId }) {
           h("li", { class: "chip", text: `+${game.players - names.length} more` }),
       );
     }
+    const bars = stage.querySelector(".distribution-slot");
+    const q = game.question;
+    if (bars && !bars.firstChild && game.counts.has(q.index))
+      fill(bars, distribution(q.choices, game.counts.get(q.index), game.reveals.get(q.index), { large: true }));
     const slot = stage.querySelector(".podium-slot");
     if (slot) fill(slot, podium(game.snapshot?.entries ?? []));
   }

@@ -1,12 +1,13 @@
 // The host's desk: sign in (host-sign-in.js), the quiz library (host-library.js),
 // the quiz form (quiz-form.js) that writes a quiz or edits one of the library, and
-// the games played recently.
+// the host's recent games, each with its report (host-report.js).
 
 import { api } from "../api.js";
 import { announce, fill, focusHeading, h } from "../dom.js";
-import { signedInHost, signOut, whySignedOut } from "../host-session.js";
+import { asHost, signedInHost, SignedOut, signOut, whySignedOut } from "../host-session.js";
 import { blankQuiz } from "../quiz-draft.js";
 import { quizLibrary } from "./host-library.js";
+import { quizReport } from "./host-report.js";
 import { signInPanel } from "./host-sign-in.js";
 import { quizForm } from "./quiz-form.js";
 
@@ -70,7 +71,7 @@ export function mountHost(root) {
       ),
       library.el,
       form.el,
-      recentGames(host.id),
+      recentGames(signedOut),
     );
   }
 
@@ -78,36 +79,44 @@ export function mountHost(root) {
   return () => {};
 }
 
-/** The games this host made lately (from the library or played once), to go back
- * to a big screen. */
-function recentGames(hostId) {
+/** The host's own games, newest first (their history): back to a game's big
+ * screen, or its report once it has started. */
+function recentGames(signedOut) {
   const list = h("ul", { class: "quiz-list" }, h("li", { text: "Loading…" }));
+  const report = h("div");
   const section = h(
     "section",
     { class: "card stack", "aria-labelledby": "games-title" },
     h("h2", { id: "games-title", text: "Your recent games" }),
     list,
+    report,
   );
-  api
-    .listQuizzes(100)
-    .then(({ quizzes = [] }) => {
-      const mine = quizzes.filter((q) => q.host === hostId);
-      fill(
-        list,
-        mine.length
-          ? mine.map((q) =>
-              h(
-                "li",
-                {},
-                h("a", { href: `#/host/${q.quiz_id}`, text: q.title }),
-                ` · ${q.quiz_id} · ${STATE_NAMES[q.state] ?? q.state} · ${q.player_count} players`,
-              ),
-            )
-          : h("li", { text: "None yet." }),
-      );
-    })
-    .catch((error) =>
-      fill(list, h("li", { class: "field-error", text: `Could not list games: ${error.message}` })),
+  const showReport = (quiz) => {
+    fill(report, quizReport(quiz, { signedOut, onClose: () => fill(report) }));
+    const title = report.querySelector("#report-title");
+    title.setAttribute("tabindex", "-1");
+    title.focus();
+  };
+  const game = (q) =>
+    h(
+      "li",
+      {},
+      h("a", { href: `#/host/${q.quiz_id}`, text: q.title }),
+      ` · ${q.quiz_id} · ${STATE_NAMES[q.state] ?? q.state} · ${q.player_count ?? 0} players `,
+      q.state !== "QUIZ_STATE_OPEN" &&
+        h("button", {
+          type: "button",
+          class: "small",
+          text: "Report",
+          "aria-label": `Report of ${q.title} (${q.quiz_id})`,
+          onclick: () => showReport(q),
+        }),
     );
+  asHost((token) => api.listMyQuizzes(token, 20))
+    .then(({ quizzes = [] }) => fill(list, quizzes.length ? quizzes.map(game) : h("li", { text: "None yet." })))
+    .catch((error) => {
+      if (error instanceof SignedOut) signedOut();
+      else fill(list, h("li", { class: "field-error", text: `Could not list games: ${error.message}` }));
+    });
   return section;
 }

@@ -19,6 +19,7 @@ import {
   sentence,
   srOnly,
 } from "../dom.js";
+import { distribution } from "../distribution.js";
 import { PlayerGame } from "../player-game.js";
 
 const SHAPES = ["▲", "◆", "●", "■", "★", "✚"];
@@ -447,7 +448,11 @@ export function mountPlayer(root, { quizId }) {
       "data-testid": "answer-result",
       text: first.text,
     });
+    // The counts come with the question's QuestionClosed, which may follow the reveal.
+    const bars = h("div", { class: "distribution-slot" });
     updateScreen = () => {
+      if (!bars.firstChild && game.counts.has(q.index))
+        fill(bars, distribution(q.choices, game.counts.get(q.index), correct));
       const now = verdict();
       if (now.text === result.textContent) return;
       result.textContent = now.text;
@@ -465,6 +470,7 @@ export function mountPlayer(root, { quizId }) {
       ),
       result,
       choiceButtons(q, { answered: game.answers.get(q.index), correct }),
+      bars,
       h("p", {
         class: "lead",
         text: last ? "That was the last question. Final results coming…" : "Get ready for the next question…",
