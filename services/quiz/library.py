@@ -77,10 +77,7 @@ class LibraryService(library_pb2_grpc.LibraryServiceServicer):
         self, request: library_pb2.GetLibraryQuizRequest, context: Context
     ) -> library_pb2.GetLibraryQuizResponse:
         record = await self._owned(request.library_quiz_id, context)
-        played = await self.store.games_played([record.id])
-        return library_pb2.GetLibraryQuizResponse(
-            library_quiz=self._view(record, played.get(record.id, 0))
-        )
+        return library_pb2.GetLibraryQuizResponse(library_quiz=await self._played_view(record))
 
     async def ListLibraryQuizzes(
         self, request: library_pb2.ListLibraryQuizzesRequest, context: Context
@@ -110,7 +107,8 @@ class LibraryService(library_pb2_grpc.LibraryServiceServicer):
             now_ms(),
             request.expected_version if request.HasField("expected_version") else None,
         )
-        return library_pb2.UpdateLibraryQuizResponse(library_quiz=await self._fresh(record.id))
+        saved = await self.store.get(record.id)
+        return library_pb2.UpdateLibraryQuizResponse(library_quiz=await self._played_view(saved))
 
     async def DuplicateLibraryQuiz(
         self, request: library_pb2.DuplicateLibraryQuizRequest, context: Context
@@ -166,8 +164,8 @@ class LibraryService(library_pb2_grpc.LibraryServiceServicer):
             )
         return record
 
-    async def _fresh(self, library_quiz_id: str) -> library_pb2.LibraryQuiz:
-        record = await self.store.get(library_quiz_id)
+    async def _played_view(self, record: LibraryRecord) -> library_pb2.LibraryQuiz:
+        """The quiz with how many games were made from it."""
         played = await self.store.games_played([record.id])
         return self._view(record, played.get(record.id, 0))
 

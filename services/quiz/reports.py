@@ -12,6 +12,7 @@ from google.api import httpbody_pb2
 from quizmesh.quiz.v1 import quiz_pb2
 
 from services.database.records import Question, QuizRecord
+from services.live.layout import Answer
 from services.mesh.errors import Reason, Unavailable
 from services.quiz.report_store import GameRecord, ReportSource
 
@@ -74,7 +75,15 @@ class Reports:
                 taken = _taken(game, q.index, answer.answered_ms)
                 if taken is not None:
                     entry.time_taken_ms = taken
-        outcomes = [_outcome(game, q) for q in questions if q.index <= quiz.current_question]
+        # Each question's answers, gathered in one pass over the game's.
+        by_question: dict[int, list[Answer]] = {}
+        for (index, _), answer in game.answers.items():
+            by_question.setdefault(index, []).append(answer)
+        outcomes = [
+            _outcome(game, q, by_question.get(q.index, []))
+            for q in questions
+            if q.index <= quiz.current_question
+        ]
         report.questions.extend(sorted(outcomes, key=_hardness))
         return report
 
@@ -117,8 +126,7 @@ def _taken(game: GameRecord, question: int, answered_ms: int) -> int | None:
     return None if opened is None else max(0, answered_ms - opened)
 
 
-def _outcome(game: GameRecord, q: Question) -> quiz_pb2.QuestionReport:
-    given = [a for (index, _), a in game.answers.items() if index == q.index]
+def _outcome(game: GameRecord, q: Question, given: list[Answer]) -> quiz_pb2.QuestionReport:
     counts = [0] * len(q.choices)
     for a in given:
         if 0 <= a.choice_index < len(counts):
